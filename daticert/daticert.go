@@ -316,7 +316,7 @@ func Parse(data []byte) (*Postacert, error) {
 	if err := checkElementContent(data); err != nil {
 		return nil, err
 	}
-	p := &Postacert{Tipo: Tipo(strings.TrimSpace(d.Tipo))}
+	p := &Postacert{Tipo: Tipo(strings.TrimSpace(d.Tipo)), Errore: Nessuno} // the DTD default
 	if d.Errore != nil {
 		p.Errore = Errore(strings.TrimSpace(*d.Errore))
 	}
