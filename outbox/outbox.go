@@ -1,0 +1,261 @@
+// Package outbox sends the generated messages (receipts, notices) that the
+// store holds in its outbox to an SMTP listener: the Postfix re-injection
+// smtpd (one without milters).
+//
+// An item is marked sent only after the server answered 250 to DATA, so a
+// crash at any point loses nothing; the price is that a crash between that
+// 250 and MarkSent sends the item again (at-least-once). Run exactly one
+// Sender per store.
+package outbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"github.com/pecgo/pec/store"
+)
+
+// Sender drains the outbox of Store to Addr.
+type Sender struct {
+	Store    *store.Store
+	Addr     string                           // host:port of the Postfix re-injection listener
+	Helo     string                           // default "localhost"
+	Now      func() time.Time                 // default time.Now
+	Logger   *slog.Logger                     // default slog.Default()
+	Backoff  func(attempts int) time.Duration // delay after the attempts-th failure; default DefaultBackoff
+	Interval time.Duration                    // poll interval; default 2s
+
+	once  sync.Once
+	kick  chan struct{}
+	drain sync.Mutex // one pass at a time
+}
+
+// batch is how many items DrainOnce fetches at a time.
+const batch = 100
+
+// DefaultBackoff is 1m after the first failure, then doubling, capped at 1h.
+func DefaultBackoff(attempts int) time.Duration {
+	if attempts < 1 {
+		attempts = 1
+	}
+	if attempts > 7 { // 2^6 min > 1h
+		return time.Hour
+	}
+	return min(time.Minute<<(attempts-1), time.Hour)
+}
+
+func (s *Sender) init() {
+	s.once.Do(func() { s.kick = make(chan struct{}, 1) })
+}
+
+func (s *Sender) now() time.Time {
+	if s.Now != nil {
+		return s.Now()
+	}
+	return time.Now()
+}
+
+func (s *Sender) log() *slog.Logger {
+	if s.Logger != nil {
+		return s.Logger
+	}
+	return slog.Default()
+}
+
+// Kick wakes Run up for a pass now (e.g. right after a Commit). It never
+// blocks; kicks while a pass is pending coalesce.
+func (s *Sender) Kick() {
+	s.init()
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Run drains the outbox every Interval and whenever Kick is called, until
+// ctx is done; then it returns nil. Errors of a pass are logged, not returned.
+func (s *Sender) Run(ctx context.Context) error {
+	s.init()
+	interval := s.Interval
+	if interval <= 0 {
+		interval = 2 * time.Second
+	}
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		case <-s.kick:
+		}
+		if _, err := s.DrainOnce(ctx); err != nil && ctx.Err() == nil {
+			s.log().Warn("outbox: pass stopped", "addr", s.Addr, "error", err.Error())
+		}
+		if !t.Stop() {
+			select {
+			case <-t.C:
+			default:
+			}
+		}
+		t.Reset(interval)
+	}
+}
+
+// DrainOnce makes one pass over the items due now, sending each once, oldest
+// first, over one SMTP connection. It returns how many were sent. It stops
+// early (leaving the rest due) and returns an error when the server cannot
+// be reached or the connection breaks, or when the store fails; a refused
+// message only schedules that item for a retry.
+func (s *Sender) DrainOnce(ctx context.Context) (sent int, err error) {
+	s.drain.Lock()
+	defer s.drain.Unlock()
+	var c *smtp.Client
+	var stop func() bool
+	hangUp := func() {
+		if c != nil {
+			c.Quit() // also closes; errors are irrelevant here
+			c.Close()
+			stop()
+			c = nil
+		}
+	}
+	defer hangUp()
+	var maxSeen int64
+	for {
+		if err := ctx.Err(); err != nil {
+			return sent, err
+		}
+		items, err := s.Store.DuePending(s.now(), batch)
+		if err != nil {
+			return sent, err
+		}
+		progressed := false
+		for _, it := range items {
+			if it.ID <= maxSeen {
+				continue // already tried in this pass (a zero backoff)
+			}
+			maxSeen, progressed = it.ID, true
+			if err := ctx.Err(); err != nil {
+				return sent, err
+			}
+			if c == nil {
+				if c, stop, err = s.dial(ctx); err != nil {
+					if serr := s.failed(it, err); serr != nil {
+						return sent, serr
+					}
+					return sent, err
+				}
+			}
+			err := send(c, it)
+			if err == nil {
+				if err := s.Store.MarkSent(it.ID, s.now()); err != nil {
+					// Delivered but not recorded: it will be sent again.
+					s.log().Error("outbox: sent but could not mark sent; it will be sent again",
+						itemAttrs(it, "error", err.Error())...)
+					return sent, err
+				}
+				sent++
+				s.log().Info("outbox: sent", itemAttrs(it, "attempts", it.Attempts+1)...)
+				continue
+			}
+			if serr := s.failed(it, err); serr != nil {
+				return sent, serr
+			}
+			var se *smtp.SMTPError
+			if !errors.As(err, &se) {
+				// Connection-level failure: the rest waits for the next pass.
+				return sent, err
+			}
+			if rerr := c.Reset(); rerr != nil {
+				hangUp() // e.g. after a 421; redial for the next item
+			}
+		}
+		if !progressed || len(items) < batch {
+			return sent, nil
+		}
+	}
+}
+
+// dial connects and greets; stop must be called when done with the client.
+func (s *Sender) dial(ctx context.Context) (c *smtp.Client, stop func() bool, err error) {
+	d := net.Dialer{Timeout: 30 * time.Second}
+	conn, err := d.DialContext(ctx, "tcp", s.Addr)
+	if err != nil {
+		return nil, nil, err
+	}
+	c = smtp.NewClient(conn)
+	c.CommandTimeout = time.Minute
+	c.SubmissionTimeout = 5 * time.Minute
+	// Cancelling ctx aborts a send in progress.
+	stop = context.AfterFunc(ctx, func() { conn.Close() })
+	helo := s.Helo
+	if helo == "" {
+		helo = "localhost"
+	}
+	if err := c.Hello(helo); err != nil {
+		c.Close()
+		stop()
+		return nil, nil, err
+	}
+	return c, stop, nil
+}
+
+// send transmits one item; nil means the server answered 250 to DATA.
+func send(c *smtp.Client, it store.Queued) error {
+	if err := c.Mail(it.MailFrom, nil); err != nil {
+		return err
+	}
+	for _, r := range it.Rcpts {
+		if err := c.Rcpt(r, nil); err != nil {
+			return err
+		}
+	}
+	w, err := c.Data()
+	if err != nil {
+		return err
+	}
+	if _, err := w.Write(it.Data); err != nil {
+		w.Close()
+		return err
+	}
+	return w.Close()
+}
+
+// failed schedules a retry of it after err and logs it: a permanent (5xx)
+// refusal at error level, since a receipt must never be dropped silently and
+// an operator has to look; anything else at warning level.
+func (s *Sender) failed(it store.Queued, err error) error {
+	backoff := s.Backoff
+	if backoff == nil {
+		backoff = DefaultBackoff
+	}
+	attempts := it.Attempts + 1
+	next := s.now().Add(backoff(attempts))
+	attrs := itemAttrs(it, "attempts", attempts, "next_try", next, "error", err.Error())
+	var se *smtp.SMTPError
+	if errors.As(err, &se) && se.Code >= 500 {
+		s.log().Error("outbox: refused permanently; kept and retried, operator action needed",
+			append(attrs, "smtp_code", se.Code)...)
+	} else if se != nil {
+		s.log().Warn("outbox: refused temporarily; will retry", append(attrs, "smtp_code", se.Code)...)
+	} else {
+		s.log().Warn("outbox: send failed; will retry", attrs...)
+	}
+	if merr := s.Store.MarkRetry(it.ID, err.Error(), next); merr != nil {
+		s.log().Error("outbox: could not schedule retry", itemAttrs(it, "error", merr.Error())...)
+		return fmt.Errorf("outbox: scheduling retry of %d: %w", it.ID, merr)
+	}
+	return nil
+}
+
+func itemAttrs(it store.Queued, more ...any) []any {
+	return append([]any{"id", it.ID, "message_id", it.MessageID, "kind", it.Kind, "rcpts", it.Rcpts}, more...)
+}
