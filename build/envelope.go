@@ -3,6 +3,7 @@ package build
 import (
 	"bytes"
 	"fmt"
+	"mime"
 	"net/mail"
 	"strings"
 	"time"
@@ -245,4 +246,28 @@ func (p *Provider) Anomalia(t time.Time, received *Original, mailFrom string, rc
 		"Il messaggio originale è incluso in allegato.",
 	}
 	return p.sign(m, []part{textParts("Anomalia nel messaggio", text), originalPart(received.Raw)})
+}
+
+// TxFromDaticert rebuilds the transaction data from a received envelope's
+// or notice's daticert, so that the notices a recipient's provider emits
+// copy intestazione, identificativo and msgid unchanged (PEC-SPEC §6.6
+// rules 3–4). subject is the original Subject as received (from the
+// carried postacert.eml, or "" to use oggetto).
+func TxFromDaticert(d *daticert.Postacert, subject string) *Tx {
+	tx := &Tx{ID: d.Identificativo, MsgID: d.Msgid, Mittente: d.Mittente, Destinatari: d.Destinatari,
+		Risposte: d.Risposte, Oggetto: d.Oggetto, Subject: subject, Ricevuta: d.Ricevuta}
+	if subject == "" && d.Oggetto != nil {
+		tx.Subject = encodeIfNeeded(*d.Oggetto)
+	}
+	return tx
+}
+
+// encodeIfNeeded makes a decoded subject safe for a header again.
+func encodeIfNeeded(s string) string {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return mime.QEncoding.Encode("utf-8", s)
+		}
+	}
+	return s
 }

@@ -212,3 +212,6 @@ func mustLoad(name string) *time.Location {
 	}
 	return l
 }
+
+// NewIDAt returns a fresh message identifier made at t.
+func (p *Provider) NewIDAt(t time.Time) string { return p.newID(t) }

@@ -191,6 +191,8 @@ type Query struct {
 	MsgID     string
 	Sender    string
 	Recipient string
+	Type      string // event type, e.g. "accettazione"
+	Point     string // "access", "incoming", "delivery", ...
 	From, To  time.Time
 	Limit     int
 }
@@ -689,6 +691,12 @@ func (s *Store) Events(q Query) ([]Event, error) {
 	}
 	if q.Recipient != "" {
 		where, args = append(where, "EXISTS (SELECT 1 FROM json_each(events.recipients) j WHERE j.value = ? COLLATE NOCASE)"), append(args, q.Recipient)
+	}
+	if q.Type != "" {
+		where, args = append(where, "type = ?"), append(args, q.Type)
+	}
+	if q.Point != "" {
+		where, args = append(where, "point = ?"), append(args, q.Point)
 	}
 	if !q.From.IsZero() {
 		where, args = append(where, "time_ns >= ?"), append(args, q.From.UnixNano())

@@ -1,0 +1,420 @@
+// Package config reads the one configuration file shared by pecmilter,
+// pecdeliver and pecctl (by default /etc/pec/pec.toml).
+package config
+
+import (
+	"crypto"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"net"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+
+	"github.com/pecgo/pec/build"
+	"github.com/pecgo/pec/smime"
+)
+
+// DefaultPath is where the programs look when -config is not given.
+const DefaultPath = "/etc/pec/pec.toml"
+
+// Config is the whole file.
+type Config struct {
+	Provider Provider `toml:"provider"`
+	Signing  Signing  `toml:"signing"`
+	Limits   Limits   `toml:"limits"`
+	Clamd    Clamd    `toml:"clamd"`
+	Milter   Milter   `toml:"milter"`
+	Deliver  Deliver  `toml:"deliver"`
+	Reinject Reinject `toml:"reinject"`
+	Store    Store    `toml:"store"`
+	Index    Index    `toml:"index"`
+	Policy   Policy   `toml:"policy"`
+}
+
+// Provider describes us.
+type Provider struct {
+	Name           string   `toml:"name"`            // gestore-emittente and the certificate's O
+	Domain         string   `toml:"domain"`          // mail domain of posta-certificata@
+	ManagedDomains []string `toml:"managed_domains"` // the mailbox domains we host
+	MailReceipt    string   `toml:"mail_receipt"`    // our service mailbox (index mailReceipt)
+	TimeZone       string   `toml:"time_zone"`       // default Europe/Rome
+}
+
+// Signing is the provider key and certificate (RFC 6109 §5.5).
+type Signing struct {
+	Certificate  string   `toml:"certificate"`   // PEM: leaf first, then intermediates
+	Key          string   `toml:"key"`           // PEM PKCS#8, PKCS#1 or EC private key
+	Digest       string   `toml:"digest"`        // sha256 (default), sha1, sha384, sha512
+	TrustedRoots []string `toml:"trusted_roots"` // PEM files: roots of the PEC providers' CA
+}
+
+// Limits of the access point (RFC 6109 §2.2.1; PROVIDER-REQUIREMENTS).
+type Limits struct {
+	MaxRecipients     int   `toml:"max_recipients"`       // default 50
+	MaxSizeTimesRcpts int64 `toml:"max_size_times_rcpts"` // bytes, default 100 MB
+	MessagesPerHour   int   `toml:"messages_per_hour"`    // per sending mailbox, default 1000
+	NoticeMaxSize     int64 `toml:"notice_max_size"`      // above this size a failed check gets only the SMTP error (RFC 6109 §3.1.2); default 200 MB
+}
+
+// Clamd is the antivirus daemon.
+type Clamd struct {
+	Network string   `toml:"network"` // tcp or unix
+	Address string   `toml:"address"`
+	Timeout Duration `toml:"timeout"` // default 60s
+}
+
+// Milter is where pecmilter listens: one listener per role.
+type Milter struct {
+	Access   string `toml:"access"`   // e.g. inet:127.0.0.1:8891 or unix:/run/pec/access.sock
+	Incoming string `toml:"incoming"` // the port-25 role
+	Metrics  string `toml:"metrics"`  // host:port of the Prometheus endpoint; "" disables
+}
+
+// Deliver is pecdeliver's LMTP front and the Dovecot LMTP behind it.
+type Deliver struct {
+	Listen  string `toml:"listen"`  // inet:127.0.0.1:10024 or unix:/run/pec/lmtp.sock
+	Dovecot string `toml:"dovecot"` // inet:127.0.0.1:24 or unix:/run/dovecot/lmtp
+	Metrics string `toml:"metrics"`
+}
+
+// Reinject is the Postfix listener with no milters that takes generated messages.
+type Reinject struct {
+	Address string `toml:"address"` // host:port, e.g. 127.0.0.1:10026
+	Helo    string `toml:"helo"`
+}
+
+// Store is the SQLite file with the event log, outbox and virus store.
+type Store struct {
+	Path      string   `toml:"path"`
+	Retention Duration `toml:"retention"` // default 30 months (RFC 6109 §2.3)
+}
+
+// Index is the providers' index source (RFC 6109 §4.5).
+type Index struct {
+	LDIF       string `toml:"ldif"`        // a local LDIF file (plain)
+	SignedLDIF string `toml:"signed_ldif"` // a local or https:// CMS-signed LDIF
+	LDAPURL    string `toml:"ldap_url"`
+	LDAPBase   string `toml:"ldap_base"`
+	CacheDir   string `toml:"cache_dir"`
+}
+
+// Policy holds per-mailbox and provider-wide choices.
+type Policy struct {
+	// OrdinaryMail is the default for mailboxes that receive non-PEC mail:
+	// "accept" (wrap in an anomaly envelope, the default) or "refuse".
+	OrdinaryMail string `toml:"ordinary_mail"`
+	// Mailboxes overrides per mailbox address.
+	Mailboxes map[string]Mailbox `toml:"mailboxes"`
+	// FromDomainCheck is "warn" (default) or "enforce" (RFC 6109 §7).
+	FromDomainCheck string `toml:"from_domain_check"`
+}
+
+// Mailbox is one mailbox's options.
+type Mailbox struct {
+	OrdinaryMail string `toml:"ordinary_mail"` // accept | refuse
+	ForwardTo    string `toml:"forward_to"`    // a copy of ordinary mail goes there too
+}
+
+// Duration reads "30s", "24h", "22800h" in TOML.
+type Duration struct{ time.Duration }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("bad duration %q (examples: 30s, 5m, 24h)", b)
+	}
+	d.Duration = v
+	return nil
+}
+
+// Load reads and checks the file at path, filling defaults.
+func Load(path string) (*Config, error) {
+	var c Config
+	md, err := toml.DecodeFile(path, &c)
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	if und := md.Undecoded(); len(und) > 0 {
+		return nil, fmt.Errorf("config %s: unknown setting %q (check the spelling against pec.toml.example)", path, und[0].String())
+	}
+	c.defaults()
+	if err := c.check(); err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	return &c, nil
+}
+
+func (c *Config) defaults() {
+	if c.Provider.TimeZone == "" {
+		c.Provider.TimeZone = "Europe/Rome"
+	}
+	c.Provider.Domain = strings.ToLower(c.Provider.Domain)
+	if c.Provider.MailReceipt == "" {
+		c.Provider.MailReceipt = "posta-certificata@" + c.Provider.Domain
+	}
+	if len(c.Provider.ManagedDomains) == 0 {
+		c.Provider.ManagedDomains = []string{c.Provider.Domain}
+	}
+	for i, d := range c.Provider.ManagedDomains {
+		c.Provider.ManagedDomains[i] = strings.ToLower(d)
+	}
+	if c.Signing.Digest == "" {
+		c.Signing.Digest = "sha256"
+	}
+	if c.Limits.MaxRecipients == 0 {
+		c.Limits.MaxRecipients = 50
+	}
+	if c.Limits.MaxSizeTimesRcpts == 0 {
+		c.Limits.MaxSizeTimesRcpts = 100 << 20
+	}
+	if c.Limits.MessagesPerHour == 0 {
+		c.Limits.MessagesPerHour = 1000
+	}
+	if c.Limits.NoticeMaxSize == 0 {
+		c.Limits.NoticeMaxSize = 200 << 20
+	}
+	if c.Clamd.Network == "" {
+		c.Clamd.Network = "unix"
+	}
+	if c.Clamd.Timeout.Duration == 0 {
+		c.Clamd.Timeout.Duration = 60 * time.Second
+	}
+	if c.Store.Retention.Duration == 0 {
+		c.Store.Retention.Duration = 30 * 30 * 24 * time.Hour // 30 months of 30 days, rounded up below
+		c.Store.Retention.Duration += 7 * 24 * time.Hour      // ≥ 30 calendar months (913 days)
+	}
+	if c.Reinject.Helo == "" {
+		c.Reinject.Helo = "localhost"
+	}
+	if c.Policy.OrdinaryMail == "" {
+		c.Policy.OrdinaryMail = "accept"
+	}
+	if c.Policy.FromDomainCheck == "" {
+		c.Policy.FromDomainCheck = "warn"
+	}
+}
+
+func (c *Config) check() error {
+	var errs []string
+	if c.Provider.Name == "" {
+		errs = append(errs, "[provider] name is required (the gestore-emittente, e.g. \"Example PEC S.p.A.\")")
+	}
+	if c.Provider.Domain == "" {
+		errs = append(errs, "[provider] domain is required (notices come from posta-certificata@<domain>)")
+	}
+	if _, err := time.LoadLocation(c.Provider.TimeZone); err != nil {
+		errs = append(errs, fmt.Sprintf("[provider] time_zone %q: %v", c.Provider.TimeZone, err))
+	}
+	if _, ok := digests[c.Signing.Digest]; !ok {
+		errs = append(errs, fmt.Sprintf("[signing] digest %q: use sha256, sha384, sha512 or sha1", c.Signing.Digest))
+	}
+	for _, v := range []string{c.Policy.OrdinaryMail} {
+		if v != "accept" && v != "refuse" {
+			errs = append(errs, fmt.Sprintf("[policy] ordinary_mail %q: use accept or refuse", v))
+		}
+	}
+	for addr, m := range c.Policy.Mailboxes {
+		if m.OrdinaryMail != "" && m.OrdinaryMail != "accept" && m.OrdinaryMail != "refuse" {
+			errs = append(errs, fmt.Sprintf("[policy.mailboxes.%q] ordinary_mail %q: use accept or refuse", addr, m.OrdinaryMail))
+		}
+	}
+	if c.Policy.FromDomainCheck != "warn" && c.Policy.FromDomainCheck != "enforce" {
+		errs = append(errs, fmt.Sprintf("[policy] from_domain_check %q: use warn or enforce", c.Policy.FromDomainCheck))
+	}
+	if len(errs) > 0 {
+		return errors.New(strings.Join(errs, "; "))
+	}
+	return nil
+}
+
+var digests = map[string]crypto.Hash{"sha256": crypto.SHA256, "sha384": crypto.SHA384, "sha512": crypto.SHA512, "sha1": crypto.SHA1}
+
+// Location is the provider's time zone.
+func (c *Config) Location() *time.Location {
+	l, err := time.LoadLocation(c.Provider.TimeZone)
+	if err != nil {
+		return build.Rome
+	}
+	return l
+}
+
+// OrdinaryPolicy returns "accept" or "refuse" and the forward address for a mailbox.
+func (c *Config) OrdinaryPolicy(addr string) (policy, forward string) {
+	policy = c.Policy.OrdinaryMail
+	for a, m := range c.Policy.Mailboxes {
+		if strings.EqualFold(a, addr) {
+			if m.OrdinaryMail != "" {
+				policy = m.OrdinaryMail
+			}
+			return policy, m.ForwardTo
+		}
+	}
+	return policy, ""
+}
+
+// IsManaged reports whether addr's domain is one of ours.
+func (c *Config) IsManaged(addr string) bool {
+	_, dom, ok := strings.Cut(strings.ToLower(addr), "@")
+	if !ok {
+		return false
+	}
+	for _, d := range c.Provider.ManagedDomains {
+		if d == dom {
+			return true
+		}
+	}
+	return false
+}
+
+// Signer loads the key and certificate chain.
+func (c *Config) Signer() (*smime.Signer, error) {
+	certs, err := LoadCerts(c.Signing.Certificate)
+	if err != nil {
+		return nil, fmt.Errorf("[signing] certificate: %w", err)
+	}
+	key, err := loadKey(c.Signing.Key)
+	if err != nil {
+		return nil, fmt.Errorf("[signing] key: %w", err)
+	}
+	return &smime.Signer{Key: key, Cert: certs[0], Chain: certs[1:], Hash: digests[c.Signing.Digest]}, nil
+}
+
+// Provider returns the builder's view of us.
+func (c *Config) BuildProvider() (*build.Provider, error) {
+	s, err := c.Signer()
+	if err != nil {
+		return nil, err
+	}
+	p := &build.Provider{Name: c.Provider.Name, Domain: c.Provider.Domain, Location: c.Location(), Signer: s}
+	found := false
+	for _, e := range s.Cert.EmailAddresses {
+		if strings.EqualFold(e, p.ServiceAddr()) {
+			found = true
+		}
+	}
+	if !found {
+		return nil, fmt.Errorf("[signing] certificate's e-mail addresses %v do not include %s: RFC 6109 §2.1 wants From = the certificate's rfc822Name", s.Cert.EmailAddresses, p.ServiceAddr())
+	}
+	return p, nil
+}
+
+// Roots loads the trusted roots.
+func (c *Config) Roots() (*x509.CertPool, error) {
+	if len(c.Signing.TrustedRoots) == 0 {
+		return nil, errors.New("[signing] trusted_roots is empty: the incoming point cannot check other providers' chains")
+	}
+	pool := x509.NewCertPool()
+	for _, f := range c.Signing.TrustedRoots {
+		certs, err := LoadCerts(f)
+		if err != nil {
+			return nil, fmt.Errorf("[signing] trusted_roots: %w", err)
+		}
+		for _, ce := range certs {
+			pool.AddCert(ce)
+		}
+	}
+	return pool, nil
+}
+
+// LoadCerts reads every certificate of a PEM file.
+func LoadCerts(path string) ([]*x509.Certificate, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var out []*x509.Certificate
+	for {
+		var blk *pem.Block
+		blk, b = pem.Decode(b)
+		if blk == nil {
+			break
+		}
+		if blk.Type != "CERTIFICATE" {
+			continue
+		}
+		c, err := x509.ParseCertificate(blk.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %v", path, err)
+		}
+		out = append(out, c)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%s holds no PEM certificate", path)
+	}
+	return out, nil
+}
+
+func loadKey(path string) (crypto.Signer, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	blk, _ := pem.Decode(b)
+	if blk == nil {
+		return nil, fmt.Errorf("%s holds no PEM key", path)
+	}
+	var k any
+	switch blk.Type {
+	case "PRIVATE KEY":
+		k, err = x509.ParsePKCS8PrivateKey(blk.Bytes)
+	case "RSA PRIVATE KEY":
+		k, err = x509.ParsePKCS1PrivateKey(blk.Bytes)
+	case "EC PRIVATE KEY":
+		k, err = x509.ParseECPrivateKey(blk.Bytes)
+	default:
+		return nil, fmt.Errorf("%s: unsupported PEM block %q", path, blk.Type)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s: %v", path, err)
+	}
+	s, ok := k.(crypto.Signer)
+	if !ok {
+		return nil, fmt.Errorf("%s: key type %T cannot sign", path, k)
+	}
+	return s, nil
+}
+
+// Listen opens a listener from "inet:HOST:PORT" or "unix:/path" (the
+// Postfix milter notation). A unix socket is made writable by everyone:
+// Postfix connects as user postfix; protect it with the directory's mode.
+func Listen(spec string) (net.Listener, error) {
+	network, addr, err := SplitAddr(spec)
+	if err != nil {
+		return nil, err
+	}
+	if network == "unix" {
+		os.Remove(addr)
+	}
+	ln, err := net.Listen(network, addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", spec, err)
+	}
+	if network == "unix" {
+		if err := os.Chmod(addr, 0o666); err != nil {
+			ln.Close()
+			return nil, err
+		}
+	}
+	return ln, nil
+}
+
+// SplitAddr splits "inet:HOST:PORT", "unix:/path" or a bare "HOST:PORT".
+func SplitAddr(spec string) (network, addr string, err error) {
+	switch {
+	case strings.HasPrefix(spec, "inet:"):
+		return "tcp", strings.TrimPrefix(spec, "inet:"), nil
+	case strings.HasPrefix(spec, "unix:"):
+		return "unix", strings.TrimPrefix(spec, "unix:"), nil
+	case strings.HasPrefix(spec, "/"):
+		return "unix", spec, nil
+	case strings.Contains(spec, ":"):
+		return "tcp", spec, nil
+	}
+	return "", "", fmt.Errorf("address %q: want inet:HOST:PORT or unix:/path", spec)
+}

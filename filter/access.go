@@ -1,0 +1,222 @@
+package filter
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/pecgo/pec/build"
+	"github.com/pecgo/pec/daticert"
+	"github.com/pecgo/pec/store"
+)
+
+// Access is the access point (RFC 6109 §2.2.1, §3.1).
+type Access struct {
+	Provider *build.Provider
+	// Limits (defaults 50 recipients, 100 MB size×recipients, 1000/hour).
+	MaxRecipients     int
+	MaxSizeTimesRcpts int64
+	MessagesPerHour   int
+	NoticeMaxSize     int64 // beyond this size a refusal gets only the SMTP reply (RFC 6109 §3.1.2)
+	Scanner           Scanner
+	// Index returns the current providers' index; an error means none is
+	// loaded and mail is tempfailed (fail closed).
+	Index func() (Directory, error)
+	// Sent counts the messages a mailbox had accepted since a time (the
+	// per-mailbox rate limit); nil disables the limit.
+	Sent func(sender string, since time.Time) (int, error)
+	Log  *slog.Logger
+}
+
+// Check applies the access-point rules to one submitted message at now.
+func (a *Access) Check(ctx context.Context, env Envelope, raw []byte, now time.Time) Decision {
+	now = now.Truncate(time.Second)
+	id := a.Provider.NewIDAt(now)
+	sender := strings.ToLower(env.MailFrom)
+	rcpts := lower(env.Rcpts)
+	if env.AuthUser == "" {
+		// normally refused at MAIL FROM already: submission needs SASL
+		return reply(Reject, 530, "5.7.0", "PEC: authentication required")
+	}
+	dir, err := a.Index()
+	if err != nil {
+		return tempfail("4.3.0", "PEC: providers' index not available, try again later")
+	}
+	classify := func(addr string) daticert.DestTipo {
+		if dir.IsCertified(addr) {
+			return daticert.Certificato
+		}
+		return daticert.Esterno
+	}
+	o, perr := build.ParseOriginal(raw)
+	var tx *build.Tx
+	if perr != nil {
+		tx = &build.Tx{ID: id, Mittente: sender, Risposte: sender, Ricevuta: daticert.Completa}
+		for _, r := range rcpts {
+			tx.Destinatari = append(tx.Destinatari, daticert.Destinatario{Addr: r, Tipo: classify(r)})
+		}
+	} else {
+		tx = o.Tx(id, sender, classify)
+		if len(tx.Destinatari) == 0 { // no To/Cc: list the envelope recipients
+			for _, r := range rcpts {
+				tx.Destinatari = append(tx.Destinatari, daticert.Destinatario{Addr: r, Tipo: classify(r)})
+			}
+		}
+	}
+	// A notice goes to the reverse-path (RFC 6109 §2.1); when that is not
+	// the authenticated mailbox, to the mailbox that really submitted.
+	if !strings.EqualFold(env.AuthUser, sender) {
+		tx.Mittente = strings.ToLower(env.AuthUser)
+	}
+
+	if reason := a.formalCheck(env, o, perr, raw, rcpts, now); reason != "" {
+		return a.refuse(now, env, tx, raw, reason)
+	}
+
+	// Antivirus (RFC 6109 §2.2.1): fail closed when clamd cannot answer.
+	res, err := a.Scanner.Scan(ctx, bytes.NewReader(raw))
+	if err != nil {
+		a.log().Error("antivirus unavailable, tempfailing", "queue_id", env.QueueID, "error", err)
+		return tempfail("4.7.1", "PEC: antivirus not available, try again later")
+	}
+	if res.Infected {
+		n, err := a.Provider.NonAccettazioneVirus(now, tx, res.Signature)
+		if err != nil {
+			return tempfail("4.3.0", "PEC: cannot build the notice: "+err.Error())
+		}
+		d := reply(Reject, 554, "5.7.1", "PEC: message not accepted: virus found ("+res.Signature+")")
+		d.Txn = store.Txn{
+			Events: []store.Event{a.event(now, env, tx, o, "non-accettazione", "virus: "+res.Signature, n.ID)},
+			Outbox: []store.Outgoing{outgoing(n)},
+			Virus:  []store.Quarantined{{Time: now, PECID: id, Sender: sender, Recipients: rcpts, Signature: res.Signature, Data: raw}},
+		}
+		return d
+	}
+
+	envelope, err := a.Provider.TransportEnvelope(now, tx, o, rcpts)
+	if err != nil {
+		return tempfail("4.3.0", "PEC: cannot build the transport envelope: "+err.Error())
+	}
+	acc, err := a.Provider.Accettazione(now, tx)
+	if err != nil {
+		return tempfail("4.3.0", "PEC: cannot build the acceptance receipt: "+err.Error())
+	}
+	d := Decision{Action: Accept, Replace: envelope, Reason: "accepted"}
+	d.Txn = store.Txn{
+		Events: []store.Event{
+			a.event(now, env, tx, o, "accettazione", "", acc.ID),
+			a.event(now, env, tx, o, "posta-certificata", "", envelope.ID),
+		},
+		Outbox: []store.Outgoing{outgoing(acc)},
+	}
+	return d
+}
+
+// formalCheck returns the first failed rule as the Italian reason that
+// goes into the notice and errore-esteso, or "".
+func (a *Access) formalCheck(env Envelope, o *build.Original, perr error, raw []byte, rcpts []string, now time.Time) string {
+	sender := strings.ToLower(env.MailFrom)
+	switch {
+	case perr != nil:
+		return "messaggio non conforme allo standard RFC 5322 (" + perr.Error() + ")"
+	case o.AddrErr != nil:
+		return "intestazione non conforme: " + o.AddrErr.Error()
+	case len(o.From) != 1:
+		return fmt.Sprintf("il campo From deve contenere esattamente un indirizzo (ne contiene %d)", len(o.From))
+	case len(o.To) == 0:
+		return "il campo To deve contenere almeno un destinatario"
+	case !strings.EqualFold(env.AuthUser, sender):
+		return fmt.Sprintf("il mittente della busta SMTP (%s) non coincide con l'utente autenticato (%s)", sender, strings.ToLower(env.AuthUser))
+	case o.From[0] != sender:
+		return fmt.Sprintf("il mittente del campo From (%s) non coincide con il mittente della busta SMTP (%s)", o.From[0], sender)
+	case len(o.Bcc) > 0:
+		return "presenza di destinatari in copia nascosta (Bcc)"
+	case !sameSet(rcpts, append(append([]string{}, o.To...), o.Cc...)):
+		return "i destinatari della busta SMTP non coincidono con quelli dei campi To e Cc"
+	case a.MaxRecipients > 0 && len(rcpts) > a.MaxRecipients:
+		return fmt.Sprintf("numero di destinatari (%d) superiore al limite di %d", len(rcpts), a.MaxRecipients)
+	case a.MaxSizeTimesRcpts > 0 && int64(len(raw))*int64(len(rcpts)) > a.MaxSizeTimesRcpts:
+		return fmt.Sprintf("dimensione del messaggio per numero di destinatari (%d byte) superiore al limite di %d byte",
+			int64(len(raw))*int64(len(rcpts)), a.MaxSizeTimesRcpts)
+	}
+	if a.Sent != nil && a.MessagesPerHour > 0 {
+		n, err := a.Sent(sender, now.Add(-time.Hour))
+		if err == nil && n >= a.MessagesPerHour {
+			return fmt.Sprintf("superato il limite di %d messaggi all'ora per la casella", a.MessagesPerHour)
+		}
+	}
+	return ""
+}
+
+// refuse: the message is not relayed and the sender gets the notice of
+// non-acceptance (RFC 6109 §3.1.2). We reject at SMTP level too, so the
+// client sees the failure at once; the notice is the legal record.
+func (a *Access) refuse(now time.Time, env Envelope, tx *build.Tx, raw []byte, reason string) Decision {
+	d := reply(Reject, 550, "5.7.1", "PEC: message not accepted: "+reason)
+	if a.NoticeMaxSize > 0 && int64(len(raw)) > a.NoticeMaxSize {
+		d.Txn.Events = []store.Event{a.event(now, env, tx, nil, "non-accettazione", reason+" (solo errore SMTP: messaggio oltre "+fmt.Sprint(a.NoticeMaxSize)+" byte)")}
+		return d
+	}
+	n, err := a.Provider.NonAccettazione(now, tx, reason)
+	if err != nil {
+		return tempfail("4.3.0", "PEC: cannot build the notice: "+err.Error())
+	}
+	d.Txn = store.Txn{
+		Events: []store.Event{a.event(now, env, tx, nil, "non-accettazione", reason, n.ID)},
+		Outbox: []store.Outgoing{outgoing(n)},
+	}
+	return d
+}
+
+func (a *Access) event(now time.Time, env Envelope, tx *build.Tx, o *build.Original, typ, errText string, related ...string) store.Event {
+	var rc []string
+	for _, d := range tx.Destinatari {
+		rc = append(rc, d.Addr)
+	}
+	subj := ""
+	if tx.Oggetto != nil {
+		subj = *tx.Oggetto
+	}
+	return store.Event{Time: now, Point: "access", Type: typ, PECID: tx.ID, MsgID: tx.MsgID, Sender: strings.ToLower(env.MailFrom),
+		Recipients: rc, Subject: subj, Related: related, Provider: a.Provider.Name, Error: errText, QueueID: env.QueueID}
+}
+
+func (a *Access) log() *slog.Logger {
+	if a.Log != nil {
+		return a.Log
+	}
+	return slog.Default()
+}
+
+func outgoing(m *build.Message) store.Outgoing {
+	return store.Outgoing{MailFrom: m.MailFrom, Rcpts: m.Rcpts, Data: m.Bytes(), MessageID: "<" + m.ID + ">", Kind: string(m.Kind)}
+}
+
+func sameSet(a, b []string) bool {
+	set := func(x []string) []string {
+		m := map[string]bool{}
+		for _, s := range x {
+			m[strings.ToLower(s)] = true
+		}
+		out := make([]string, 0, len(m))
+		for s := range m {
+			out = append(out, s)
+		}
+		sort.Strings(out)
+		return out
+	}
+	sa, sb := set(a), set(b)
+	if len(sa) != len(sb) {
+		return false
+	}
+	for i := range sa {
+		if sa[i] != sb[i] {
+			return false
+		}
+	}
+	return true
+}

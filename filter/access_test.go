@@ -1,0 +1,227 @@
+package filter_test
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pecgo/pec/build"
+	"github.com/pecgo/pec/clamd"
+	"github.com/pecgo/pec/daticert"
+	"github.com/pecgo/pec/filter"
+	"github.com/pecgo/pec/internal/conformance"
+	"github.com/pecgo/pec/internal/testpki"
+	"github.com/pecgo/pec/kind"
+	"github.com/pecgo/pec/parse"
+	"github.com/pecgo/pec/smime"
+)
+
+var at = time.Date(2026, 11, 23, 15, 4, 5, 0, time.UTC)
+
+// scanner is a scripted antivirus for the pure-core tests; the real clamd
+// is exercised by the integration tests.
+type scanner struct {
+	infected string
+	err      error
+}
+
+func (s scanner) Scan(ctx context.Context, r io.Reader) (clamd.Result, error) {
+	io.Copy(io.Discard, r)
+	if s.err != nil {
+		return clamd.Result{}, s.err
+	}
+	return clamd.Result{Infected: s.infected != "", Signature: s.infected}, nil
+}
+
+// domains is a Directory over a fixed domain list.
+type domains []string
+
+func (d domains) IsCertified(a string) bool {
+	for _, x := range d {
+		if strings.HasSuffix(strings.ToLower(a), "@"+x) {
+			return true
+		}
+	}
+	return false
+}
+
+func (d domains) ProviderFor(*x509.Certificate) (string, string, []string, error) {
+	return "", "", nil, errors.New("not used")
+}
+
+type env struct {
+	pki  *testpki.PKI
+	prov *build.Provider
+}
+
+func newEnv(t testing.TB) *env {
+	pki := testpki.New("pec-a.example.test", "pec-b.example.test")
+	id := pki.Issue("Provider A S.p.A.", "posta-certificata@pec-a.example.test", time.Time{}, time.Time{}, false)
+	return &env{pki: pki, prov: &build.Provider{Name: "Provider A S.p.A.", Domain: "pec-a.example.test",
+		Signer: &smime.Signer{Key: id.Key, Cert: id.Cert, Chain: id.Chain}}}
+}
+
+func (e *env) access(s scanner) *filter.Access {
+	return &filter.Access{Provider: e.prov, MaxRecipients: 3, MaxSizeTimesRcpts: 4000, Scanner: s,
+		Index: func() (filter.Directory, error) { return domains{"pec-a.example.test", "pec-b.example.test"}, nil }}
+}
+
+func msg(from, to, cc, bcc string) []byte {
+	h := "From: " + from + "\r\nTo: " + to + "\r\n"
+	if cc != "" {
+		h += "Cc: " + cc + "\r\n"
+	}
+	if bcc != "" {
+		h += "Bcc: " + bcc + "\r\n"
+	}
+	return []byte(h + "Subject: prova\r\nMessage-ID: <m1@client.example.test>\r\nDate: Mon, 23 Nov 2026 16:04:00 +0100\r\n\r\nciao\r\n")
+}
+
+const (
+	mario = "mario.rossi@pec-a.example.test"
+	luigi = "luigi.verdi@pec-b.example.test"
+	carla = "carla.neri@pec-b.example.test"
+	paolo = "paolo@mail.example.org"
+)
+
+func TestAccessAccepts(t *testing.T) {
+	e := newEnv(t)
+	raw := msg("Mario <"+mario+">", luigi+", "+paolo, carla, "")
+	d := e.access(scanner{}).Check(context.Background(), filter.Envelope{MailFrom: mario, Rcpts: []string{luigi, paolo, carla}, AuthUser: mario}, raw, at)
+	if d.Action != filter.Accept || d.Replace == nil {
+		t.Fatalf("decision %v %q", d.Action, d.Reason)
+	}
+	if d.Replace.Kind != kind.PostaCertificata || d.Replace.MailFrom != mario || len(d.Replace.Rcpts) != 3 {
+		t.Fatalf("envelope %s from %s to %v", d.Replace.Kind, d.Replace.MailFrom, d.Replace.Rcpts)
+	}
+	if len(d.Txn.Outbox) != 1 || len(d.Txn.Events) != 2 {
+		t.Fatalf("txn: %d outgoing, %d events", len(d.Txn.Outbox), len(d.Txn.Events))
+	}
+	acc := d.Txn.Outbox[0]
+	if acc.Rcpts[0] != mario || acc.MailFrom != "posta-certificata@pec-a.example.test" {
+		t.Fatalf("acceptance to %v from %s", acc.Rcpts, acc.MailFrom)
+	}
+	p, err := parse.Parse(acc.Data)
+	if err != nil || p.Kind != kind.Accettazione {
+		t.Fatalf("acceptance: %v %v", p.Kind, err)
+	}
+	want := map[string]daticert.DestTipo{luigi: daticert.Certificato, paolo: daticert.Esterno, carla: daticert.Certificato}
+	for _, dd := range p.Daticert.Destinatari {
+		if want[dd.Addr] != dd.Tipo {
+			t.Errorf("%s classified %s", dd.Addr, dd.Tipo)
+		}
+	}
+	if p.Daticert.Identificativo != d.Replace.ID {
+		t.Fatalf("acceptance identificativo %s, envelope id %s", p.Daticert.Identificativo, d.Replace.ID)
+	}
+	root := testpki.PEM(e.pki.Root.Cert)
+	conformance.Check(t, "accettazione", acc.Data, root)
+	conformance.Check(t, "posta-certificata", d.Replace.Bytes(), root)
+}
+
+func TestAccessRefusals(t *testing.T) {
+	e := newEnv(t)
+	big := strings.Repeat("x", 2000)
+	cases := []struct {
+		name  string
+		env   filter.Envelope
+		raw   []byte
+		want  string // in errore-esteso
+		virus bool
+	}{
+		{"bcc", filter.Envelope{MailFrom: mario, Rcpts: []string{luigi, carla}, AuthUser: mario}, msg(mario, luigi, "", carla), "Bcc", false},
+		{"from-not-mailfrom", filter.Envelope{MailFrom: mario, Rcpts: []string{luigi}, AuthUser: mario}, msg("altro@pec-a.example.test", luigi, "", ""), "non coincide con il mittente della busta", false},
+		{"mailfrom-not-auth", filter.Envelope{MailFrom: "altro@pec-a.example.test", Rcpts: []string{luigi}, AuthUser: mario}, msg("altro@pec-a.example.test", luigi, "", ""), "non coincide con l'utente autenticato", false},
+		{"rcpt-not-to-cc", filter.Envelope{MailFrom: mario, Rcpts: []string{luigi, paolo}, AuthUser: mario}, msg(mario, luigi, "", ""), "non coincidono con quelli dei campi To e Cc", false},
+		{"two-from", filter.Envelope{MailFrom: mario, Rcpts: []string{luigi}, AuthUser: mario}, msg(mario+", x@pec-a.example.test", luigi, "", ""), "esattamente un indirizzo", false},
+		{"no-to", filter.Envelope{MailFrom: mario, Rcpts: []string{luigi}, AuthUser: mario}, []byte("From: " + mario + "\r\nCc: " + luigi + "\r\nSubject: x\r\n\r\nx\r\n"), "almeno un destinatario", false},
+		{"too-many", filter.Envelope{MailFrom: mario, Rcpts: []string{luigi, carla, paolo, "d@pec-b.example.test"}, AuthUser: mario},
+			msg(mario, luigi+", "+carla+", "+paolo+", d@pec-b.example.test", "", ""), "numero di destinatari (4) superiore al limite di 3", false},
+		{"size", filter.Envelope{MailFrom: mario, Rcpts: []string{luigi, carla}, AuthUser: mario}, append(msg(mario, luigi, carla, ""), big...), "superiore al limite di 4000 byte", false},
+		{"virus", filter.Envelope{MailFrom: mario, Rcpts: []string{luigi}, AuthUser: mario}, msg(mario, luigi, "", ""), "Test.EICAR", true},
+	}
+	root := testpki.PEM(e.pki.Root.Cert)
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			s := scanner{}
+			if c.virus {
+				s.infected = "Test.EICAR.NDB.UNOFFICIAL"
+			}
+			d := e.access(s).Check(context.Background(), c.env, c.raw, at)
+			if d.Action != filter.Reject || d.Replace != nil {
+				t.Fatalf("decision %v, want reject with nothing relayed", d.Action)
+			}
+			if len(d.Txn.Outbox) != 1 {
+				t.Fatalf("%d notices", len(d.Txn.Outbox))
+			}
+			n := d.Txn.Outbox[0]
+			p, err := parse.Parse(n.Data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantKind := kind.NonAccettazione
+			if c.virus {
+				wantKind = kind.NonAccettazioneVirus
+				if len(d.Txn.Virus) != 1 || string(d.Txn.Virus[0].Data) != string(c.raw) {
+					t.Fatal("infected message not in the virus store")
+				}
+			}
+			if p.Kind != wantKind || !strings.Contains(p.Daticert.ErroreEsteso, c.want) {
+				t.Fatalf("notice %s errore-esteso %q, want %s containing %q", p.Kind, p.Daticert.ErroreEsteso, wantKind, c.want)
+			}
+			if !strings.Contains(d.Text, strings.SplitN(filterASCII(c.want), " ", 2)[0]) {
+				t.Errorf("SMTP reply %q does not carry the reason", d.Text)
+			}
+			if n.Rcpts[0] != mario {
+				t.Errorf("notice to %v, want the authenticated sender", n.Rcpts)
+			}
+			conformance.Check(t, c.name, n.Data, root)
+		})
+	}
+}
+
+func filterASCII(s string) string { return strings.ReplaceAll(s, "'", "") }
+
+func TestAccessFailsClosed(t *testing.T) {
+	e := newEnv(t)
+	raw := msg(mario, luigi, "", "")
+	ev := filter.Envelope{MailFrom: mario, Rcpts: []string{luigi}, AuthUser: mario}
+	d := e.access(scanner{err: errors.New("dial unix /run/clamav/clamd.ctl: connection refused")}).Check(context.Background(), ev, raw, at)
+	if d.Action != filter.TempFail || len(d.Txn.Outbox) != 0 || d.Replace != nil {
+		t.Fatalf("clamd down: %v, %d notices", d.Action, len(d.Txn.Outbox))
+	}
+	a := e.access(scanner{})
+	a.Index = func() (filter.Directory, error) { return nil, errors.New("no index loaded") }
+	if d := a.Check(context.Background(), ev, raw, at); d.Action != filter.TempFail {
+		t.Fatalf("index down: %v", d.Action)
+	}
+	if d := e.access(scanner{}).Check(context.Background(), filter.Envelope{MailFrom: mario, Rcpts: []string{luigi}}, raw, at); d.Action != filter.Reject || d.Code != 530 {
+		t.Fatalf("unauthenticated: %v %d", d.Action, d.Code)
+	}
+}
+
+func TestAccessRateLimit(t *testing.T) {
+	e := newEnv(t)
+	a := e.access(scanner{})
+	a.MessagesPerHour = 2
+	var since time.Time
+	a.Sent = func(sender string, t0 time.Time) (int, error) { since = t0; return 2, nil }
+	d := a.Check(context.Background(), filter.Envelope{MailFrom: mario, Rcpts: []string{luigi}, AuthUser: mario}, msg(mario, luigi, "", ""), at)
+	if d.Action != filter.Reject || !strings.Contains(d.Reason, "2 messaggi all'ora") {
+		t.Fatalf("%v %q", d.Action, d.Reason)
+	}
+	if !since.Equal(at.Add(-time.Hour)) {
+		t.Fatalf("window starts %v", since)
+	}
+	a.Sent = func(string, time.Time) (int, error) { return 1, nil }
+	if d := a.Check(context.Background(), filter.Envelope{MailFrom: mario, Rcpts: []string{luigi}, AuthUser: mario}, msg(mario, luigi, "", ""), at); d.Action != filter.Accept {
+		t.Fatalf("under the limit: %v %s", d.Action, d.Reason)
+	}
+}
+
+var _ = fmt.Sprint

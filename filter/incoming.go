@@ -1,0 +1,280 @@
+package filter
+
+import (
+	"bytes"
+	"context"
+	"crypto/x509"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/pecgo/pec/build"
+	"github.com/pecgo/pec/config"
+	"github.com/pecgo/pec/internal/rawmime"
+	"github.com/pecgo/pec/kind"
+	"github.com/pecgo/pec/store"
+	"github.com/pecgo/pec/verify"
+)
+
+// Incoming is the incoming point (RFC 6109 §2.2.2, §3.2): it receives
+// mail from other providers and from the Internet on port 25.
+type Incoming struct {
+	Provider *build.Provider
+	Config   *config.Config // managed domains, ordinary-mail policy, From-domain check
+	Roots    *x509.CertPool // the PEC CA roots
+	Scanner  Scanner
+	Index    func() (Directory, error)
+	Log      *slog.Logger
+}
+
+// Check applies the incoming-point rules to one received message.
+func (in *Incoming) Check(ctx context.Context, env Envelope, raw []byte, now time.Time) Decision {
+	now = now.Truncate(time.Second)
+	dir, err := in.Index()
+	if err != nil {
+		return tempfail("4.3.0", "PEC: providers' index not available, try again later")
+	}
+	o, err := build.ParseOriginal(raw)
+	if err != nil {
+		return reply(Reject, 554, "5.6.0", "malformed message: "+err.Error())
+	}
+	v := verify.Message(raw, in.Roots)
+	if v.Message == nil || v.Message.Kind == kind.Ordinaria {
+		return in.ordinary(ctx, env, o, raw, now)
+	}
+	m := v.Message
+	// RFC 6109 §2.2.2 checks 1–4: signature existence, origin, validity, form.
+	var reason string
+	var name, mailReceipt string
+	var domains []string
+	switch {
+	case v.Signature == nil:
+		reason = "firma S/MIME assente o illeggibile"
+		if v.Err != nil {
+			reason += " (" + v.Err.Error() + ")"
+		}
+	case v.Signature.SignatureErr != nil:
+		reason = "firma non valida: il messaggio è stato alterato (" + v.Signature.SignatureErr.Error() + ")"
+	default:
+		name, mailReceipt, domains, err = dir.ProviderFor(v.Signature.Signer)
+		if err != nil {
+			reason = "il certificato di firma (SHA-1 " + v.Signature.SignerSHA1 + ") non appartiene a un gestore dell'indice: " + err.Error()
+		} else if v.Err != nil {
+			reason = "messaggio di posta certificata non valido: " + v.Err.Error()
+		}
+	}
+	if reason == "" {
+		reason = in.fromDomain(o, domains, name)
+	}
+	if reason != "" {
+		return in.anomaly(ctx, env, o, raw, now, reason)
+	}
+	res, err := in.Scanner.Scan(ctx, bytes.NewReader(raw))
+	if err != nil {
+		in.log().Error("antivirus unavailable, tempfailing", "queue_id", env.QueueID, "error", err)
+		return tempfail("4.7.1", "PEC: antivirus not available, try again later")
+	}
+	tx := build.TxFromDaticert(m.Daticert, originalSubject(m.Original))
+	ours := in.ours(env.Rcpts)
+	switch m.Kind {
+	case kind.PostaCertificata:
+		if res.Infected {
+			return in.virus(env, tx, raw, now, mailReceipt, name, ours, res.Signature)
+		}
+		// RFC 6109 §3.2.1: one take-charge per SMTP transaction covering
+		// every recipient of ours in it, to the sender provider's mailReceipt.
+		pic, err := in.Provider.PresaInCarico(now, tx, mailReceipt, ours)
+		if err != nil {
+			return tempfail("4.3.0", "PEC: cannot build the take-charge notice: "+err.Error())
+		}
+		d := Decision{Action: Accept, Reason: "valid transport envelope from " + name}
+		d.Txn = store.Txn{
+			Events: []store.Event{in.event(now, env, tx, "presa-in-carico", name, "", ours, pic.ID)},
+			Outbox: []store.Outgoing{outgoing(pic)},
+		}
+		return d
+	case kind.RilevazioneVirus:
+		d := Decision{Action: Accept, Reason: "virus detection notice from " + name}
+		d.Txn.Events = []store.Event{in.event(now, env, tx, "ricevuta-"+string(m.Kind), name, "", m.Recipients())}
+		if in.toServiceMailbox(env.Rcpts) && in.Config.IsManaged(tx.Mittente) {
+			// RFC 6109 §3.2.4: tell our sender, from the notice's data.
+			for _, rcpt := range m.Recipients() {
+				n, err := in.Provider.ErroreConsegnaVirus(now, tx, rcpt, m.Daticert.ErroreEsteso)
+				if err != nil {
+					return tempfail("4.3.0", "PEC: cannot build the virus non-delivery notice: "+err.Error())
+				}
+				d.Txn.Events = append(d.Txn.Events, in.event(now, env, tx, "errore-consegna-virus", name, "", []string{rcpt}, n.ID))
+				d.Txn.Outbox = append(d.Txn.Outbox, outgoing(n))
+			}
+		}
+		return d
+	}
+	if res.Infected {
+		return reply(Reject, 554, "5.7.1", "PEC: virus found ("+res.Signature+")")
+	}
+	// any other valid notice or anomaly envelope: delivered unchanged
+	d := Decision{Action: Accept, Reason: "valid " + string(m.Kind) + " from " + name}
+	d.Txn.Events = []store.Event{in.event(now, env, tx, "ricevuta-"+string(m.Kind), name, "", m.Recipients())}
+	return d
+}
+
+// fromDomain is the RFC 6109 §7 check: the From domain should be one of
+// the signing provider's managed domains. Real envelopes come from the
+// certificate's domain, often not listed, so by default it only warns.
+func (in *Incoming) fromDomain(o *build.Original, domains []string, provider string) string {
+	if len(o.From) != 1 {
+		return "campo From non valido"
+	}
+	_, dom, _ := strings.Cut(o.From[0], "@")
+	for _, d := range domains {
+		if strings.EqualFold(d, dom) {
+			return ""
+		}
+	}
+	if in.Config.Policy.FromDomainCheck == "enforce" {
+		return fmt.Sprintf("il dominio del mittente (%s) non è tra i domini gestiti da %s (RFC 6109 §7)", dom, provider)
+	}
+	in.log().Warn("From domain not among the signing provider's managed domains (RFC 6109 §7)", "from", o.From[0], "provider", provider)
+	return ""
+}
+
+// virus: not delivered; one virus-detection notice per affected recipient
+// to the sending provider's service mailbox; kept in the virus store
+// (RFC 6109 §3.2.3, §2.2.4). We take the message (discard) because the
+// notices, not an SMTP error, tell the sending provider.
+func (in *Incoming) virus(env Envelope, tx *build.Tx, raw []byte, now time.Time, mailReceipt, provider string, ours []string, sig string) Decision {
+	d := Decision{Action: Discard, Reason: "virus in transport envelope: " + sig}
+	for _, rcpt := range ours {
+		n, err := in.Provider.RilevazioneVirus(now, tx, mailReceipt, rcpt, sig)
+		if err != nil {
+			return tempfail("4.3.0", "PEC: cannot build the virus notice: "+err.Error())
+		}
+		d.Txn.Events = append(d.Txn.Events, in.event(now, env, tx, "rilevazione-virus", provider, "virus: "+sig, []string{rcpt}, n.ID))
+		d.Txn.Outbox = append(d.Txn.Outbox, outgoing(n))
+	}
+	d.Txn.Virus = []store.Quarantined{{Time: now, PECID: tx.ID, Sender: tx.Mittente, Recipients: ours, Signature: sig, Data: raw}}
+	return d
+}
+
+// ordinary handles mail that is not PEC (RFC 6109 §2.2.2): per mailbox it
+// is wrapped in an anomaly envelope (default) or refused; a DSN to a PEC
+// sender is always wrapped (PEC-SPEC §6.6 rule 2).
+func (in *Incoming) ordinary(ctx context.Context, env Envelope, o *build.Original, raw []byte, now time.Time) Decision {
+	res, err := in.Scanner.Scan(ctx, bytes.NewReader(raw))
+	if err != nil {
+		in.log().Error("antivirus unavailable, tempfailing", "queue_id", env.QueueID, "error", err)
+		return tempfail("4.7.1", "antivirus not available, try again later")
+	}
+	if res.Infected {
+		return reply(Reject, 554, "5.7.1", "virus found ("+res.Signature+")")
+	}
+	dsn := isDSN(o, env)
+	var accept, refuse []string
+	var forwards []store.Outgoing
+	for _, r := range env.Rcpts {
+		policy, fwd := in.Config.OrdinaryPolicy(r)
+		if policy == "refuse" && !dsn {
+			refuse = append(refuse, r)
+			continue
+		}
+		accept = append(accept, r)
+		if fwd != "" {
+			forwards = append(forwards, store.Outgoing{MailFrom: env.MailFrom, Rcpts: []string{fwd}, Data: raw, Kind: "inoltro-posta-ordinaria"})
+		}
+	}
+	if len(accept) == 0 {
+		d := reply(Reject, 554, "5.7.1", "this PEC mailbox does not accept ordinary (non certified) mail")
+		d.Txn.Events = []store.Event{in.ordinaryEvent(now, env, o, "rifiuto-posta-ordinaria", "mailbox refuses ordinary mail", refuse)}
+		return d
+	}
+	reason := "il messaggio non è un messaggio di posta certificata"
+	if dsn {
+		reason = "notifica di mancata consegna (DSN) da un server di posta ordinaria"
+	}
+	return in.wrap(env, o, now, accept, refuse, reason, forwards)
+}
+
+// anomaly wraps a message that claims to be PEC but fails a check.
+func (in *Incoming) anomaly(ctx context.Context, env Envelope, o *build.Original, raw []byte, now time.Time, reason string) Decision {
+	res, err := in.Scanner.Scan(ctx, bytes.NewReader(raw))
+	if err != nil {
+		return tempfail("4.7.1", "antivirus not available, try again later")
+	}
+	if res.Infected {
+		return reply(Reject, 554, "5.7.1", "virus found ("+res.Signature+")")
+	}
+	return in.wrap(env, o, now, env.Rcpts, nil, reason, nil)
+}
+
+func (in *Incoming) wrap(env Envelope, o *build.Original, now time.Time, accept, refuse []string, reason string, forwards []store.Outgoing) Decision {
+	a, err := in.Provider.Anomalia(now, o, env.MailFrom, accept, reason)
+	if err != nil {
+		return tempfail("4.3.0", "PEC: cannot build the anomaly envelope: "+err.Error())
+	}
+	d := Decision{Action: Accept, Replace: a, RemoveRcpts: refuse, Reason: "anomalia: " + reason}
+	d.Txn = store.Txn{Events: []store.Event{in.ordinaryEvent(now, env, o, "anomalia", reason, accept, a.ID)}, Outbox: forwards}
+	if len(refuse) > 0 {
+		d.Txn.Events = append(d.Txn.Events, in.ordinaryEvent(now, env, o, "rifiuto-posta-ordinaria", "mailbox refuses ordinary mail", refuse))
+	}
+	return d
+}
+
+func isDSN(o *build.Original, env Envelope) bool {
+	mt, params := rawmime.MediaType(o.Header.Get("Content-Type"))
+	return mt == "multipart/report" && strings.EqualFold(params["report-type"], "delivery-status")
+}
+
+// ours are the recipients in our managed domains.
+func (in *Incoming) ours(rcpts []string) []string {
+	var out []string
+	for _, r := range rcpts {
+		if in.Config.IsManaged(r) {
+			out = append(out, strings.ToLower(r))
+		}
+	}
+	return out
+}
+
+func (in *Incoming) toServiceMailbox(rcpts []string) bool {
+	for _, r := range rcpts {
+		if strings.EqualFold(r, in.Config.Provider.MailReceipt) {
+			return true
+		}
+	}
+	return false
+}
+
+func (in *Incoming) event(now time.Time, env Envelope, tx *build.Tx, typ, provider, errText string, rcpts []string, related ...string) store.Event {
+	subj := ""
+	if tx.Oggetto != nil {
+		subj = *tx.Oggetto
+	}
+	return store.Event{Time: now, Point: "incoming", Type: typ, PECID: tx.ID, MsgID: tx.MsgID, Sender: tx.Mittente,
+		Recipients: rcpts, Subject: subj, Related: related, Provider: provider, Error: errText, QueueID: env.QueueID}
+}
+
+func (in *Incoming) ordinaryEvent(now time.Time, env Envelope, o *build.Original, typ, errText string, rcpts []string, related ...string) store.Event {
+	sender := env.MailFrom
+	return store.Event{Time: now, Point: "incoming", Type: typ, MsgID: o.MsgID, Sender: sender, Recipients: rcpts,
+		Subject: subjectOf(o), Related: related, Error: errText, QueueID: env.QueueID}
+}
+
+func (in *Incoming) log() *slog.Logger {
+	if in.Log != nil {
+		return in.Log
+	}
+	return slog.Default()
+}
+
+// originalSubject is the Subject of the carried postacert.eml as received.
+func originalSubject(orig []byte) string {
+	if orig == nil {
+		return ""
+	}
+	h, _, err := rawmime.Split(rawmime.CRLF(orig))
+	if err != nil {
+		return ""
+	}
+	return h.Get("Subject")
+}

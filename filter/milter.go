@@ -1,0 +1,230 @@
+package filter
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/textproto"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-milter"
+
+	"github.com/pecgo/pec/build"
+	"github.com/pecgo/pec/store"
+)
+
+// Role is one of the two milter roles.
+type Role interface {
+	Check(ctx context.Context, env Envelope, raw []byte, now time.Time) Decision
+}
+
+// Milter adapts a Role to Postfix's milter protocol. It collects the
+// envelope and the message, asks the role, commits the role's
+// transaction (log rows, generated messages, virus store) to the store,
+// and only then answers Postfix: a message is either accepted with its
+// receipts durably queued, or refused/tempfailed.
+type Milter struct {
+	Name     string // "access" or "incoming", for logs
+	Role     Role
+	Store    *store.Store
+	Kick     func() // wakes the outbox sender after a commit
+	Clock    Clock
+	Log      *slog.Logger
+	Timeout  time.Duration // per message (antivirus, signing); default 2 min
+	Observer func(role string, d Decision, elapsed time.Duration)
+	// RequireAuth refuses MAIL FROM without SASL authentication (submission).
+	RequireAuth bool
+}
+
+// Server returns a go-milter server for m.
+func (m *Milter) Server() *milter.Server {
+	return &milter.Server{
+		NewMilter: func() milter.Milter { return &session{m: m} },
+		Actions:   milter.OptAddHeader | milter.OptChangeHeader | milter.OptChangeBody | milter.OptRemoveRcpt,
+		Protocol:  milter.OptHeaderLeadingSpace | milter.OptNoUnknown,
+	}
+}
+
+// Serve serves the milter protocol on ln until it is closed.
+func (m *Milter) Serve(ln net.Listener) error { return m.Server().Serve(ln) }
+
+type header struct{ name, value string } // value with its leading space, LF-folded as Postfix sends it
+
+type session struct {
+	m       *Milter
+	env     Envelope
+	headers []header
+	body    bytes.Buffer
+}
+
+func (s *session) log() *slog.Logger {
+	if s.m.Log != nil {
+		return s.m.Log
+	}
+	return slog.Default()
+}
+
+func (s *session) Connect(host, family string, port uint16, addr net.IP, m *milter.Modifier) (milter.Response, error) {
+	return milter.RespContinue, nil
+}
+
+func (s *session) Helo(name string, m *milter.Modifier) (milter.Response, error) {
+	return milter.RespContinue, nil
+}
+
+func (s *session) MailFrom(from string, m *milter.Modifier) (milter.Response, error) {
+	s.reset()
+	s.env.MailFrom = from
+	s.env.AuthUser = m.Macros["{auth_authen}"]
+	if s.m.RequireAuth && s.env.AuthUser == "" {
+		return milter.NewResponseStr('y', "530 5.7.0 PEC: authentication required"), nil
+	}
+	return milter.RespContinue, nil
+}
+
+func (s *session) RcptTo(rcpt string, m *milter.Modifier) (milter.Response, error) {
+	s.env.Rcpts = append(s.env.Rcpts, rcpt)
+	return milter.RespContinue, nil
+}
+
+func (s *session) Header(name, value string, m *milter.Modifier) (milter.Response, error) {
+	s.headers = append(s.headers, header{name, value})
+	return milter.RespContinue, nil
+}
+
+func (s *session) Headers(h textproto.MIMEHeader, m *milter.Modifier) (milter.Response, error) {
+	return milter.RespContinue, nil
+}
+
+func (s *session) BodyChunk(chunk []byte, m *milter.Modifier) (milter.Response, error) {
+	s.body.Write(chunk)
+	return milter.RespContinue, nil
+}
+
+func (s *session) Abort(m *milter.Modifier) error {
+	s.reset()
+	return nil
+}
+
+func (s *session) reset() {
+	s.env = Envelope{}
+	s.headers = nil
+	s.body.Reset()
+}
+
+// raw rebuilds the message as the client sent it (CRLF line ends).
+func (s *session) raw() []byte {
+	var b bytes.Buffer
+	for _, h := range s.headers {
+		b.WriteString(h.name + ":" + strings.ReplaceAll(strings.ReplaceAll(h.value, "\r\n", "\n"), "\n", "\r\n") + "\r\n")
+	}
+	b.WriteString("\r\n")
+	b.Write(s.body.Bytes())
+	return b.Bytes()
+}
+
+func (s *session) Body(m *milter.Modifier) (milter.Response, error) {
+	start := time.Now()
+	s.env.QueueID = m.Macros["i"]
+	timeout := s.m.Timeout
+	if timeout == 0 {
+		timeout = 2 * time.Minute
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	now := s.m.Clock.now()
+	d := s.m.Role.Check(ctx, s.env, s.raw(), now)
+	if len(d.Txn.Events) > 0 || len(d.Txn.Outbox) > 0 || len(d.Txn.Virus) > 0 {
+		if err := s.m.Store.Commit(d.Txn); err != nil {
+			s.log().Error("store commit failed: tempfailing so the client keeps the message", "role", s.m.Name, "queue_id", s.env.QueueID, "error", err)
+			d = tempfail("4.3.0", "PEC: store not available, try again later")
+		} else if s.m.Kick != nil && len(d.Txn.Outbox) > 0 {
+			s.m.Kick()
+		}
+	}
+	if s.m.Observer != nil {
+		s.m.Observer(s.m.Name, d, time.Since(start))
+	}
+	attrs := []any{"role", s.m.Name, "queue_id", s.env.QueueID, "mail_from", s.env.MailFrom, "rcpts", s.env.Rcpts, "action", d.Action.String(), "reason", d.Reason}
+	if d.Replace != nil {
+		attrs = append(attrs, "pec_id", d.Replace.ID, "kind", d.Replace.Kind)
+	}
+	s.log().Info("message", attrs...)
+	switch d.Action {
+	case Reject, TempFail:
+		return milter.NewResponseStr('y', fmt.Sprintf("%d %s %s", d.Code, d.Status, d.Text)), nil
+	case Discard:
+		return milter.RespDiscard, nil
+	}
+	for _, r := range d.RemoveRcpts {
+		if err := m.DeleteRecipient(r); err != nil {
+			return nil, err
+		}
+	}
+	if d.Replace != nil {
+		if err := s.replace(m, d.Replace); err != nil {
+			// the store holds the receipt already; tempfail keeps the mail
+			// with the client. The resulting duplicate acceptance on retry
+			// is logged and visible: better than a lost message.
+			s.log().Error("rewriting the message failed", "queue_id", s.env.QueueID, "error", err)
+			return milter.NewResponseStr('y', "451 4.3.0 PEC: internal error, try again later"), nil
+		}
+	}
+	return milter.RespAccept, nil
+}
+
+// replace turns the message in place into msg: original fields that msg
+// does not carry over are deleted, msg's own fields are added, the body is
+// replaced. The SMTP envelope is left as it is (RFC 6109 §3.1.5).
+func (s *session) replace(m *milter.Modifier, msg *build.Message) error {
+	keep := map[string]bool{}
+	for _, f := range msg.Header {
+		if f.Copied {
+			keep[strings.ToLower(f.Name)] = true
+		}
+	}
+	// per-name occurrence counts, deleted from the last occurrence back
+	count := map[string]int{}
+	for _, h := range s.headers {
+		count[strings.ToLower(h.name)]++
+	}
+	for i := len(s.headers) - 1; i >= 0; i-- {
+		h := s.headers[i]
+		ln := strings.ToLower(h.name)
+		idx := count[ln]
+		count[ln]--
+		if keep[ln] {
+			continue
+		}
+		if err := m.ChangeHeader(idx, h.name, ""); err != nil {
+			return err
+		}
+	}
+	for _, f := range msg.Header {
+		if f.Copied {
+			continue
+		}
+		// with SMFIP_HDR_LEADSPC the value carries its leading space
+		if err := m.AddHeader(f.Name, " "+strings.ReplaceAll(f.Value, "\r\n", "\n")); err != nil {
+			return err
+		}
+	}
+	body := msg.Body
+	for len(body) > 0 {
+		n := len(body)
+		if n > 60000 {
+			n = bytes.LastIndexByte(body[:60000], '\n') + 1
+			if n <= 0 {
+				n = 60000
+			}
+		}
+		if err := m.ReplaceBody(body[:n]); err != nil {
+			return err
+		}
+		body = body[n:]
+	}
+	return nil
+}
