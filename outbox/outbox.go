@@ -4,8 +4,9 @@
 //
 // An item is marked sent only after the server answered 250 to DATA, so a
 // crash at any point loses nothing; the price is that a crash between that
-// 250 and MarkSent sends the item again (at-least-once). Run exactly one
-// Sender per store.
+// 250 and MarkSent sends the item again (at-least-once). Several senders
+// (pecmilter and pecdeliver) may share one store: each claims the items it
+// sends for a lease (store.Claim).
 package outbox
 
 import (
@@ -21,6 +22,9 @@ import (
 
 	"github.com/pecgo/pec/store"
 )
+
+// claimLease is how long a claimed item stays reserved for one sender.
+const claimLease = 10 * time.Minute
 
 // Sender drains the outbox of Store to Addr.
 type Sender struct {
@@ -40,15 +44,17 @@ type Sender struct {
 // batch is how many items DrainOnce fetches at a time.
 const batch = 100
 
-// DefaultBackoff is 1m after the first failure, then doubling, capped at 1h.
+// DefaultBackoff is 10 s after the first failure, then doubling, capped
+// at 30 min: receipts are due within minutes (a provider promises the
+// acceptance receipt within 30 minutes), so a fixed listener is retried soon.
 func DefaultBackoff(attempts int) time.Duration {
 	if attempts < 1 {
 		attempts = 1
 	}
-	if attempts > 7 { // 2^6 min > 1h
-		return time.Hour
+	if attempts > 9 { // 10 s << 8 > 30 min
+		return 30 * time.Minute
 	}
-	return min(time.Minute<<(attempts-1), time.Hour)
+	return min(10*time.Second<<(attempts-1), 30*time.Minute)
 }
 
 func (s *Sender) init() {
@@ -133,21 +139,25 @@ func (s *Sender) DrainOnce(ctx context.Context) (sent int, err error) {
 		if err := ctx.Err(); err != nil {
 			return sent, err
 		}
-		items, err := s.Store.DuePending(s.now(), batch)
+		items, err := s.Store.Claim(s.now(), claimLease, batch)
 		if err != nil {
 			return sent, err
 		}
 		progressed := false
-		for _, it := range items {
+		for i, it := range items {
+			// on an early return the items after this one go back to due
+			rest := items[i+1:]
 			if it.ID <= maxSeen {
 				continue // already tried in this pass (a zero backoff)
 			}
 			maxSeen, progressed = it.ID, true
 			if err := ctx.Err(); err != nil {
+				s.release(append([]store.Queued{it}, rest...))
 				return sent, err
 			}
 			if c == nil {
 				if c, stop, err = s.dial(ctx); err != nil {
+					s.release(rest)
 					if serr := s.failed(it, err); serr != nil {
 						return sent, serr
 					}
@@ -160,6 +170,7 @@ func (s *Sender) DrainOnce(ctx context.Context) (sent int, err error) {
 					// Delivered but not recorded: it will be sent again.
 					s.log().Error("outbox: sent but could not mark sent; it will be sent again",
 						itemAttrs(it, "error", err.Error())...)
+					s.release(rest)
 					return sent, err
 				}
 				sent++
@@ -167,11 +178,13 @@ func (s *Sender) DrainOnce(ctx context.Context) (sent int, err error) {
 				continue
 			}
 			if serr := s.failed(it, err); serr != nil {
+				s.release(rest)
 				return sent, serr
 			}
 			var se *smtp.SMTPError
 			if !errors.As(err, &se) {
 				// Connection-level failure: the rest waits for the next pass.
+				s.release(rest)
 				return sent, err
 			}
 			if rerr := c.Reset(); rerr != nil {
@@ -181,6 +194,17 @@ func (s *Sender) DrainOnce(ctx context.Context) (sent int, err error) {
 		if !progressed || len(items) < batch {
 			return sent, nil
 		}
+	}
+}
+
+// release gives claimed but untried items back (due now).
+func (s *Sender) release(items []store.Queued) {
+	ids := make([]int64, len(items))
+	for i, it := range items {
+		ids[i] = it.ID
+	}
+	if err := s.Store.Release(ids, s.now()); err != nil {
+		s.log().Warn("outbox: could not release claimed items; they are retried when the lease ends", "error", err)
 	}
 }
 

@@ -310,8 +310,8 @@ func TestTempFailureRetried(t *testing.T) {
 	}
 	k.setReply(nil)
 
-	// Not retried before the backoff (1 minute) has passed.
-	clk.Advance(time.Minute - time.Second)
+	// Not retried before the backoff (10 seconds) has passed.
+	clk.Advance(10*time.Second - time.Millisecond)
 	if n, err := snd.DrainOnce(context.Background()); n != 0 || err != nil {
 		t.Fatalf("early DrainOnce = %d, %v; want 0", n, err)
 	}
@@ -342,7 +342,7 @@ func TestPermanentFailureKeptAndLogged(t *testing.T) {
 	k.setReply(func([]byte) error { return smtpErr(554, "rejected") })
 	snd, logs := newSender(t, st, k.addr, clk)
 
-	for i, wait := range []time.Duration{time.Minute, 2 * time.Minute, 4 * time.Minute} {
+	for i, wait := range []time.Duration{10 * time.Second, 20 * time.Second, 40 * time.Second} {
 		if n, err := snd.DrainOnce(context.Background()); n != 0 || err != nil {
 			t.Fatalf("attempt %d: DrainOnce = %d, %v", i+1, n, err)
 		}
@@ -400,7 +400,7 @@ func TestSinkDown(t *testing.T) {
 	}
 
 	k := startSink(t, addr)
-	clk.Advance(time.Minute)
+	clk.Advance(10 * time.Second)
 	if n, err := snd.DrainOnce(context.Background()); n != 2 || err != nil {
 		t.Fatalf("DrainOnce after the listener is up = %d, %v; want 2", n, err)
 	}
@@ -489,8 +489,8 @@ func TestCancelledDrain(t *testing.T) {
 
 func TestDefaultBackoff(t *testing.T) {
 	for attempts, want := range map[int]time.Duration{
-		0: time.Minute, 1: time.Minute, 2: 2 * time.Minute, 3: 4 * time.Minute,
-		6: 32 * time.Minute, 7: time.Hour, 8: time.Hour, 1000: time.Hour,
+		0: 10 * time.Second, 1: 10 * time.Second, 2: 20 * time.Second, 3: 40 * time.Second,
+		8: 1280 * time.Second, 9: 30 * time.Minute, 10: 30 * time.Minute, 1000: 30 * time.Minute,
 	} {
 		if got := DefaultBackoff(attempts); got != want {
 			t.Errorf("DefaultBackoff(%d) = %v, want %v", attempts, got, want)

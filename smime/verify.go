@@ -124,8 +124,11 @@ func decodeBase64(b []byte, cte string) ([]byte, error) {
 	out := make([]byte, base64.StdEncoding.DecodedLen(len(clean)))
 	n, err := base64.StdEncoding.Decode(out, clean)
 	if err != nil {
-		// some writers drop the padding
-		n, err = base64.RawStdEncoding.Decode(out, bytes.TrimRight(clean, "="))
+		// some writers drop the padding; unpadded input can decode to
+		// more bytes than StdEncoding.DecodedLen allowed for
+		raw := bytes.TrimRight(clean, "=")
+		out = make([]byte, base64.RawStdEncoding.DecodedLen(len(raw)))
+		n, err = base64.RawStdEncoding.Decode(out, raw)
 		if err != nil {
 			return nil, fmt.Errorf("bad base64: %v", err)
 		}

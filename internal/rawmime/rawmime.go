@@ -100,6 +100,9 @@ func Split(entity []byte) (Header, []byte, error) {
 			return nil, nil, fmt.Errorf("rawmime: malformed header line %q (no field name and colon)", truncate(raw))
 		}
 		name := string(bytes.TrimSpace(raw[:colon]))
+		if name == "" { // only blanks before the colon
+			return nil, nil, fmt.Errorf("rawmime: malformed header line %q (empty field name)", truncate(raw))
+		}
 		if strings.ContainsAny(name, " \t") {
 			return nil, nil, fmt.Errorf("rawmime: malformed header field name %q", truncate(raw[:colon]))
 		}
@@ -157,7 +160,8 @@ func MediaType(v string) (string, map[string]string) {
 // Parts splits a multipart body (CRLF line ends) at boundary and returns
 // each part's bytes exactly as they appear between the delimiter lines: the
 // CRLF that precedes a delimiter belongs to the delimiter (RFC 2046
-// §5.1.1), so a part never ends with it. The preamble and epilogue are
+// §5.1.1), so a part never ends with it (nor with the bare LF that stands
+// for it in input that was not canonicalised). The preamble and epilogue are
 // dropped. A body without a closing delimiter is an error.
 func Parts(body []byte, boundary string) ([][]byte, error) {
 	if boundary == "" {
@@ -177,9 +181,13 @@ func Parts(body []byte, boundary string) ([][]byte, error) {
 			closing := bytes.Equal(after, []byte("--"))
 			if closing || len(after) == 0 {
 				if start >= 0 {
-					stop := lineStart - 2 // the CRLF before the delimiter
-					if stop < start {
-						stop = start
+					// the line end before the delimiter belongs to it: CRLF,
+					// or a bare LF when the caller did not canonicalise
+					stop := lineStart
+					if stop-2 >= start && body[stop-2] == '\r' && body[stop-1] == '\n' {
+						stop -= 2
+					} else if stop-1 >= start && body[stop-1] == '\n' {
+						stop--
 					}
 					parts = append(parts, body[start:stop])
 				}

@@ -1,0 +1,43 @@
+# pec — PEC provider core. Targets:
+#   make test    install the system packages the tests need, then run every test
+#   make demo    two PEC providers on loopback exchanging mail through real Postfix, Dovecot and clamd
+#   make build   build pecmilter, pecdeliver, pecctl into bin/
+GO      ?= go
+export GOFLAGS ?= -buildvcs=false
+BINS     = pecmilter pecdeliver pecctl
+
+.PHONY: all build test demo deps vet fuzz bench clean deb
+
+all: build
+
+deps:
+	./scripts/install-deps
+	$(GO) mod download
+
+build:
+	@mkdir -p bin
+	$(GO) build -trimpath -o bin/ $(addprefix ./cmd/,$(BINS))
+
+vet:
+	$(GO) vet ./...
+
+test: deps vet
+	$(GO) test -count=1 -timeout 40m ./...
+
+demo: deps
+	$(GO) test -count=1 -timeout 10m -run '^TestDemo$$' -v ./demo
+
+# each fuzz target for a short while (the seed corpora run in `make test`)
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 30s ./daticert
+	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 30s ./parse
+	$(GO) test -run '^$$' -fuzz FuzzVerify -fuzztime 30s ./smime
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./build ./store ./filter
+
+deb: build
+	./packaging/build-deb
+
+clean:
+	rm -rf bin dist

@@ -1,0 +1,282 @@
+package index
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Source produces a fresh snapshot of the directory.
+type Source interface {
+	Fetch(ctx context.Context) (*Index, error)
+}
+
+// FileSource reads a local file: plain LDIF, or, with Signed, a CMS-signed
+// LDIF verified against Roots.
+type FileSource struct {
+	Path   string
+	Signed bool
+	Roots  *x509.CertPool
+}
+
+// Fetch reads and parses the file.
+func (s FileSource) Fetch(ctx context.Context) (*Index, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	data, err := os.ReadFile(s.Path)
+	if err != nil {
+		return nil, fmt.Errorf("index: %w", err)
+	}
+	if s.Signed {
+		ix, err := LoadSignedLDIF(data, s.Roots)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", s.Path, err)
+		}
+		return ix, nil
+	}
+	ix, err := ParseLDIF(bytes.NewReader(data))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", s.Path, err)
+	}
+	return ix, nil
+}
+
+// MaxSignedLDIFSize bounds what URLSource reads.
+const MaxSignedLDIFSize = 64 << 20
+
+// URLSource downloads a signed LDIF (the .p7m at the root entry's
+// LDIFLocationURL, RFC 6109 §4.5.6) and verifies it against Roots. The
+// signature, not the transport, is what makes the file trusted, so http://
+// works too (RFC 6109 says HTTPS; a client certificate, if IGPEC asks for
+// one, goes in Client's transport).
+type URLSource struct {
+	URL    string
+	Roots  *x509.CertPool
+	Client *http.Client // nil: a client with a 2-minute timeout
+}
+
+// Fetch downloads and verifies the file.
+func (s URLSource) Fetch(ctx context.Context) (*Index, error) {
+	c := s.Client
+	if c == nil {
+		c = &http.Client{Timeout: 2 * time.Minute}
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.URL, nil)
+	if err != nil {
+		return nil, fmt.Errorf("index: %w", err)
+	}
+	req.Header.Set("Accept", "application/pkcs7-mime, application/octet-stream, */*")
+	resp, err := c.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("index: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("index: GET %s: %s", s.URL, resp.Status)
+	}
+	data, err := io.ReadAll(io.LimitReader(resp.Body, MaxSignedLDIFSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("index: GET %s: %w", s.URL, err)
+	}
+	if len(data) > MaxSignedLDIFSize {
+		return nil, fmt.Errorf("index: GET %s: larger than %d bytes", s.URL, MaxSignedLDIFSize)
+	}
+	ix, err := LoadSignedLDIF(data, s.Roots)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", s.URL, err)
+	}
+	return ix, nil
+}
+
+// LDAPSource reads an LDAP replica of the directory.
+type LDAPSource struct {
+	LDAPConfig
+}
+
+// Fetch runs FetchLDAP.
+func (s LDAPSource) Fetch(ctx context.Context) (*Index, error) {
+	return FetchLDAP(ctx, s.LDAPConfig)
+}
+
+// CacheFileName is the cache file inside Syncer.CacheDir.
+const CacheFileName = "providers.ldif"
+
+// fetchedAtPrefix starts the cache file's first line, a comment.
+const fetchedAtPrefix = "# fetched-at: "
+
+// Syncer refreshes the index from Source and keeps the last good snapshot
+// on disk (CacheDir/providers.ldif, LDIF written atomically with a
+// temporary file and a rename) so that it can be served while the source is
+// down. Methods may be called concurrently; syncs are serialised.
+type Syncer struct {
+	Source   Source
+	CacheDir string
+	Logger   *slog.Logger     // nil: no logging
+	Now      func() time.Time // nil: time.Now
+
+	mu sync.Mutex
+}
+
+func (s *Syncer) logger() *slog.Logger {
+	if s.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return s.Logger
+}
+
+func (s *Syncer) now() time.Time {
+	if s.Now == nil {
+		return time.Now()
+	}
+	return s.Now()
+}
+
+// CachePath is the cache file's path.
+func (s *Syncer) CachePath() string { return filepath.Join(s.CacheDir, CacheFileName) }
+
+// Load returns the cached index and when it was fetched. Before the first
+// successful Sync the error wraps fs.ErrNotExist.
+func (s *Syncer) Load() (*Index, time.Time, error) {
+	data, err := os.ReadFile(s.CachePath())
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, time.Time{}, fmt.Errorf("index: no cached index yet (%w)", err)
+		}
+		return nil, time.Time{}, fmt.Errorf("index: cache: %w", err)
+	}
+	ix, err := ParseLDIF(bytes.NewReader(data))
+	if err != nil {
+		return nil, time.Time{}, fmt.Errorf("index: cache %s: %w", s.CachePath(), err)
+	}
+	var at time.Time
+	first, _, _ := bytes.Cut(data, []byte("\n"))
+	if v, ok := strings.CutPrefix(strings.TrimSpace(string(first)), fetchedAtPrefix); ok {
+		at, _ = time.Parse(time.RFC3339Nano, strings.TrimSpace(v))
+	}
+	if at.IsZero() {
+		if fi, err := os.Stat(s.CachePath()); err == nil {
+			at = fi.ModTime()
+		}
+	}
+	return ix, at, nil
+}
+
+// Sync fetches from the source. On success it writes the cache, logs and
+// returns the new index with the Diff against the cached one (the index's
+// Warnings are logged too). On failure it returns the error and leaves the
+// cache untouched: callers keep serving the snapshot they have.
+func (s *Syncer) Sync(ctx context.Context) (*Index, []string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	log := s.logger()
+	ix, err := s.Source.Fetch(ctx)
+	if err != nil {
+		log.Error("providers' index: sync failed, keeping the cached index", "err", err)
+		return nil, nil, err
+	}
+	old, _, lerr := s.Load()
+	if lerr != nil && !errors.Is(lerr, fs.ErrNotExist) {
+		log.Warn("providers' index: cached index unreadable, diffing against an empty one", "err", lerr)
+	}
+	at := s.now()
+	if err := s.writeCache(ix, at); err != nil {
+		log.Error("providers' index: cannot write the cache", "err", err)
+		return nil, nil, err
+	}
+	lines := Diff(old, ix)
+	attrs := []any{"providers", ix.Len(), "changes", len(lines)}
+	if c, t := ix.SignedBy(); c != nil {
+		attrs = append(attrs, "signer", c.Subject.String(), "signed_at", t)
+	}
+	log.Info("providers' index: synced", attrs...)
+	for _, l := range lines {
+		log.Info("providers' index: " + l)
+	}
+	for _, w := range ix.Warnings() {
+		log.Warn("providers' index: " + w)
+	}
+	return ix, lines, nil
+}
+
+func (s *Syncer) writeCache(ix *Index, at time.Time) error {
+	if err := os.MkdirAll(s.CacheDir, 0o755); err != nil {
+		return fmt.Errorf("index: cache: %w", err)
+	}
+	f, err := os.CreateTemp(s.CacheDir, ".providers-*.ldif.tmp")
+	if err != nil {
+		return fmt.Errorf("index: cache: %w", err)
+	}
+	tmp := f.Name()
+	ok := false
+	defer func() {
+		if !ok {
+			f.Close()
+			os.Remove(tmp)
+		}
+	}()
+	bw := bufio.NewWriter(f)
+	fmt.Fprintf(bw, "%s%s\n# PEC providers' index (RFC 6109 §4.5), last good copy kept by the index Syncer\n",
+		fetchedAtPrefix, at.UTC().Format(time.RFC3339Nano))
+	if err := ix.WriteLDIF(bw); err != nil {
+		return fmt.Errorf("index: cache: %w", err)
+	}
+	if err := bw.Flush(); err != nil {
+		return fmt.Errorf("index: cache: %w", err)
+	}
+	if err := f.Chmod(0o644); err != nil {
+		return fmt.Errorf("index: cache: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("index: cache: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("index: cache: %w", err)
+	}
+	if err := os.Rename(tmp, s.CachePath()); err != nil {
+		return fmt.Errorf("index: cache: %w", err)
+	}
+	ok = true
+	if d, err := os.Open(s.CacheDir); err == nil {
+		d.Sync()
+		d.Close()
+	}
+	return nil
+}
+
+// Run syncs now and then every interval (default 24 h) until ctx is done,
+// calling onUpdate (if not nil) with the snapshot of each successful sync.
+// After a failed sync it retries sooner, after min(interval, 1 h).
+func (s *Syncer) Run(ctx context.Context, interval time.Duration, onUpdate func(*Index)) {
+	if interval <= 0 {
+		interval = 24 * time.Hour
+	}
+	for {
+		next := interval
+		ix, _, err := s.Sync(ctx)
+		if err != nil {
+			next = min(interval, time.Hour)
+		} else if onUpdate != nil {
+			onUpdate(ix)
+		}
+		t := time.NewTimer(next)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
+}

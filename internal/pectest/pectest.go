@@ -1,0 +1,403 @@
+// Package pectest runs whole PEC providers on loopback for integration
+// tests and the demo: for each provider a real Postfix (submission with
+// Dovecot SASL and the access milter, port 25 with the incoming milter, a
+// milter-free re-injection listener), a real Dovecot, the pecmilter and
+// pecdeliver binaries built from this tree, one shared clamd, one test PKI
+// and one providers' index listing every provider. Everything is rendered
+// into temporary directories and stopped by PID when the test ends.
+package pectest
+
+import (
+	"bytes"
+	"crypto/x509"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
+
+	"github.com/pecgo/pec/index"
+	"github.com/pecgo/pec/internal/testenv"
+	"github.com/pecgo/pec/internal/testpki"
+	"github.com/pecgo/pec/store"
+)
+
+// Password of every test mailbox.
+const Password = "secret"
+
+// World is a set of providers sharing a PKI, an index and clamd.
+type World struct {
+	t         testing.TB
+	Dir       string
+	PKI       *testpki.PKI
+	RootPEM   string // path of the root certificate
+	Clamd     *testenv.Clamd
+	Bin       string // directory with pecmilter, pecdeliver, pecctl
+	IndexPath string
+	Providers []*Provider
+	// Ordinary receives mail for every domain that is not a provider's
+	// (ordinary Internet mail).
+	Ordinary *Sink
+}
+
+// Spec describes one provider.
+type Spec struct {
+	Name    string   // e.g. "Provider A S.p.A."
+	Domain  string   // e.g. "pec-a.example.test"
+	Domains []string // further managed domains (optional)
+	Users   []string // mailbox addresses besides posta-certificata@Domain
+	// QuotaUsers get a tiny quota (mailbox full tests).
+	QuotaUsers []string
+	// Extra TOML appended to the provider's configuration.
+	Extra string
+	// SinkAll sends every message Postfix would deliver (local ones too)
+	// to this sink instead: the access point's output, seen alone.
+	SinkAll *Sink
+	// IndexOnly lists the provider in the index without running it.
+	IndexOnly bool
+}
+
+// Provider is one running provider.
+type Provider struct {
+	Spec
+	w                                     *World
+	Dir, ConfigPath, StorePath            string
+	SubmissionAddr, MXAddr, ReinjectAddr  string
+	AccessAddr, IncomingAddr, DeliverAddr string
+	Dovecot                               *testenv.Dovecot
+	Postfix                               *testenv.Postfix
+	Identity                              *testpki.Provider
+	mu                                    sync.Mutex
+	procs                                 map[string]*exec.Cmd
+}
+
+var (
+	buildOnce sync.Once
+	buildDir  string
+	buildErr  error
+)
+
+// binaries builds pecmilter, pecdeliver and pecctl once per test binary.
+func binaries(t testing.TB) string {
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "pec-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		root := moduleRoot()
+		cmd := exec.Command("go", "build", "-o", dir+"/", "./cmd/pecmilter", "./cmd/pecdeliver", "./cmd/pecctl")
+		cmd.Dir = root
+		cmd.Env = append(os.Environ(), "GOFLAGS=-buildvcs=false")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+		buildDir = dir
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return buildDir
+}
+
+func moduleRoot() string {
+	dir, _ := os.Getwd()
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir
+		}
+		p := filepath.Dir(dir)
+		if p == dir {
+			return "."
+		}
+		dir = p
+	}
+}
+
+// NewWorld prepares a world: binaries, PKI for the given domains, clamd,
+// a sink for ordinary mail. Add providers with Add, then call Start.
+func NewWorld(t testing.TB, domains ...string) *World {
+	testenv.Need(t, "postfix", "dovecot", "clamd")
+	if os.Geteuid() != 0 {
+		t.Skip("Postfix needs root")
+	}
+	w := &World{t: t, Dir: t.TempDir(), PKI: testpki.New(domains...)}
+	w.Bin = binaries(t)
+	w.RootPEM = filepath.Join(w.Dir, "root.pem")
+	must(t, os.WriteFile(w.RootPEM, testpki.PEM(w.PKI.Root.Cert), 0o644))
+	w.Clamd = testenv.StartClamd(t)
+	w.Ordinary = StartSink(t)
+	return w
+}
+
+// Add registers a provider; call Start after adding all of them.
+func (w *World) Add(s Spec) *Provider {
+	t := w.t
+	p := &Provider{Spec: s, w: w, procs: map[string]*exec.Cmd{}}
+	p.Dir = filepath.Join(w.Dir, s.Domain)
+	must(t, os.MkdirAll(p.Dir, 0o755))
+	port := func() string { return fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)) }
+	p.SubmissionAddr, p.MXAddr, p.ReinjectAddr = port(), port(), port()
+	p.AccessAddr, p.IncomingAddr, p.DeliverAddr = port(), port(), port()
+	p.Identity = w.PKI.Issue(s.Name, "posta-certificata@"+s.Domain, time.Time{}, time.Time{}, false)
+	w.Providers = append(w.Providers, p)
+	return p
+}
+
+// ServiceAddr is the provider's posta-certificata@ address (its mailReceipt).
+func (p *Provider) ServiceAddr() string { return "posta-certificata@" + p.Domain }
+
+func (p *Provider) domains() []string { return append([]string{p.Domain}, p.Domains...) }
+
+// Start writes the index and starts every provider.
+func (w *World) Start() {
+	t := w.t
+	var tps []index.TestProvider
+	for _, p := range w.Providers {
+		tps = append(tps, index.TestProvider{Name: p.Name, MailReceipt: p.ServiceAddr(), Domains: p.domains(),
+			Certs: []*x509.Certificate{p.Identity.Cert}})
+	}
+	w.IndexPath = filepath.Join(w.Dir, "index.ldif")
+	must(t, os.WriteFile(w.IndexPath, index.TestLDIF(tps...), 0o644))
+	for _, p := range w.Providers {
+		if !p.IndexOnly {
+			p.start()
+		}
+	}
+}
+
+func (p *Provider) start() {
+	t, w := p.w.t, p.w
+	var users []testenv.DovecotUser
+	for _, u := range append([]string{p.ServiceAddr()}, p.Users...) {
+		users = append(users, testenv.DovecotUser{Addr: u, Password: Password})
+	}
+	for _, u := range p.QuotaUsers {
+		users = append(users, testenv.DovecotUser{Addr: u, Password: Password, QuotaBytes: 1024})
+	}
+	p.Dovecot = testenv.StartDovecot(t, users)
+
+	cert := filepath.Join(p.Dir, "cert.pem")
+	key := filepath.Join(p.Dir, "key.pem")
+	must(t, os.WriteFile(cert, testpki.PEM(append([]*x509.Certificate{p.Identity.Cert}, p.Identity.Chain...)...), 0o644))
+	must(t, os.WriteFile(key, testpki.KeyPEM(p.Identity.Key), 0o600))
+	p.StorePath = filepath.Join(p.Dir, "pec.db")
+	p.ConfigPath = filepath.Join(p.Dir, "pec.toml")
+	p.WriteConfig(p.ReinjectAddr)
+
+	// routing: our domains to pecdeliver, other providers to their port 25,
+	// everything else to the ordinary-mail sink
+	var tm []string
+	for _, d := range p.domains() {
+		tm = append(tm, d+"=lmtp:inet:"+p.DeliverAddr)
+	}
+	for _, o := range w.Providers {
+		if o != p && !o.IndexOnly {
+			for _, d := range o.domains() {
+				tm = append(tm, d+"=smtp:["+host(o.MXAddr)+"]:"+port(o.MXAddr))
+			}
+		}
+	}
+	defaultTransport := "smtp:[" + host(w.Ordinary.Addr) + "]:" + port(w.Ordinary.Addr)
+	if p.SinkAll != nil {
+		tm = nil
+		defaultTransport = "smtp:[" + host(p.SinkAll.Addr) + "]:" + port(p.SinkAll.Addr)
+	}
+	main := []string{
+		"relay_domains = " + strings.Join(p.domains(), ", "),
+		"default_transport = " + defaultTransport,
+		"relay_transport = " + defaultTransport,
+		"maximal_queue_lifetime = 1d",
+		"bounce_queue_lifetime = 1d",
+		"disable_mime_output_conversion = yes",
+		"milter_default_action = tempfail",
+		"smtpd_delay_reject = yes",
+		"lmtp_destination_recipient_limit = 50",
+	}
+	if len(tm) > 0 {
+		main = append(main, "transport_maps = inline:{ "+strings.Join(tm, ", ")+" }")
+	}
+	sub := "smtpd -o smtpd_sasl_auth_enable=yes -o smtpd_sasl_type=dovecot -o smtpd_sasl_path=inet:" + p.Dovecot.AuthAddr +
+		" -o smtpd_tls_security_level=none -o smtpd_tls_auth_only=no -o smtpd_sasl_security_options=noanonymous" +
+		" -o mynetworks=127.0.0.2/32 -o smtpd_relay_restrictions=permit_sasl_authenticated,reject" +
+		" -o smtpd_recipient_restrictions=permit_sasl_authenticated,reject" +
+		" -o smtpd_milters=inet:" + p.AccessAddr + " -o cleanup_service_name=cleanup-sub"
+	mx := "smtpd -o smtpd_milters=inet:" + p.IncomingAddr + " -o mynetworks=127.0.0.2/32" +
+		" -o smtpd_relay_restrictions=reject_unauth_destination -o smtpd_recipient_restrictions=reject_unauth_destination"
+	re := "smtpd -o smtpd_milters= -o smtpd_relay_restrictions=permit_mynetworks,reject -o smtpd_recipient_restrictions=permit_mynetworks,reject"
+	p.Postfix = testenv.StartPostfix(t, testenv.PostfixConfig{
+		MyHostname: "mx." + p.Domain, MyDomain: p.Domain, Main: main,
+		Master: []string{
+			p.SubmissionAddr + " inet n - n - - " + sub,
+			p.MXAddr + " inet n - n - - " + mx,
+			p.ReinjectAddr + " inet n - n - - " + re,
+			// Postfix drops Bcc in cleanup before the milter sees it; keep
+			// it on submission so the access point names the exception.
+			"cleanup-sub unix n - n - 0 cleanup -o message_drop_headers=content-length",
+		},
+	})
+	p.StartMilter()
+	p.StartDeliver()
+}
+
+// WriteConfig (re)writes the provider's configuration with the given
+// re-injection address (tests point it elsewhere to hold the outbox).
+func (p *Provider) WriteConfig(reinject string) {
+	w := p.w
+	q := func(s string) string { return fmt.Sprintf("%q", s) }
+	var doms []string
+	for _, d := range p.domains() {
+		doms = append(doms, q(d))
+	}
+	cfg := fmt.Sprintf(`[provider]
+name = %s
+domain = %s
+managed_domains = [%s]
+
+[signing]
+certificate = %s
+key = %s
+trusted_roots = [%s]
+
+[clamd]
+network = "tcp"
+address = %s
+timeout = "20s"
+
+[milter]
+access = %s
+incoming = %s
+
+[deliver]
+listen = %s
+dovecot = %s
+
+[reinject]
+address = %s
+
+[store]
+path = %s
+
+[index]
+ldif = %s
+cache_dir = %s
+`, q(p.Name), q(p.Domain), strings.Join(doms, ", "), q(filepath.Join(p.Dir, "cert.pem")), q(filepath.Join(p.Dir, "key.pem")),
+		q(w.RootPEM), q(w.Clamd.Addr), q("inet:"+p.AccessAddr), q("inet:"+p.IncomingAddr), q("inet:"+p.DeliverAddr),
+		q("inet:"+p.Dovecot.LMTPAddr), q(reinject), q(p.StorePath), q(w.IndexPath), q(filepath.Join(p.Dir, "index-cache")))
+	must(w.t, os.WriteFile(p.ConfigPath, []byte(cfg+p.Extra), 0o644))
+}
+
+func host(addr string) string { h, _, _ := strings.Cut(addr, ":"); return h }
+func port(addr string) string { _, p, _ := strings.Cut(addr, ":"); return p }
+
+// StartMilter starts pecmilter and waits for both milter listeners.
+func (p *Provider) StartMilter() { p.startProc("pecmilter", p.AccessAddr, p.IncomingAddr) }
+
+// StartDeliver starts pecdeliver and waits for its LMTP listener.
+func (p *Provider) StartDeliver() { p.startProc("pecdeliver", p.DeliverAddr) }
+
+// KillMilter kills pecmilter with SIGKILL (a crash).
+func (p *Provider) KillMilter() { p.stopProc("pecmilter", syscall.SIGKILL) }
+
+// StopMilter stops pecmilter with SIGTERM.
+func (p *Provider) StopMilter() { p.stopProc("pecmilter", syscall.SIGTERM) }
+
+// KillDeliver kills pecdeliver.
+func (p *Provider) KillDeliver() { p.stopProc("pecdeliver", syscall.SIGKILL) }
+
+func (p *Provider) startProc(name string, addrs ...string) {
+	t := p.w.t
+	logf, err := os.OpenFile(filepath.Join(p.Dir, name+".log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	must(t, err)
+	cmd := exec.Command(filepath.Join(p.w.Bin, name), "-config", p.ConfigPath)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	must(t, cmd.Start())
+	p.mu.Lock()
+	p.procs[name] = cmd
+	p.mu.Unlock()
+	t.Cleanup(func() { p.stopProc(name, syscall.SIGTERM); logf.Close() })
+	for _, a := range addrs {
+		if err := waitTCP(a, 15*time.Second); err != nil {
+			t.Fatalf("%s of %s did not listen on %s: %v\n%s", name, p.Domain, a, err, p.ProcLog(name))
+		}
+	}
+}
+
+func (p *Provider) stopProc(name string, sig syscall.Signal) {
+	p.mu.Lock()
+	cmd := p.procs[name]
+	delete(p.procs, name)
+	p.mu.Unlock()
+	if cmd == nil || cmd.Process == nil {
+		return
+	}
+	cmd.Process.Signal(sig)
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		cmd.Process.Kill()
+		<-done
+	}
+}
+
+// ProcLog returns what pecmilter or pecdeliver logged.
+func (p *Provider) ProcLog(name string) string {
+	b, _ := os.ReadFile(filepath.Join(p.Dir, name+".log"))
+	return string(b)
+}
+
+// Send submits raw as user (AUTH PLAIN) to the provider's submission
+// service with the given envelope; it returns the SMTP error, if any.
+func (p *Provider) Send(user string, rcpts []string, raw []byte) error {
+	return SendAs(p.SubmissionAddr, user, user, rcpts, raw)
+}
+
+// SendAs submits with login user and MAIL FROM from.
+func SendAs(addr, user, from string, rcpts []string, raw []byte) error {
+	c, err := smtp.Dial(addr)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if err := c.Hello("client.example.test"); err != nil {
+		return err
+	}
+	if user != "" {
+		if err := c.Auth(sasl.NewPlainClient("", user, Password)); err != nil {
+			return err
+		}
+	}
+	if err := c.SendMail(from, rcpts, bytes.NewReader(raw)); err != nil {
+		return err
+	}
+	return c.Quit()
+}
+
+// Store opens the provider's store (read-mostly; close it when done).
+func (p *Provider) Store() *store.Store {
+	st, err := store.Open(p.StorePath)
+	must(p.w.t, err)
+	p.w.t.Cleanup(func() { st.Close() })
+	return st
+}
+
+// Mailbox waits for n messages in addr's INBOX.
+func (p *Provider) Mailbox(addr string, n int) [][]byte {
+	return p.Dovecot.WaitMessages(p.w.t, addr, n, 60*time.Second)
+}
+
+func must(t testing.TB, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}

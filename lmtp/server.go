@@ -1,0 +1,209 @@
+package lmtp
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"github.com/pecgo/pec/config"
+	"github.com/pecgo/pec/store"
+)
+
+// Server is the LMTP front of the delivery point.
+type Server struct {
+	Delivery *Delivery
+	Store    *store.Store
+	Dovecot  string // Dovecot LMTP: inet:HOST:PORT or unix:/path
+	Kick     func()
+	Now      func() time.Time
+	Log      *slog.Logger
+	Timeout  time.Duration // for one Dovecot transaction; default 5 min
+	MaxSize  int64         // refuse bigger messages; default 200 MB
+}
+
+// Serve serves LMTP on ln.
+func (s *Server) Serve(ln net.Listener) error {
+	srv := smtp.NewServer(s)
+	srv.LMTP = true
+	srv.Domain = s.Delivery.Provider.Domain
+	srv.MaxMessageBytes = s.maxSize()
+	srv.MaxRecipients = 1000
+	srv.ReadTimeout = 10 * time.Minute
+	srv.WriteTimeout = 10 * time.Minute
+	return srv.Serve(ln)
+}
+
+func (s *Server) maxSize() int64 {
+	if s.MaxSize > 0 {
+		return s.MaxSize
+	}
+	return 200 << 20
+}
+
+func (s *Server) log() *slog.Logger {
+	if s.Log != nil {
+		return s.Log
+	}
+	return slog.Default()
+}
+
+// NewSession implements smtp.Backend.
+func (s *Server) NewSession(c *smtp.Conn) (smtp.Session, error) { return &session{s: s}, nil }
+
+type session struct {
+	s     *Server
+	from  string
+	rcpts []string
+}
+
+func (ss *session) Reset()        { ss.from, ss.rcpts = "", nil }
+func (ss *session) Logout() error { return nil }
+
+func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
+	ss.from = from
+	return nil
+}
+
+// Rcpt accepts every recipient: for PEC mailboxes the outcome is decided
+// at delivery, as a receipt (PEC-SPEC §6.6 rule 7).
+func (ss *session) Rcpt(to string, opts *smtp.RcptOptions) error {
+	ss.rcpts = append(ss.rcpts, to)
+	return nil
+}
+
+func (ss *session) Data(r io.Reader) error {
+	return errors.New("pecdeliver speaks LMTP only")
+}
+
+var errTemp = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "PEC delivery point: temporary failure, try again later"}
+
+// LMTPData delivers the message and answers per recipient.
+func (ss *session) LMTPData(r io.Reader, status smtp.StatusCollector) error {
+	s := ss.s
+	raw, err := io.ReadAll(r)
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	if s.Now != nil {
+		now = s.Now()
+	}
+	m, err := s.Delivery.Classify(raw)
+	if err != nil {
+		s.log().Error("cannot classify, tempfailing", "error", err)
+		return errTemp
+	}
+	timeout := s.Timeout
+	if timeout == 0 {
+		timeout = 5 * time.Minute
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	results, err := forward(ctx, s.Dovecot, s.Delivery.Provider.Domain, ss.from, ss.rcpts, raw)
+	if err != nil {
+		s.log().Error("Dovecot LMTP not available, tempfailing: no receipt until it is back", "dovecot", s.Dovecot, "error", err)
+		return errTemp
+	}
+	out, err := s.Delivery.Decide(now, m, ss.from, results)
+	if err == nil && (len(out.Txn.Events) > 0 || len(out.Txn.Outbox) > 0) {
+		err = s.Store.Commit(out.Txn)
+	}
+	if err != nil {
+		// the message may sit in Dovecot already; retrying can deliver it
+		// twice, which is better than a delivery without its receipt
+		s.log().Error("receipts not recorded, tempfailing", "error", err)
+		return errTemp
+	}
+	if len(out.Txn.Outbox) > 0 && s.Kick != nil {
+		s.Kick()
+	}
+	for _, rcpt := range ss.rcpts {
+		err := out.Status[rcpt]
+		status.SetStatus(rcpt, err)
+		s.log().Info("delivery", "kind", m.Kind, "pec", m.PEC, "rcpt", rcpt, "result", errString(err))
+	}
+	return nil
+}
+
+func errString(err error) string {
+	if err == nil {
+		return "delivered"
+	}
+	return err.Error()
+}
+
+// forward hands the message to Dovecot over LMTP and collects its answer
+// per recipient. An error means no answer at all (Dovecot down).
+func forward(ctx context.Context, addr, helo, from string, rcpts []string, raw []byte) ([]Result, error) {
+	network, a, err := config.SplitAddr(addr)
+	if err != nil {
+		return nil, err
+	}
+	var dialer net.Dialer
+	conn, err := dialer.DialContext(ctx, network, a)
+	if err != nil {
+		return nil, err
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		conn.SetDeadline(dl)
+	}
+	c := smtp.NewClientLMTP(conn)
+	defer c.Close()
+	if err := c.Hello(helo); err != nil {
+		return nil, err
+	}
+	if err := c.Mail(from, nil); err != nil {
+		return nil, err
+	}
+	results := make([]Result, len(rcpts))
+	var accepted []string
+	for i, rcpt := range rcpts {
+		results[i].Rcpt = rcpt
+		if err := c.Rcpt(rcpt, nil); err != nil {
+			var se *smtp.SMTPError
+			if !errors.As(err, &se) {
+				return nil, err
+			}
+			results[i].Err = stripRcpt(se, rcpt)
+			continue
+		}
+		accepted = append(accepted, rcpt)
+	}
+	if len(accepted) == 0 {
+		return results, nil
+	}
+	w, err := c.Data()
+	if err != nil {
+		return nil, err
+	}
+	if _, err := io.Copy(w, bytes.NewReader(raw)); err != nil {
+		return nil, err
+	}
+	_, err = w.CloseWithLMTPResponse()
+	var lerr smtp.LMTPDataError
+	if err != nil && !errors.As(err, &lerr) {
+		return nil, err
+	}
+	for i := range results {
+		if e, ok := lerr[results[i].Rcpt]; ok && results[i].Err == nil {
+			results[i].Err = stripRcpt(e, results[i].Rcpt)
+		}
+	}
+	c.Quit()
+	return results, nil
+}
+
+// stripRcpt removes the "<rcpt> " prefix Dovecot puts in LMTP replies:
+// our own LMTP server adds it again.
+func stripRcpt(se *smtp.SMTPError, rcpt string) *smtp.SMTPError {
+	msg := strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(se.Message), "<"+rcpt+">"))
+	return &smtp.SMTPError{Code: se.Code, EnhancedCode: se.EnhancedCode, Message: msg}
+}
+
