@@ -123,6 +123,10 @@ func (a *Access) formalCheck(env Envelope, o *build.Original, perr error, raw []
 	switch {
 	case perr != nil:
 		return "messaggio non conforme allo standard RFC 5322 (" + perr.Error() + ")"
+	case longestLine(raw) > 998:
+		// RFC 5322 §2.1.1; Postfix would also split such a line
+		// (line_length_limit) and break the envelope's signature
+		return fmt.Sprintf("messaggio non conforme allo standard RFC 5322: una riga supera i 998 caratteri (%d)", longestLine(raw))
 	case o.AddrErr != nil:
 		return "intestazione non conforme: " + o.AddrErr.Error()
 	case len(o.From) != 1:
@@ -219,4 +223,25 @@ func sameSet(a, b []string) bool {
 		}
 	}
 	return true
+}
+
+// longestLine is the length of the longest line, line end excluded.
+func longestLine(raw []byte) int {
+	longest := 0
+	for len(raw) > 0 {
+		i := bytes.IndexByte(raw, '\n')
+		if i < 0 {
+			i = len(raw)
+		}
+		n := i
+		if n > 0 && raw[n-1] == '\r' {
+			n--
+		}
+		longest = max(longest, n)
+		if i == len(raw) {
+			break
+		}
+		raw = raw[i+1:]
+	}
+	return longest
 }

@@ -126,7 +126,7 @@ func TestAccessAccepts(t *testing.T) {
 
 func TestAccessRefusals(t *testing.T) {
 	e := newEnv(t)
-	big := strings.Repeat("x", 2000)
+	big := strings.Repeat(strings.Repeat("x", 99)+"\r\n", 20)
 	cases := []struct {
 		name  string
 		env   filter.Envelope
@@ -143,6 +143,7 @@ func TestAccessRefusals(t *testing.T) {
 		{"too-many", filter.Envelope{MailFrom: mario, Rcpts: []string{luigi, carla, paolo, "d@pec-b.example.test"}, AuthUser: mario},
 			msg(mario, luigi+", "+carla+", "+paolo+", d@pec-b.example.test", "", ""), "numero di destinatari (4) superiore al limite di 3", false},
 		{"size", filter.Envelope{MailFrom: mario, Rcpts: []string{luigi, carla}, AuthUser: mario}, append(msg(mario, luigi, carla, ""), big...), "superiore al limite di 4000 byte", false},
+		{"long-line", filter.Envelope{MailFrom: mario, Rcpts: []string{luigi}, AuthUser: mario}, append(msg(mario, luigi, "", ""), strings.Repeat("y", 999)+"\r\n"...), "998 caratteri", false},
 		{"virus", filter.Envelope{MailFrom: mario, Rcpts: []string{luigi}, AuthUser: mario}, msg(mario, luigi, "", ""), "Test.EICAR", true},
 	}
 	root := testpki.PEM(e.pki.Root.Cert)

@@ -232,4 +232,3 @@ func (d *Delivery) noticeEvent(now time.Time, m *Message, results []Result) stor
 func outgoing(m *build.Message) store.Outgoing {
 	return store.Outgoing{MailFrom: m.MailFrom, Rcpts: m.Rcpts, Data: m.Bytes(), MessageID: "<" + m.ID + ">", Kind: string(m.Kind)}
 }
-

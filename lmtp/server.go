@@ -206,4 +206,3 @@ func stripRcpt(se *smtp.SMTPError, rcpt string) *smtp.SMTPError {
 	msg := strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(se.Message), "<"+rcpt+">"))
 	return &smtp.SMTPError{Code: se.Code, EnhancedCode: se.EnhancedCode, Message: msg}
 }
-

@@ -106,7 +106,9 @@ func cmdVerify(args []string, stdout, stderr io.Writer) int {
 	enc := json.NewEncoder(stdout)
 	for _, f := range files {
 		out := verifyFile(f, roots)
-		ok := out.SignatureValid && (out.ChainValid == nil || *out.ChainValid)
+		// a file verifies when it is a well-formed PEC message whose
+		// signature (and chain, with --ca) verified: any error counts
+		ok := out.Error == "" && out.SignatureValid && (out.ChainValid == nil || *out.ChainValid)
 		if !ok {
 			status = 1
 		}

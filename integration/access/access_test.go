@@ -227,7 +227,9 @@ func TestAccessPoint(t *testing.T) {
 		if err := f.a.Send(mario, []string{luigi}, message(mario, luigi, "", "", "crash test", "x")); err != nil {
 			t.Fatal(err)
 		}
-		f.sink.Wait(t, 1, 30*time.Second, func(m pectest.SinkMessage) bool { return subjectHas("crash test")(m) && kindOf(m) == kind.PostaCertificata })
+		f.sink.Wait(t, 1, 30*time.Second, func(m pectest.SinkMessage) bool {
+			return subjectHas("crash test")(m) && kindOf(m) == kind.PostaCertificata
+		})
 		time.Sleep(time.Second)
 		for _, m := range f.sink.Messages() {
 			if subjectHas("crash test")(m) && kindOf(m) == kind.Accettazione {

@@ -1,0 +1,362 @@
+// Package twoproviders runs two PEC providers on loopback (each its own
+// Postfix, Dovecot, pecmilter, pecdeliver; one clamd, one test PKI, one
+// index) and checks what every mailbox receives.
+package twoproviders
+
+import (
+	"bytes"
+	"encoding/base64"
+	"fmt"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pecgo/pec/daticert"
+	"github.com/pecgo/pec/internal/conformance"
+	"github.com/pecgo/pec/internal/pectest"
+	"github.com/pecgo/pec/internal/rawmime"
+	"github.com/pecgo/pec/internal/testenv"
+	"github.com/pecgo/pec/internal/testpki"
+	"github.com/pecgo/pec/kind"
+	"github.com/pecgo/pec/parse"
+	"github.com/pecgo/pec/store"
+	"github.com/pecgo/pec/verify"
+)
+
+const (
+	mario = "mario.rossi@pec-a.example.test"
+	luigi = "luigi.verdi@pec-b.example.test"
+	carla = "carla.neri@pec-b.example.test"
+	anna  = "anna.blu@pec-b.example.test" // refuses ordinary mail
+	piena = "piena@pec-b.example.test"    // tiny quota
+	paolo = "paolo@mail.example.org"
+)
+
+type world struct {
+	w    *pectest.World
+	a, b *pectest.Provider
+	root []byte
+}
+
+func setup(t *testing.T) *world {
+	w := pectest.NewWorld(t, "pec-a.example.test", "pec-b.example.test")
+	a := w.Add(pectest.Spec{Name: "Provider A S.p.A.", Domain: "pec-a.example.test", Users: []string{mario}})
+	b := w.Add(pectest.Spec{Name: "Provider B S.p.A.", Domain: "pec-b.example.test", Users: []string{luigi, carla, anna},
+		QuotaUsers: []string{piena},
+		Extra:      "\n[policy.mailboxes.\"" + anna + "\"]\nordinary_mail = \"refuse\"\n"})
+	w.Start()
+	return &world{w: w, a: a, b: b, root: testpki.PEM(w.PKI.Root.Cert)}
+}
+
+func msg(from, to, cc, subject, tipo, body string) []byte {
+	h := "From: " + from + "\r\nTo: " + to + "\r\n"
+	if cc != "" {
+		h += "Cc: " + cc + "\r\n"
+	}
+	if tipo != "" {
+		h += "X-TipoRicevuta: " + tipo + "\r\n"
+	}
+	return []byte(h + "Subject: " + subject + "\r\nMessage-ID: <" + strings.ReplaceAll(subject, " ", "-") + "@client.example.test>\r\n" +
+		"Date: Mon, 23 Nov 2026 16:04:00 +0100\r\nMIME-Version: 1.0\r\n" + body)
+}
+
+const plainBody = "Content-Type: text/plain; charset=utf-8\r\n\r\nBuongiorno.\r\n"
+
+func attachmentBody(name string, content []byte) string {
+	return "Content-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n--b1\r\nContent-Type: text/plain\r\n\r\nIn allegato.\r\n--b1\r\n" +
+		"Content-Type: application/octet-stream; name=\"" + name + "\"\r\nContent-Disposition: attachment; filename=\"" + name + "\"\r\n" +
+		"Content-Transfer-Encoding: base64\r\n\r\n" + wrap(base64.StdEncoding.EncodeToString(content)) + "\r\n--b1--\r\n"
+}
+
+// box is what a mailbox holds, by subject substring.
+func box(t *testing.T, p *pectest.Provider, addr, subject string, n int) []*parse.Message {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		var got []*parse.Message
+		for _, raw := range p.Dovecot.Messages(t, addr) {
+			h, _, _ := rawmime.Split(rawmime.CRLF(raw))
+			if !strings.Contains(h.Get("Subject"), subject) {
+				continue
+			}
+			m, err := parse.Parse(raw)
+			if err != nil {
+				t.Fatalf("%s: unparsable message %q: %v", addr, h.Get("Subject"), err)
+			}
+			m.Content = raw // keep the whole message for checks
+			got = append(got, m)
+		}
+		if len(got) >= n || time.Now().After(deadline) {
+			if len(got) != n {
+				t.Fatalf("%s holds %d messages about %q, want %d: %v", addr, len(got), subject, n, kinds(got))
+			}
+			sort.Slice(got, func(i, j int) bool { return got[i].Kind < got[j].Kind })
+			return got
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func kinds(ms []*parse.Message) []string {
+	var out []string
+	for _, m := range ms {
+		s := string(m.Kind)
+		if m.Daticert != nil && m.Daticert.Consegna != "" {
+			s += "(" + m.Daticert.Consegna + ")"
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+func (w *world) check(t *testing.T, name string, m *parse.Message) {
+	t.Helper()
+	r := verify.Message(m.Content, w.w.PKI.Pool())
+	if !r.Valid() {
+		t.Errorf("%s does not verify: %v", name, r.Err)
+	}
+	conformance.Check(t, name, m.Content, w.root)
+}
+
+func find(ms []*parse.Message, k kind.Kind, consegna string) *parse.Message {
+	for _, m := range ms {
+		if m.Kind == k && (consegna == "" || m.Daticert.Consegna == consegna) {
+			return m
+		}
+	}
+	return nil
+}
+
+func TestTwoProviders(t *testing.T) {
+	w := setup(t)
+
+	t.Run("a-to-b", func(t *testing.T) {
+		subj := "fattura dodici"
+		raw := msg("Mario Rossi <"+mario+">", luigi+", "+paolo, carla, subj, "", attachmentBody("fattura.pdf", []byte("%PDF-1.4 finta")))
+		if err := w.a.Send(mario, []string{luigi, paolo, carla}, raw); err != nil {
+			t.Fatal(err)
+		}
+		for _, u := range []string{luigi, carla} {
+			env := box(t, w.b, u, subj, 1)[0]
+			if env.Kind != kind.PostaCertificata {
+				t.Fatalf("%s got %s", u, env.Kind)
+			}
+			w.check(t, "envelope-"+u, env)
+		}
+		sender := box(t, w.a, mario, subj, 3)
+		acc := find(sender, kind.Accettazione, "")
+		cl := find(sender, kind.AvvenutaConsegna, luigi)
+		cc := find(sender, kind.AvvenutaConsegna, carla)
+		if acc == nil || cl == nil || cc == nil {
+			t.Fatalf("sender mailbox: %v", kinds(sender))
+		}
+		if cl.Original == nil || cl.Daticert.Ricevuta != daticert.Completa {
+			t.Error("To recipient's receipt must be completa with the original")
+		}
+		if cc.Original != nil || cc.Daticert.Ricevuta != daticert.Completa {
+			t.Errorf("Cc recipient's receipt must be sintetica (no original) keeping ricevuta=completa; original=%v ricevuta=%s", cc.Original != nil, cc.Daticert.Ricevuta)
+		}
+		for _, m := range sender {
+			w.check(t, string(m.Kind)+"-"+m.Daticert.Consegna, m)
+			if m.Daticert.Identificativo != acc.Daticert.Identificativo {
+				t.Errorf("%s identificativo %s, acceptance %s", m.Kind, m.Daticert.Identificativo, acc.Daticert.Identificativo)
+			}
+			if len(m.Daticert.Destinatari) != 3 {
+				t.Errorf("%s intestazione lists %d recipients, want the full To+Cc list", m.Kind, len(m.Daticert.Destinatari))
+			}
+		}
+		pic := box(t, w.a, w.a.ServiceAddr(), subj, 1)[0]
+		if pic.Kind != kind.PresaInCarico || strings.Join(sorted(pic.Daticert.Ricezione), ",") != strings.Join(sorted([]string{luigi, carla}), ",") {
+			t.Fatalf("service mailbox: %s ricezione %v", pic.Kind, pic.Daticert.Ricezione)
+		}
+		w.check(t, "presa-in-carico", pic)
+		got := w.w.Ordinary.Wait(t, 1, 30*time.Second, func(m pectest.SinkMessage) bool { return bytes.Contains(m.Data, []byte(subj)) })
+		if p, _ := parse.Parse(got[0].Data); p.Kind != kind.PostaCertificata || got[0].Rcpts[0] != paolo {
+			t.Fatalf("ordinary recipient got %v", got[0].Rcpts)
+		}
+	})
+
+	t.Run("breve", func(t *testing.T) {
+		subj := "breve please"
+		if err := w.a.Send(mario, []string{luigi}, msg(mario, luigi, "", subj, "breve", attachmentBody("contratto.pdf", []byte("contenuto riservato")))); err != nil {
+			t.Fatal(err)
+		}
+		r := find(box(t, w.a, mario, subj, 2), kind.AvvenutaConsegna, luigi)
+		if r == nil || r.Original == nil || r.Daticert.Ricevuta != daticert.Breve {
+			t.Fatal("breve receipt missing or without the hashed original")
+		}
+		if !bytes.Contains(r.Original, []byte("contratto.pdf.hash")) || bytes.Contains(r.Original, []byte(base64.StdEncoding.EncodeToString([]byte("contenuto riservato")))) {
+			t.Error("breve receipt must replace the attachment by its .hash part")
+		}
+		w.check(t, "breve", r)
+	})
+
+	t.Run("sintetica", func(t *testing.T) {
+		subj := "sintetica please"
+		if err := w.a.Send(mario, []string{luigi, carla}, msg(mario, luigi, carla, subj, "sintetica", plainBody)); err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range box(t, w.a, mario, subj, 3) {
+			if m.Kind == kind.AvvenutaConsegna && m.Original != nil {
+				t.Errorf("sintetica requested: receipt for %s carries the original", m.Daticert.Consegna)
+			}
+		}
+	})
+
+	t.Run("unknown-user", func(t *testing.T) {
+		subj := "to nobody"
+		nobody := "nessuno@pec-b.example.test"
+		if err := w.a.Send(mario, []string{nobody}, msg(mario, nobody, "", subj, "", plainBody)); err != nil {
+			t.Fatal(err)
+		}
+		n := find(box(t, w.a, mario, subj, 2), kind.ErroreConsegna, nobody)
+		if n == nil || n.Daticert.Errore != daticert.NoDest || !strings.HasPrefix(n.Daticert.ErroreEsteso, "5.1.1 - Provider B S.p.A. - ") {
+			t.Fatalf("non-delivery: %+v", n)
+		}
+		w.check(t, "no-dest", n)
+	})
+
+	t.Run("mailbox-full", func(t *testing.T) {
+		subj := "to a full mailbox"
+		big := attachmentBody("grande.bin", bytes.Repeat([]byte("x"), 4096))
+		if err := w.a.Send(mario, []string{piena}, msg(mario, piena, "", subj, "", big)); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			if t.Failed() {
+				t.Log(w.b.ProcLog("pecmilter"))
+			}
+		})
+		n := find(box(t, w.a, mario, subj, 2), kind.ErroreConsegna, piena)
+		if n == nil || n.Daticert.Errore != daticert.Altro || !strings.Contains(n.Daticert.ErroreEsteso, "5.2.2") {
+			t.Fatalf("non-delivery for a full mailbox: %+v", n)
+		}
+	})
+
+	t.Run("ordinary-mail", func(t *testing.T) {
+		raw := []byte("From: paolo@mail.example.org\r\nTo: " + luigi + "\r\nSubject: ordinaria ciao\r\nMessage-ID: <o1@mail.example.org>\r\n\r\nciao\r\n")
+		if err := pectest.SendAs(w.b.MXAddr, "", paolo, []string{luigi}, raw); err != nil {
+			t.Fatal(err)
+		}
+		m := box(t, w.b, luigi, "ordinaria ciao", 1)[0]
+		if m.Kind != kind.Anomalia {
+			t.Fatalf("got %s", m.Kind)
+		}
+		w.check(t, "anomalia", m)
+		err := pectest.SendAs(w.b.MXAddr, "", paolo, []string{anna}, bytes.Replace(raw, []byte(luigi), []byte(anna), 1))
+		if err == nil || !strings.Contains(err.Error(), "554") {
+			t.Fatalf("mailbox that refuses ordinary mail answered %v", err)
+		}
+	})
+
+	t.Run("forged-envelopes", func(t *testing.T) {
+		// signed by a certificate that is not in the index
+		other := w.w.PKI.Issue("Intruso S.r.l.", "posta-certificata@pec-a.example.test", time.Time{}, time.Time{}, false)
+		fake := pectest.ForgeEnvelope(t, other, mario, luigi, "forged unknown signer")
+		if err := pectest.SendAs(w.b.MXAddr, "", mario, []string{luigi}, fake); err != nil {
+			t.Fatal(err)
+		}
+		if m := box(t, w.b, luigi, "forged unknown signer", 1)[0]; m.Kind != kind.Anomalia {
+			t.Fatalf("unknown signer: got %s", m.Kind)
+		}
+		// a real envelope of A with one changed byte
+		real := pectest.ForgeEnvelope(t, w.a.Identity, mario, luigi, "tampered envelope")
+		i := bytes.Index(real, []byte("Buongiorno"))
+		real[i] = 'b'
+		if err := pectest.SendAs(w.b.MXAddr, "", mario, []string{luigi}, real); err != nil {
+			t.Fatal(err)
+		}
+		m := box(t, w.b, luigi, "tampered envelope", 1)[0]
+		if m.Kind != kind.Anomalia {
+			t.Fatalf("tampered: got %s", m.Kind)
+		}
+		w.check(t, "anomalia-tampered", m)
+	})
+
+	t.Run("virus", func(t *testing.T) {
+		subj := "infected envelope"
+		if err := w.a.Send(mario, []string{luigi}, msg(mario, luigi, "", subj, "", "X-Skip: 1\r\n"+attachmentBody("eicar.com", testenv.EICAR()))); err == nil {
+			t.Fatal("the access point accepted a virus")
+		}
+		// a virus the access point did not see: an envelope signed by A
+		// straight to B's port 25
+		env := pectest.ForgeEnvelopeBody(t, w.a.Identity, mario, luigi, subj, attachmentBody("eicar.com", testenv.EICAR()))
+		if err := pectest.SendAs(w.b.MXAddr, "", mario, []string{luigi}, env); err != nil {
+			t.Fatal(err)
+		}
+		pv := box(t, w.a, w.a.ServiceAddr(), subj, 1)[0]
+		if pv.Kind != kind.RilevazioneVirus || pv.Daticert.Consegna != luigi {
+			t.Fatalf("service mailbox: %s", pv.Kind)
+		}
+		w.check(t, "rilevazione-virus", pv)
+		nv := box(t, w.a, mario, subj, 2)
+		if find(nv, kind.ErroreConsegnaVirus, luigi) == nil {
+			t.Fatalf("sender mailbox: %v", kinds(nv))
+		}
+		w.check(t, "errore-consegna-virus", find(nv, kind.ErroreConsegnaVirus, luigi))
+		time.Sleep(time.Second)
+		for _, raw := range w.b.Dovecot.Messages(t, luigi) {
+			if bytes.Contains(raw, []byte(subj)) {
+				t.Fatal("infected envelope delivered")
+			}
+		}
+		items, _ := w.b.Store().VirusItems(pv.Daticert.Identificativo)
+		if len(items) != 1 {
+			t.Fatalf("virus store at B: %d items", len(items))
+		}
+	})
+
+	t.Run("dovecot-down", func(t *testing.T) {
+		subj := "dovecot was down"
+		w.b.Dovecot.Stop()
+		if err := w.a.Send(mario, []string{luigi}, msg(mario, luigi, "", subj, "", plainBody)); err != nil {
+			t.Fatal(err)
+		}
+		w.b.Postfix.WaitLog(t, "status=deferred", 30*time.Second)
+		for _, m := range w.a.Dovecot.Messages(t, mario) {
+			if bytes.Contains(m, []byte(subj)) && bytes.Contains(m, []byte("X-Ricevuta: avvenuta-consegna")) {
+				t.Fatal("delivery receipt while Dovecot is down")
+			}
+		}
+		w.b.Dovecot.Start(t)
+		w.b.Postfix.Flush()
+		box(t, w.b, luigi, subj, 1)
+		got := box(t, w.a, mario, subj, 2)
+		if find(got, kind.AvvenutaConsegna, luigi) == nil {
+			t.Fatalf("sender: %v", kinds(got))
+		}
+		time.Sleep(3 * time.Second)
+		box(t, w.b, luigi, subj, 1)
+		box(t, w.a, mario, subj, 2)
+	})
+
+	t.Run("log", func(t *testing.T) {
+		for _, p := range []*pectest.Provider{w.a, w.b} {
+			st := p.Store()
+			if bad, err := st.VerifyLog(); err != nil {
+				t.Fatalf("%s log: row %d: %v", p.Domain, bad, err)
+			}
+			ev, _ := st.Events(store.Query{})
+			if len(ev) == 0 {
+				t.Fatalf("%s: empty event log", p.Domain)
+			}
+		}
+	})
+}
+
+func wrap(s string) string {
+	var lines []string
+	for len(s) > 76 {
+		lines, s = append(lines, s[:76]), s[76:]
+	}
+	return strings.Join(append(lines, s), "\r\n")
+}
+
+func sorted(s []string) []string {
+	out := append([]string{}, s...)
+	sort.Strings(out)
+	return out
+}
+
+var _ = fmt.Sprint
