@@ -12,6 +12,7 @@ import (
 	"github.com/pecgo/pec/build"
 	"github.com/pecgo/pec/daticert"
 	"github.com/pecgo/pec/store"
+	"github.com/pecgo/pec/timer"
 )
 
 // Access is the access point (RFC 6109 §2.2.1, §3.1).
@@ -105,6 +106,10 @@ func (a *Access) Check(ctx context.Context, env Envelope, raw []byte, now time.T
 	if err != nil {
 		return tempfail("4.3.0", "PEC: cannot build the acceptance receipt: "+err.Error())
 	}
+	track, err := timer.Track(tx, rcpts, now)
+	if err != nil {
+		return tempfail("4.3.0", "PEC: cannot start the delivery timers: "+err.Error())
+	}
 	d := Decision{Action: Accept, Replace: envelope, Reason: "accepted"}
 	d.Txn = store.Txn{
 		Events: []store.Event{
@@ -112,6 +117,7 @@ func (a *Access) Check(ctx context.Context, env Envelope, raw []byte, now time.T
 			a.event(now, env, tx, o, "posta-certificata", "", envelope.ID),
 		},
 		Outbox: []store.Outgoing{outgoing(acc)},
+		Track:  track,
 	}
 	return d
 }

@@ -50,6 +50,9 @@ type Message struct {
 	Ours        bool
 	MailReceipt string
 	Notice      *verify.Report // for valid notices: their daticert (timer correlation)
+	// SignerDomains are the managed domains of the notice's signer: a
+	// notice counts for a recipient only when its provider manages it.
+	SignerDomains []string
 }
 
 // Classify reads a message handed over for delivery.
@@ -66,7 +69,7 @@ func (d *Delivery) Classify(raw []byte) (*Message, error) {
 	if err != nil {
 		return nil, err // fail closed: tempfail, Postfix retries
 	}
-	name, mailReceipt, _, err := dir.ProviderFor(r.Signature.Signer)
+	name, mailReceipt, domains, err := dir.ProviderFor(r.Signature.Signer)
 	if err != nil {
 		return m, nil // the incoming point wraps these; here just deliver
 	}
@@ -74,6 +77,7 @@ func (d *Delivery) Classify(raw []byte) (*Message, error) {
 	m.Tx = build.TxFromDaticert(r.Message.Daticert, "")
 	if m.Kind != kind.PostaCertificata {
 		m.Notice = r
+		m.SignerDomains = domains
 		return m, nil
 	}
 	m.PEC = true
@@ -118,6 +122,7 @@ func (d *Delivery) Decide(now time.Time, m *Message, mailFrom string, results []
 		}
 		if m.Notice != nil {
 			out.Txn.Events = append(out.Txn.Events, d.noticeEvent(now, m, results))
+			out.Txn.Marks = marks(now, m)
 		}
 		return out, nil
 	}
@@ -227,6 +232,36 @@ func (d *Delivery) noticeEvent(now time.Time, m *Message, results []Result) stor
 		e.Related = append(e.Related, n)
 	}
 	return e
+}
+
+// marks correlates a notice arriving for one of our users (or our service
+// mailbox) with the envelope we sent, by identificativo and recipient
+// (PEC-SPEC §6.6 rule 4), for the 12 h / 24 h timers. Only the provider
+// that manages a recipient's domain can speak for that recipient.
+func marks(now time.Time, m *Message) []store.Mark {
+	p := m.Notice.Message
+	var what string
+	switch m.Kind {
+	case kind.PresaInCarico:
+		what = store.MarkPresa
+	case kind.AvvenutaConsegna:
+		what = store.MarkConsegna
+	case kind.ErroreConsegna, kind.ErroreConsegnaVirus, kind.RilevazioneVirus:
+		what = store.MarkErrore
+	default:
+		return nil
+	}
+	var out []store.Mark
+	for _, rcpt := range p.Recipients() {
+		_, dom, _ := strings.Cut(strings.ToLower(rcpt), "@")
+		for _, d := range m.SignerDomains {
+			if strings.EqualFold(d, dom) {
+				out = append(out, store.Mark{PECID: p.Daticert.Identificativo, Rcpt: rcpt, What: what, At: now})
+				break
+			}
+		}
+	}
+	return out
 }
 
 func outgoing(m *build.Message) store.Outgoing {

@@ -174,6 +174,11 @@ type Txn struct {
 	Events []Event
 	Outbox []Outgoing
 	Virus  []Quarantined
+	// Track starts the 12 h / 24 h timers of certified recipients
+	// (tracking.go); Marks records take-charge and delivery outcomes and
+	// notices sent by the timers.
+	Track []Tracked
+	Marks []Mark
 }
 
 // Queued is a pending outbox item.
@@ -232,7 +237,11 @@ func Open(path string) (*Store, error) {
 		return nil, fmt.Errorf("store: %w", err)
 	}
 	s := &Store{db: db, path: abs}
-	if err := s.init(); err != nil {
+	err = s.init()
+	if err == nil {
+		err = s.initTracking()
+	}
+	if err != nil {
 		db.Close()
 		return nil, err
 	}
@@ -491,7 +500,7 @@ func appendEvents(tx *sql.Tx, rows []eventRow) error {
 // with synchronous=FULL: when it returns nil the transaction is on disk;
 // when it returns an error nothing of txn was written.
 func (s *Store) Commit(txn Txn) error {
-	if len(txn.Events) == 0 && len(txn.Outbox) == 0 && len(txn.Virus) == 0 {
+	if len(txn.Events) == 0 && len(txn.Outbox) == 0 && len(txn.Virus) == 0 && len(txn.Track) == 0 && len(txn.Marks) == 0 {
 		return nil
 	}
 	evs := make([]eventRow, 0, len(txn.Events))
@@ -538,7 +547,7 @@ func (s *Store) Commit(txn Txn) error {
 				return fmt.Errorf("inserting virus item for %s: %w", v.PECID, err)
 			}
 		}
-		return nil
+		return commitTracking(tx, txn)
 	})
 	if err != nil {
 		return fmt.Errorf("store: commit: %w", err)
@@ -965,4 +974,82 @@ func (s *Store) Purge(before time.Time) (events, virus int, err error) {
 		return 0, 0, fmt.Errorf("store: purge: %w", err)
 	}
 	return events, virus, nil
+}
+
+// ---- chain values for archives and operator tools ----
+
+// LinkedEvent is an event row with its chain values as stored.
+type LinkedEvent struct {
+	Event
+	PrevHash []byte // hash of the previous row (the purge anchor for the first row)
+	Hash     []byte // SHA-256(PrevHash || canonical(Event))
+}
+
+// ChainHash is the hash a row holding e has when it follows a row whose
+// hash is prev: what VerifyLog recomputes. Archives use it to check the
+// rows they hold without the store.
+func (e Event) ChainHash(prev []byte) []byte {
+	e.Time = time.Unix(0, e.Time.UnixNano()).UTC()
+	return rowHash(prev, &e)
+}
+
+// LinkedEvents returns the rows whose time is in [from, to), ordered by
+// id, with their prev_hash and hash, read in one statement (one consistent
+// snapshot).
+func (s *Store) LinkedEvents(from, to time.Time) ([]LinkedEvent, error) {
+	rows, err := s.db.Query("SELECT "+eventCols+", prev_hash, hash FROM events WHERE time_ns >= ? AND time_ns < ? ORDER BY id",
+		from.UnixNano(), to.UnixNano())
+	if err != nil {
+		return nil, fmt.Errorf("store: linked events: %w", err)
+	}
+	defer rows.Close()
+	var out []LinkedEvent
+	for rows.Next() {
+		var le LinkedEvent
+		e, err := scanEvent(rows, &le.PrevHash, &le.Hash)
+		if err != nil {
+			return nil, fmt.Errorf("store: linked events: %w", err)
+		}
+		le.Event = e
+		out = append(out, le)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: linked events: %w", err)
+	}
+	return out, nil
+}
+
+// EventLink returns the prev_hash and hash stored for row id; ok is false
+// when the row is not in the log (purged, or never written).
+func (s *Store) EventLink(id int64) (prev, hash []byte, ok bool, err error) {
+	err = s.db.QueryRow("SELECT prev_hash, hash FROM events WHERE id = ?", id).Scan(&prev, &hash)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil, false, nil
+	}
+	if err != nil {
+		return nil, nil, false, fmt.Errorf("store: event link %d: %w", id, err)
+	}
+	return prev, hash, true, nil
+}
+
+// LogAnchor returns the id and hash of the last purged row (0 and the zero
+// hash when nothing was purged). With an intact log, the rows are
+// anchor+1 .. head.
+func (s *Store) LogAnchor() (id int64, hash []byte, err error) {
+	c, err := readChain(s.db)
+	if err != nil {
+		return 0, nil, fmt.Errorf("store: %w", err)
+	}
+	return c.anchorID, c.anchorHash, nil
+}
+
+// CountVirus returns the number of virus store items whose time is in
+// [from, to).
+func (s *Store) CountVirus(from, to time.Time) (int, error) {
+	var n int
+	err := s.db.QueryRow("SELECT count(*) FROM virus WHERE time_ns >= ? AND time_ns < ?", from.UnixNano(), to.UnixNano()).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("store: count virus: %w", err)
+	}
+	return n, nil
 }

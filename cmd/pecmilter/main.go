@@ -25,6 +25,7 @@ import (
 	"github.com/pecgo/pec/internal/service"
 	"github.com/pecgo/pec/outbox"
 	"github.com/pecgo/pec/store"
+	"github.com/pecgo/pec/timer"
 )
 
 func main() {
@@ -60,6 +61,9 @@ func run(path string, log *slog.Logger) error {
 	}
 	sender := &outbox.Sender{Store: st, Addr: cfg.Reinject.Address, Helo: cfg.Reinject.Helo, Logger: log}
 	go sender.Run(ctx)
+
+	timers := &timer.Runner{Store: st, Provider: prov, Kick: sender.Kick, Log: log}
+	go timers.Run(ctx, time.Minute)
 
 	scanner := &clamd.Client{Network: cfg.Clamd.Network, Addr: cfg.Clamd.Address, Timeout: cfg.Clamd.Timeout.Duration}
 	var servers []*filter.Milter

@@ -171,6 +171,10 @@ func TestTwoProviders(t *testing.T) {
 			t.Fatalf("service mailbox: %s ricezione %v", pic.Kind, pic.Daticert.Ricezione)
 		}
 		w.check(t, "presa-in-carico", pic)
+		// correlation at the sender's provider (PEC-SPEC §6.6 rule 4): the
+		// take-charge and both delivery receipts end A's timers; the
+		// ordinary recipient has none
+		waitTracking(t, w.a, acc.Daticert.Identificativo, map[string]string{luigi: "avvenuta-consegna", carla: "avvenuta-consegna"}, true)
 		got := w.w.Ordinary.Wait(t, 1, 30*time.Second, func(m pectest.SinkMessage) bool { return bytes.Contains(m.Data, []byte(subj)) })
 		if p, _ := parse.Parse(got[0].Data); p.Kind != kind.PostaCertificata || got[0].Rcpts[0] != paolo {
 			t.Fatalf("ordinary recipient got %v", got[0].Rcpts)
@@ -215,6 +219,8 @@ func TestTwoProviders(t *testing.T) {
 			t.Fatalf("non-delivery: %+v", n)
 		}
 		w.check(t, "no-dest", n)
+		// a non-delivery notice ends the timer too (our documented choice)
+		waitTracking(t, w.a, n.Daticert.Identificativo, map[string]string{nobody: "errore-consegna"}, true)
 	})
 
 	t.Run("mailbox-full", func(t *testing.T) {
@@ -343,6 +349,33 @@ func TestTwoProviders(t *testing.T) {
 			}
 		}
 	})
+}
+
+// waitTracking waits until A's timers for pecid show exactly these
+// outcomes (and, when presa, a take-charge for each).
+func waitTracking(t *testing.T, p *pectest.Provider, pecid string, want map[string]string, presa bool) {
+	t.Helper()
+	st := p.Store()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		rows, err := st.Tracking(pecid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ok := len(rows) == len(want)
+		for _, r := range rows {
+			if want[r.Rcpt] != r.Outcome || (presa && r.Presa.IsZero()) {
+				ok = false
+			}
+		}
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timers of %s: %+v, want outcomes %v (take-charge %v)", pecid, rows, want, presa)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
 
 func wrap(s string) string {

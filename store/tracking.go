@@ -1,0 +1,183 @@
+package store
+
+import (
+	"database/sql"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// The timers of RFC 6109 §2.1.1.1.2 / §3.1.6: for every certified
+// recipient of every transport envelope we send, the sender's provider
+// waits for the take-charge and the delivery receipt. One row per
+// (PEC id, recipient).
+
+const trackingSchema = `
+CREATE TABLE IF NOT EXISTS tracking (
+	pecid       TEXT NOT NULL,
+	rcpt        TEXT NOT NULL COLLATE NOCASE,
+	sent_ns     INTEGER NOT NULL,  -- dispatch of the transport envelope (t0)
+	tx          BLOB NOT NULL,     -- what the notices need (JSON of build.Tx)
+	presa_ns    INTEGER,           -- take-charge received
+	outcome_ns  INTEGER,           -- delivery or non-delivery receipt received
+	outcome     TEXT NOT NULL DEFAULT '',
+	notice12_ns INTEGER,           -- 12 h notice queued
+	notice24_ns INTEGER,           -- 24 h notice queued (tracking ends)
+	PRIMARY KEY (pecid, rcpt)
+) STRICT;
+CREATE INDEX IF NOT EXISTS tracking_open ON tracking (sent_ns) WHERE outcome_ns IS NULL AND notice24_ns IS NULL;
+`
+
+func (s *Store) initTracking() error {
+	if _, err := s.db.Exec(trackingSchema); err != nil {
+		return fmt.Errorf("store: creating the timer table in %s: %w", s.path, err)
+	}
+	return nil
+}
+
+// Tracked starts tracking one certified recipient of an envelope.
+type Tracked struct {
+	PECID string
+	Rcpt  string
+	Sent  time.Time
+	Tx    []byte // opaque to the store
+}
+
+// Mark kinds.
+const (
+	MarkPresa    = "presa-in-carico"   // a take-charge covering the recipient arrived
+	MarkConsegna = "avvenuta-consegna" // delivery receipt arrived: tracking ends
+	MarkErrore   = "errore-consegna"   // non-delivery notice arrived: tracking ends (our choice, PEC-SPEC §6.6 rule 4)
+	MarkNotice12 = "notice-12h"        // the 12 h notice was queued
+	MarkNotice24 = "notice-24h"        // the 24 h notice was queued: tracking ends
+)
+
+// Mark records an event about a tracked recipient. Marks for unknown
+// (PEC id, recipient) pairs are ignored: notices about envelopes of other
+// providers pass through too.
+type Mark struct {
+	PECID string
+	Rcpt  string
+	What  string
+	At    time.Time
+}
+
+// Timer is a tracked recipient whose deadline has come.
+type Timer struct {
+	PECID string
+	Rcpt  string
+	Sent  time.Time
+	Tx    []byte
+	Final bool // the 24 h notice (else the 12 h one)
+}
+
+func commitTracking(tx *sql.Tx, txn Txn) error {
+	for _, t := range txn.Track {
+		if !validTime(t.Sent) || t.PECID == "" || t.Rcpt == "" {
+			return fmt.Errorf("tracking %s/%s: need PEC id, recipient and time", t.PECID, t.Rcpt)
+		}
+		if _, err := tx.Exec(`INSERT OR IGNORE INTO tracking (pecid, rcpt, sent_ns, tx) VALUES (?, ?, ?, ?)`,
+			t.PECID, strings.ToLower(t.Rcpt), t.Sent.UnixNano(), t.Tx); err != nil {
+			return fmt.Errorf("tracking %s/%s: %w", t.PECID, t.Rcpt, err)
+		}
+	}
+	for _, m := range txn.Marks {
+		var q string
+		switch m.What {
+		case MarkPresa:
+			q = `UPDATE tracking SET presa_ns = ? WHERE pecid = ? AND rcpt = ? AND presa_ns IS NULL`
+		case MarkConsegna, MarkErrore:
+			q = `UPDATE tracking SET outcome_ns = ?, outcome = '` + m.What + `' WHERE pecid = ? AND rcpt = ? AND outcome_ns IS NULL`
+		case MarkNotice12:
+			q = `UPDATE tracking SET notice12_ns = ? WHERE pecid = ? AND rcpt = ? AND notice12_ns IS NULL`
+		case MarkNotice24:
+			q = `UPDATE tracking SET notice24_ns = ? WHERE pecid = ? AND rcpt = ? AND notice24_ns IS NULL`
+		default:
+			return fmt.Errorf("tracking: unknown mark %q", m.What)
+		}
+		if _, err := tx.Exec(q, m.At.UnixNano(), m.PECID, strings.ToLower(m.Rcpt)); err != nil {
+			return fmt.Errorf("tracking mark %s %s/%s: %w", m.What, m.PECID, m.Rcpt, err)
+		}
+	}
+	return nil
+}
+
+// DueTimers returns the recipients whose notice is due at now (RFC 6109
+// §3.1.6): the 12 h notice when neither a take-charge nor a receipt came
+// within warn (12 h); the 24 h notice when no receipt came within final
+// (chosen in [22 h, 24 h]).
+func (s *Store) DueTimers(now time.Time, warn, final time.Duration, limit int) ([]Timer, error) {
+	if limit <= 0 {
+		limit = 100
+	}
+	rows, err := s.db.Query(`
+		SELECT pecid, rcpt, sent_ns, tx, 0 FROM tracking
+		WHERE outcome_ns IS NULL AND notice24_ns IS NULL AND presa_ns IS NULL AND notice12_ns IS NULL AND sent_ns <= ?
+		UNION ALL
+		SELECT pecid, rcpt, sent_ns, tx, 1 FROM tracking
+		WHERE outcome_ns IS NULL AND notice24_ns IS NULL AND sent_ns <= ?
+		ORDER BY 3, 1, 2 LIMIT ?`, now.Add(-warn).UnixNano(), now.Add(-final).UnixNano(), limit)
+	if err != nil {
+		return nil, fmt.Errorf("store: due timers: %w", err)
+	}
+	defer rows.Close()
+	var out []Timer
+	seen := map[[2]string]bool{}
+	for rows.Next() {
+		var t Timer
+		var sent int64
+		var final int
+		if err := rows.Scan(&t.PECID, &t.Rcpt, &sent, &t.Tx, &final); err != nil {
+			return nil, fmt.Errorf("store: due timers: %w", err)
+		}
+		t.Sent, t.Final = time.Unix(0, sent).UTC(), final == 1
+		k := [2]string{t.PECID, t.Rcpt}
+		if seen[k] {
+			// both due at once (a long outage): only the final notice
+			for i := range out {
+				if out[i].PECID == t.PECID && out[i].Rcpt == t.Rcpt {
+					out[i].Final = out[i].Final || t.Final
+				}
+			}
+			continue
+		}
+		seen[k] = true
+		out = append(out, t)
+	}
+	return out, rows.Err()
+}
+
+// TrackingState is one row, for tests and pecctl.
+type TrackingState struct {
+	PECID, Rcpt, Outcome                 string
+	Sent                                 time.Time
+	Presa, OutcomeAt, Notice12, Notice24 time.Time
+}
+
+// Tracking returns the tracking rows of a PEC id.
+func (s *Store) Tracking(pecid string) ([]TrackingState, error) {
+	rows, err := s.db.Query(`SELECT pecid, rcpt, outcome, sent_ns, presa_ns, outcome_ns, notice12_ns, notice24_ns FROM tracking WHERE pecid = ? ORDER BY rcpt`, pecid)
+	if err != nil {
+		return nil, fmt.Errorf("store: tracking: %w", err)
+	}
+	defer rows.Close()
+	var out []TrackingState
+	for rows.Next() {
+		var t TrackingState
+		var sent int64
+		var p, o, n12, n24 sql.NullInt64
+		if err := rows.Scan(&t.PECID, &t.Rcpt, &t.Outcome, &sent, &p, &o, &n12, &n24); err != nil {
+			return nil, err
+		}
+		t.Sent = time.Unix(0, sent).UTC()
+		conv := func(n sql.NullInt64) time.Time {
+			if !n.Valid {
+				return time.Time{}
+			}
+			return time.Unix(0, n.Int64).UTC()
+		}
+		t.Presa, t.OutcomeAt, t.Notice12, t.Notice24 = conv(p), conv(o), conv(n12), conv(n24)
+		out = append(out, t)
+	}
+	return out, rows.Err()
+}

@@ -1,0 +1,166 @@
+// Package timer sends the notices of failed delivery within the maximum
+// time (RFC 6109 §2.1.1.1.2, §3.1.6): for every certified recipient of a
+// transport envelope we dispatched, if neither a take-charge nor a
+// delivery receipt arrived within 12 hours the sender gets the 12 h
+// warning; if no delivery receipt arrived by the final deadline (between
+// 22 and 24 hours; 23 h by default) the sender gets the 24 h notice and
+// tracking ends. A non-delivery notice also ends tracking: the recipient's
+// outcome is final (PEC-SPEC §6.6 rule 4).
+//
+// State lives in the store, so timers survive restarts; a notice and the
+// mark that it was sent are committed together, so none is lost or sent
+// twice. Run exactly one Runner per store (pecmilter runs it).
+package timer
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/pecgo/pec/build"
+	"github.com/pecgo/pec/daticert"
+	"github.com/pecgo/pec/store"
+)
+
+// Defaults of RFC 6109 §3.1.6.
+const (
+	DefaultWarn  = 12 * time.Hour
+	DefaultFinal = 23 * time.Hour // within the rule's window of 22–24 h
+)
+
+// Track returns the tracking rows for the certified recipients of an
+// envelope dispatched at sent (esterno recipients get no timer).
+func Track(tx *build.Tx, rcpts []string, sent time.Time) ([]store.Tracked, error) {
+	data, err := json.Marshal(tx)
+	if err != nil {
+		return nil, err
+	}
+	cert := map[string]bool{}
+	for _, d := range tx.Destinatari {
+		if d.Tipo == daticert.Certificato || d.Tipo == "" {
+			cert[d.Addr] = true
+		}
+	}
+	var out []store.Tracked
+	for _, r := range rcpts {
+		if cert[r] {
+			out = append(out, store.Tracked{PECID: tx.ID, Rcpt: r, Sent: sent, Tx: data})
+		}
+	}
+	return out, nil
+}
+
+// Runner queues due notices.
+type Runner struct {
+	Store    *store.Store
+	Provider *build.Provider
+	Now      func() time.Time
+	Warn     time.Duration // default 12 h
+	Final    time.Duration // default 23 h
+	Kick     func()
+	Log      *slog.Logger
+}
+
+func (r *Runner) now() time.Time {
+	if r.Now != nil {
+		return r.Now().Truncate(time.Second)
+	}
+	return time.Now().Truncate(time.Second)
+}
+
+// RunOnce queues every notice due now and returns how many.
+func (r *Runner) RunOnce(ctx context.Context) (int, error) {
+	warn, final := r.Warn, r.Final
+	if warn == 0 {
+		warn = DefaultWarn
+	}
+	if final == 0 {
+		final = DefaultFinal
+	}
+	n := 0
+	for {
+		now := r.now()
+		due, err := r.Store.DueTimers(now, warn, final, 100)
+		if err != nil {
+			return n, err
+		}
+		if len(due) == 0 {
+			return n, nil
+		}
+		for _, d := range due {
+			if err := ctx.Err(); err != nil {
+				return n, err
+			}
+			if err := r.notify(now, d); err != nil {
+				return n, err
+			}
+			n++
+		}
+	}
+}
+
+func (r *Runner) notify(now time.Time, d store.Timer) error {
+	var tx build.Tx
+	if err := json.Unmarshal(d.Tx, &tx); err != nil {
+		return fmt.Errorf("timer: tracking data of %s/%s: %w", d.PECID, d.Rcpt, err)
+	}
+	m, err := r.Provider.Preavviso(now, &tx, d.Rcpt, d.Sent, d.Final)
+	if err != nil {
+		return fmt.Errorf("timer: building the notice for %s/%s: %w", d.PECID, d.Rcpt, err)
+	}
+	mark, label := store.MarkNotice12, "12h"
+	if d.Final {
+		mark, label = store.MarkNotice24, "24h"
+	}
+	subj := ""
+	if tx.Oggetto != nil {
+		subj = *tx.Oggetto
+	}
+	txn := store.Txn{
+		Events: []store.Event{{Time: now, Point: "timer", Type: "preavviso-errore-consegna", PECID: d.PECID, MsgID: tx.MsgID,
+			Sender: tx.Mittente, Recipients: []string{d.Rcpt}, Subject: subj, Related: []string{"<" + m.ID + ">"},
+			Provider: r.Provider.Name, Error: "mancata consegna entro " + label}},
+		Outbox: []store.Outgoing{{MailFrom: m.MailFrom, Rcpts: m.Rcpts, Data: m.Bytes(), MessageID: "<" + m.ID + ">", Kind: string(m.Kind) + "-" + label}},
+		Marks:  []store.Mark{{PECID: d.PECID, Rcpt: d.Rcpt, What: mark, At: now}},
+	}
+	if d.Final {
+		// a 12 h notice not yet sent is superseded by the final one
+		txn.Marks = append(txn.Marks, store.Mark{PECID: d.PECID, Rcpt: d.Rcpt, What: store.MarkNotice12, At: now})
+	}
+	if err := r.Store.Commit(txn); err != nil {
+		return err
+	}
+	r.log().Info("timeout notice queued", "pec_id", d.PECID, "rcpt", d.Rcpt, "notice", label, "sent", d.Sent)
+	if r.Kick != nil {
+		r.Kick()
+	}
+	return nil
+}
+
+// Run checks every interval (default 1 min) until ctx is done.
+func (r *Runner) Run(ctx context.Context, interval time.Duration) {
+	if interval == 0 {
+		interval = time.Minute
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		if _, err := r.RunOnce(ctx); err != nil && ctx.Err() == nil {
+			r.log().Error("timers", "error", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (r *Runner) log() *slog.Logger {
+	if r.Log != nil {
+		return r.Log
+	}
+	return slog.Default()
+}

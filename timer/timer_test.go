@@ -1,0 +1,195 @@
+package timer_test
+
+import (
+	"context"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pecgo/pec/build"
+	"github.com/pecgo/pec/daticert"
+	"github.com/pecgo/pec/internal/conformance"
+	"github.com/pecgo/pec/internal/testpki"
+	"github.com/pecgo/pec/kind"
+	"github.com/pecgo/pec/parse"
+	"github.com/pecgo/pec/smime"
+	"github.com/pecgo/pec/store"
+	"github.com/pecgo/pec/timer"
+)
+
+var t0 = time.Date(2026, 11, 23, 9, 0, 0, 0, time.UTC)
+
+const (
+	mario = "mario.rossi@pec-a.example.test"
+	luigi = "luigi.verdi@pec-b.example.test"
+	paolo = "paolo@mail.example.org"
+)
+
+type bench struct {
+	t     *testing.T
+	path  string
+	st    *store.Store
+	prov  *build.Provider
+	pki   *testpki.PKI
+	clock time.Time
+	tx    *build.Tx
+}
+
+func newBench(t *testing.T) *bench {
+	pki := testpki.New("pec-a.example.test")
+	id := pki.Issue("Provider A S.p.A.", "posta-certificata@pec-a.example.test", time.Time{}, time.Time{}, false)
+	b := &bench{t: t, path: filepath.Join(t.TempDir(), "pec.db"), pki: pki, clock: t0,
+		prov: &build.Provider{Name: "Provider A S.p.A.", Domain: "pec-a.example.test", Signer: &smime.Signer{Key: id.Key, Cert: id.Cert, Chain: id.Chain}}}
+	b.open()
+	subj := "contratto"
+	b.tx = &build.Tx{ID: "pec1@pec-a.example.test", MsgID: "<m1@client.example.test>", Mittente: mario, Risposte: mario,
+		Oggetto: &subj, Subject: subj, Ricevuta: daticert.Completa,
+		Destinatari: []daticert.Destinatario{{Addr: luigi, Tipo: daticert.Certificato}, {Addr: paolo, Tipo: daticert.Esterno}}}
+	track, err := timer.Track(b.tx, []string{luigi, paolo}, t0)
+	if err != nil || len(track) != 1 || track[0].Rcpt != luigi {
+		t.Fatalf("Track: %v %+v (only the certified recipient is tracked)", err, track)
+	}
+	if err := b.st.Commit(store.Txn{Track: track}); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func (b *bench) open() {
+	st, err := store.Open(b.path)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	b.st = st
+	b.t.Cleanup(func() { st.Close() })
+}
+
+// at runs the timers with the clock at t0+d and returns the notices queued.
+func (b *bench) at(d time.Duration) []*parse.Message {
+	b.t.Helper()
+	b.clock = t0.Add(d)
+	before, _ := b.st.OutboxDepth()
+	r := &timer.Runner{Store: b.st, Provider: b.prov, Now: func() time.Time { return b.clock }}
+	if _, err := r.RunOnce(context.Background()); err != nil {
+		b.t.Fatal(err)
+	}
+	items, err := b.st.DuePending(b.clock.Add(time.Hour), 1000)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	var out []*parse.Message
+	for _, it := range items[before:] {
+		m, err := parse.Parse(it.Data)
+		if err != nil {
+			b.t.Fatal(err)
+		}
+		m.Content = it.Data
+		out = append(out, m)
+	}
+	return out
+}
+
+func (b *bench) mark(what string, d time.Duration) {
+	b.t.Helper()
+	if err := b.st.Commit(store.Txn{Marks: []store.Mark{{PECID: b.tx.ID, Rcpt: luigi, What: what, At: t0.Add(d)}}}); err != nil {
+		b.t.Fatal(err)
+	}
+}
+
+func (b *bench) want(got []*parse.Message, final ...bool) {
+	b.t.Helper()
+	if len(got) != len(final) {
+		b.t.Fatalf("at %v: %d notices, want %d", b.clock.Sub(t0), len(got), len(final))
+	}
+	for i, m := range got {
+		if m.Kind != kind.PreavvisoErroreConsegna || m.Daticert.Consegna != luigi || m.Daticert.Identificativo != b.tx.ID {
+			b.t.Fatalf("notice %s consegna %s", m.Kind, m.Daticert.Consegna)
+		}
+		is24 := strings.Contains(m.Daticert.ErroreEsteso, "24 ore")
+		if is24 != final[i] {
+			b.t.Fatalf("at %v: notice %q, want final=%v", b.clock.Sub(t0), m.Daticert.ErroreEsteso, final[i])
+		}
+		if tm, _ := m.Daticert.Time(); !tm.Equal(b.clock) {
+			b.t.Fatalf("notice time %v, want the run instant %v", tm, b.clock)
+		}
+	}
+}
+
+func TestTakeChargeButNoDelivery(t *testing.T) {
+	b := newBench(t)
+	b.mark(store.MarkPresa, time.Hour)
+	b.want(b.at(12 * time.Hour))
+	b.want(b.at(22*time.Hour + 59*time.Minute))
+	got := b.at(23 * time.Hour)
+	b.want(got, true)
+	conformance.Check(t, "preavviso-24h", got[0].Content, testpki.PEM(b.pki.Root.Cert))
+	b.want(b.at(30 * time.Hour))
+}
+
+func TestNoTakeChargeDeliveryAfter12h(t *testing.T) {
+	b := newBench(t)
+	b.want(b.at(11*time.Hour + 59*time.Minute))
+	got := b.at(12 * time.Hour)
+	b.want(got, false)
+	conformance.Check(t, "preavviso-12h", got[0].Content, testpki.PEM(b.pki.Root.Cert))
+	b.mark(store.MarkConsegna, 15*time.Hour)
+	b.want(b.at(23 * time.Hour))
+	b.want(b.at(48 * time.Hour))
+}
+
+func TestNeither(t *testing.T) {
+	b := newBench(t)
+	b.want(b.at(12*time.Hour), false)
+	b.want(b.at(13 * time.Hour))
+	b.want(b.at(23*time.Hour), true)
+	b.want(b.at(25 * time.Hour))
+	st, _ := b.st.Tracking(b.tx.ID)
+	if len(st) != 1 || st[0].Notice12.IsZero() || st[0].Notice24.IsZero() {
+		t.Fatalf("tracking state %+v", st)
+	}
+}
+
+func TestDeliveredInTime(t *testing.T) {
+	b := newBench(t)
+	b.mark(store.MarkPresa, time.Minute)
+	b.mark(store.MarkConsegna, 2*time.Minute)
+	b.want(b.at(12 * time.Hour))
+	b.want(b.at(24 * time.Hour))
+}
+
+// A non-delivery notice ends tracking (our choice, PEC-SPEC §6.6 rule 4).
+func TestNonDeliveryEndsTracking(t *testing.T) {
+	b := newBench(t)
+	b.mark(store.MarkErrore, time.Hour)
+	b.want(b.at(12 * time.Hour))
+	b.want(b.at(24 * time.Hour))
+}
+
+func TestRestartBetween12And24(t *testing.T) {
+	b := newBench(t)
+	b.want(b.at(12*time.Hour), false)
+	b.st.Close()
+	b.open() // a new process: state comes from the database
+	b.want(b.at(13 * time.Hour))
+	b.want(b.at(23*time.Hour), true)
+	b.st.Close()
+	b.open()
+	b.want(b.at(23*time.Hour + time.Minute))
+}
+
+// After an outage longer than the final deadline only the final notice goes.
+func TestLateRunSendsOnlyTheFinalNotice(t *testing.T) {
+	b := newBench(t)
+	b.want(b.at(30*time.Hour), true)
+	b.want(b.at(31 * time.Hour))
+}
+
+// A mark for an envelope we never sent (another provider's) changes nothing.
+func TestUnknownMarkIgnored(t *testing.T) {
+	b := newBench(t)
+	if err := b.st.Commit(store.Txn{Marks: []store.Mark{{PECID: "other@pec-b.example.test", Rcpt: luigi, What: store.MarkConsegna, At: t0}}}); err != nil {
+		t.Fatal(err)
+	}
+	b.want(b.at(12*time.Hour), false)
+}
