@@ -151,7 +151,7 @@ func TestAccessPoint(t *testing.T) {
 		{"from-not-auth", mario, "altro@pec-a.example.test", []string{luigi}, message("altro@pec-a.example.test", luigi, "", "", "auth differs", "x"), "utente autenticato"},
 		{"rcpt-not-to-cc", mario, mario, []string{luigi, carla}, message(mario, luigi, "", "", "rcpt differs", "x"), "campi To e Cc"},
 		{"too-many", mario, mario, []string{luigi, carla, paolo, "d@pec-b.example.test"}, message(mario, luigi+", "+carla+", "+paolo+", d@pec-b.example.test", "", "", "too many", "x"), "numero di destinatari"},
-		{"size", mario, mario, []string{luigi, carla}, message(mario, luigi, carla, "", "too big", strings.Repeat("0123456789", 1600)), "superiore al limite di 30000 byte"},
+		{"size", mario, mario, []string{luigi, carla}, message(mario, luigi, carla, "", "too big", strings.Repeat(strings.Repeat("0123456789", 9)+"\r\n", 180)), "superiore al limite di 30000 byte"},
 	}
 	for _, r := range refusals {
 		t.Run(r.name, func(t *testing.T) {

@@ -1,0 +1,128 @@
+package build_test
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+
+	"github.com/pecgo/pec/build"
+	"github.com/pecgo/pec/daticert"
+	"github.com/pecgo/pec/internal/conformance"
+	"github.com/pecgo/pec/internal/rawmime"
+	"github.com/pecgo/pec/internal/testpki"
+	"github.com/pecgo/pec/parse"
+)
+
+func certified(string) daticert.DestTipo { return daticert.Certificato }
+
+// PEC-SPEC §6.6 rule 9: an RFC 2047 Subject stays encoded in the generated
+// Subject and is decoded in oggetto and in the human text.
+func TestEncodedSubject(t *testing.T) {
+	f := newFixture(t)
+	raw := strings.Replace(original, "Subject: Fattura n. 12 del 2026", "Subject: =?iso-8859-1?q?Citt=E0_di_Roma?=", 1)
+	o, err := build.ParseOriginal([]byte(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tx := o.Tx("pec1@pec-a.example.test", o.From[0], certified)
+	m, err := f.a.Accettazione(at, tx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := m.Get("Subject"); got != "ACCETTAZIONE: =?iso-8859-1?q?Citt=E0_di_Roma?=" {
+		t.Fatalf("Subject %q", got)
+	}
+	if *m.Daticert.Oggetto != "Città di Roma" {
+		t.Fatalf("oggetto %q", *m.Daticert.Oggetto)
+	}
+	if !bytes.Contains(bytes.ReplaceAll(m.Body, []byte("=\r\n"), nil), []byte("Citt=E0 di Roma")) {
+		t.Fatal("human text does not carry the decoded subject (ISO-8859-1 QP)")
+	}
+	conformance.Check(t, "encoded-subject", m.Bytes(), testpki.PEM(f.pki.Root.Cert))
+}
+
+// Characters outside ISO-8859-1 never make generation fail: that text goes
+// in UTF-8 (PEC-SPEC §6.6 rule 9).
+func TestEuroSign(t *testing.T) {
+	f := newFixture(t)
+	raw := strings.Replace(original, "Subject: Fattura n. 12 del 2026", "Subject: =?utf-8?q?Fattura_da_100_=E2=82=AC?=", 1)
+	o, _ := build.ParseOriginal([]byte(raw))
+	tx := o.Tx("pec1@pec-a.example.test", o.From[0], certified)
+	for name, fn := range map[string]func() (*build.Message, error){
+		"accettazione": func() (*build.Message, error) { return f.a.Accettazione(at, tx) },
+		"envelope":     func() (*build.Message, error) { return f.a.TransportEnvelope(at, tx, o, []string{"luigi.verdi@pec-b.example.test"}) },
+		"errore":       func() (*build.Message, error) { return f.b.ErroreConsegna(at, tx, "x@pec-b.example.test", daticert.NoDest, "5.1.1 - B - 100 €") },
+	} {
+		m, err := fn()
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		p, err := parse.Parse(m.Bytes())
+		if err != nil || *p.Daticert.Oggetto != "Fattura da 100 €" {
+			t.Fatalf("%s: %v oggetto %q", name, err, *p.Daticert.Oggetto)
+		}
+		if !bytes.Contains(m.Body, []byte(`charset="utf-8"`)) {
+			t.Fatalf("%s: the text with € is not in UTF-8", name)
+		}
+	}
+	// raw 8-bit UTF-8 in the original Subject: encoded in the generated one
+	raw8 := strings.Replace(original, "Subject: Fattura n. 12 del 2026", "Subject: Caffè € 2", 1)
+	o8, _ := build.ParseOriginal([]byte(raw8))
+	m, err := f.a.Accettazione(at, o8.Tx("pec2@pec-a.example.test", o8.From[0], certified))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := m.Get("Subject")
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			t.Fatalf("8-bit Subject %q", s)
+		}
+	}
+	if build.DecodeSubject(s) != "ACCETTAZIONE: Caffè € 2" {
+		t.Fatalf("Subject %q decodes to %q", s, build.DecodeSubject(s))
+	}
+}
+
+// Prefixes stack on replies and are never stripped (PEC-SPEC §6.6 rule 10).
+func TestPrefixesStack(t *testing.T) {
+	f := newFixture(t)
+	raw := strings.Replace(original, "Subject: Fattura n. 12 del 2026", "Subject: POSTA CERTIFICATA: Re: fattura", 1)
+	o, _ := build.ParseOriginal([]byte(raw))
+	tx := o.Tx("pec1@pec-a.example.test", o.From[0], certified)
+	m, err := f.a.TransportEnvelope(at, tx, o, []string{"luigi.verdi@pec-b.example.test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := m.Get("Subject"); got != "POSTA CERTIFICATA: POSTA CERTIFICATA: Re: fattura" {
+		t.Fatalf("Subject %q", got)
+	}
+	if *m.Daticert.Oggetto != "POSTA CERTIFICATA: Re: fattura" {
+		t.Fatalf("oggetto %q", *m.Daticert.Oggetto)
+	}
+}
+
+// The envelope keeps the original's Received, To, Cc, Reply-To; its own
+// Reply-To is the sender only when the original had none (RFC 6109 §3.1.5).
+func TestEnvelopeHeaders(t *testing.T) {
+	f := newFixture(t)
+	raw := "Received: from client (client.example.test [192.0.2.1])\r\n\tby mx; Mon, 23 Nov 2026 16:04:00 +0100\r\nReply-To: ufficio@pec-a.example.test\r\n" + original
+	o, _ := build.ParseOriginal([]byte(raw))
+	tx := o.Tx("pec1@pec-a.example.test", o.From[0], certified)
+	m, err := f.a.TransportEnvelope(at, tx, o, []string{"luigi.verdi@pec-b.example.test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, _, _ := rawmime.Split(m.Bytes())
+	if len(h.Values("Reply-To")) != 1 || h.Get("Reply-To") != "ufficio@pec-a.example.test" {
+		t.Fatalf("Reply-To %v", h.Values("Reply-To"))
+	}
+	if !strings.HasPrefix(h.Get("Received"), "from client") || h.Get("Cc") != "carla.neri@pec-b.example.test" {
+		t.Fatalf("copied fields: Received %q Cc %q", h.Get("Received"), h.Get("Cc"))
+	}
+	if h.Get("From") != `"Per conto di: mario.rossi@pec-a.example.test" <posta-certificata@pec-a.example.test>` {
+		t.Fatalf("From %q", h.Get("From"))
+	}
+	if *m.Daticert.Oggetto == "" || m.Daticert.Risposte != "ufficio@pec-a.example.test" {
+		t.Fatalf("risposte %q", m.Daticert.Risposte)
+	}
+}

@@ -1,0 +1,227 @@
+package filter_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/x509"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pecgo/pec/build"
+	"github.com/pecgo/pec/config"
+	"github.com/pecgo/pec/daticert"
+	"github.com/pecgo/pec/filter"
+	"github.com/pecgo/pec/index"
+	"github.com/pecgo/pec/internal/conformance"
+	"github.com/pecgo/pec/internal/service"
+	"github.com/pecgo/pec/internal/testpki"
+	"github.com/pecgo/pec/kind"
+	"github.com/pecgo/pec/parse"
+	"github.com/pecgo/pec/smime"
+)
+
+// two providers: A sends, B (us) receives. A's certificate domain is not
+// among its managed domains, as in real life (PEC-SPEC §6.6 rule 11).
+type incomingEnv struct {
+	pki     *testpki.PKI
+	a, b    *build.Provider
+	aID     *testpki.Provider
+	cfg     *config.Config
+	ix      *index.Index
+	scanner scanner
+}
+
+const anna = "anna.blu@pec-b.example.test"
+
+func newIncoming(t *testing.T) *incomingEnv {
+	pki := testpki.New("pec.provider-a.example.test", "pec-b.example.test")
+	aID := pki.Issue("Provider A S.p.A.", "posta-certificata@pec.provider-a.example.test", time.Time{}, time.Time{}, false)
+	bID := pki.Issue("Provider B S.p.A.", "posta-certificata@pec-b.example.test", time.Time{}, time.Time{}, false)
+	e := &incomingEnv{pki: pki, aID: aID,
+		a: &build.Provider{Name: "Provider A S.p.A.", Domain: "pec.provider-a.example.test", Signer: &smime.Signer{Key: aID.Key, Cert: aID.Cert, Chain: aID.Chain}},
+		b: &build.Provider{Name: "Provider B S.p.A.", Domain: "pec-b.example.test", Signer: &smime.Signer{Key: bID.Key, Cert: bID.Cert, Chain: bID.Chain}},
+		cfg: &config.Config{
+			Provider: config.Provider{Name: "Provider B S.p.A.", Domain: "pec-b.example.test", ManagedDomains: []string{"pec-b.example.test"}, MailReceipt: "posta-certificata@pec-b.example.test"},
+			Policy: config.Policy{OrdinaryMail: "accept", FromDomainCheck: "warn", Mailboxes: map[string]config.Mailbox{
+				anna: {OrdinaryMail: "refuse"}, carla: {ForwardTo: "carla@mail.example.org"}}},
+		}}
+	ix, err := index.ParseLDIF(bytes.NewReader(index.TestLDIF(
+		index.TestProvider{Name: "Provider A S.p.A.", MailReceipt: "posta-certificata@pec.provider-a.example.test", Domains: []string{"pec-a.example.test"}, Certs: []*x509.Certificate{aID.Cert}},
+		index.TestProvider{Name: "Provider B S.p.A.", Domains: []string{"pec-b.example.test"}, Certs: []*x509.Certificate{bID.Cert}},
+	)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.ix = ix
+	return e
+}
+
+func (e *incomingEnv) incoming() *filter.Incoming {
+	return &filter.Incoming{Provider: e.b, Config: e.cfg, Roots: e.pki.Pool(), Scanner: e.scanner,
+		Index: func() (filter.Directory, error) { return service.Directory{Ix: e.ix}, nil }}
+}
+
+// envelope makes A's transport envelope for rcpts.
+func (e *incomingEnv) envelope(t *testing.T, signer *build.Provider, subject string, rcpts ...string) ([]byte, *build.Tx) {
+	raw := "From: " + mario + "\r\nTo: " + strings.Join(rcpts, ", ") + "\r\nSubject: " + subject + "\r\nMessage-ID: <x@client.example.test>\r\n\r\nciao\r\n"
+	o, err := build.ParseOriginal([]byte(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tx := o.Tx(signer.NewIDAt(at), mario, func(string) daticert.DestTipo { return daticert.Certificato })
+	m, err := signer.TransportEnvelope(at, tx, o, rcpts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m.Bytes(), tx
+}
+
+func (e *incomingEnv) check(t *testing.T, name string, raw []byte) {
+	conformance.Check(t, name, raw, testpki.PEM(e.pki.Root.Cert))
+}
+
+func TestIncomingValidEnvelope(t *testing.T) {
+	e := newIncoming(t)
+	raw, tx := e.envelope(t, e.a, "valida", luigi, carla, paolo)
+	d := e.incoming().Check(context.Background(), filter.Envelope{MailFrom: mario, Rcpts: []string{luigi, carla}}, raw, at)
+	if d.Action != filter.Accept || d.Replace != nil {
+		t.Fatalf("%v %q: a valid envelope is delivered unchanged", d.Action, d.Reason)
+	}
+	if len(d.Txn.Outbox) != 1 {
+		t.Fatalf("%d notices, want one take-charge for the transaction", len(d.Txn.Outbox))
+	}
+	n := d.Txn.Outbox[0]
+	p, _ := parse.Parse(n.Data)
+	if p.Kind != kind.PresaInCarico || n.Rcpts[0] != "posta-certificata@pec.provider-a.example.test" || n.MailFrom != "posta-certificata@pec-b.example.test" {
+		t.Fatalf("%s to %v from %s", p.Kind, n.Rcpts, n.MailFrom)
+	}
+	if strings.Join(p.Daticert.Ricezione, ",") != luigi+","+carla {
+		t.Fatalf("ricezione %v", p.Daticert.Ricezione)
+	}
+	// intestazione, identificativo and msgid travel unchanged (PEC-SPEC §6.6 rules 3-4)
+	if p.Daticert.Identificativo != tx.ID || p.Daticert.Msgid != tx.MsgID || len(p.Daticert.Destinatari) != 3 || p.Daticert.Mittente != mario {
+		t.Fatalf("daticert %+v", p.Daticert)
+	}
+	if h := p.Header.Get("X-Riferimento-Message-ID"); h != tx.MsgID || p.Header.Get("Message-ID") == "<"+tx.ID+">" {
+		t.Fatalf("X-Riferimento %q Message-ID %q: a notice has its own fresh Message-ID", h, p.Header.Get("Message-ID"))
+	}
+	e.check(t, "presa-in-carico", n.Data)
+}
+
+func TestIncomingAnomalies(t *testing.T) {
+	e := newIncoming(t)
+	intruder := e.pki.Issue("Intruso", "posta-certificata@pec.provider-a.example.test", time.Time{}, time.Time{}, false)
+	forged := &build.Provider{Name: "Intruso", Domain: "pec.provider-a.example.test", Signer: &smime.Signer{Key: intruder.Key, Cert: intruder.Cert, Chain: intruder.Chain}}
+	unknown, _ := e.envelope(t, forged, "sconosciuto", luigi)
+	tampered, _ := e.envelope(t, e.a, "alterato", luigi)
+	tampered = bytes.Replace(tampered, []byte("ciao"), []byte("CIAO"), 1)
+	unsigned, _ := e.envelope(t, e.a, "non firmato", luigi)
+	// strip the signature: keep the headers, replace the body
+	unsigned = append(bytes.SplitN(unsigned, []byte("\r\n\r\n"), 2)[0][:0:0], []byte("X-Trasporto: posta-certificata\r\nFrom: posta-certificata@pec.provider-a.example.test\r\nTo: "+luigi+"\r\nSubject: POSTA CERTIFICATA: non firmato\r\n\r\nciao\r\n")...)
+	for name, c := range map[string]struct {
+		raw  []byte
+		want string
+	}{
+		"unknown-signer": {unknown, "non appartiene a un gestore"},
+		"tampered":       {tampered, "alterato"},
+		"unsigned":       {unsigned, "firma S/MIME assente"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			d := e.incoming().Check(context.Background(), filter.Envelope{MailFrom: mario, Rcpts: []string{luigi}}, c.raw, at)
+			if d.Action != filter.Accept || d.Replace == nil || d.Replace.Kind != kind.Anomalia || !strings.Contains(d.Reason, c.want) {
+				t.Fatalf("%v %q", d.Action, d.Reason)
+			}
+			if len(d.Txn.Outbox) != 0 {
+				t.Fatal("an anomaly must not produce a take-charge")
+			}
+			e.check(t, name, d.Replace.Bytes())
+		})
+	}
+}
+
+func TestIncomingOrdinaryMail(t *testing.T) {
+	e := newIncoming(t)
+	raw := []byte("From: paolo@mail.example.org\r\nTo: " + luigi + ", " + anna + ", " + carla + "\r\nSubject: ciao\r\n\r\nciao\r\n")
+	in := e.incoming()
+	d := in.Check(context.Background(), filter.Envelope{MailFrom: paolo, Rcpts: []string{luigi, anna, carla}}, raw, at)
+	if d.Action != filter.Accept || d.Replace.Kind != kind.Anomalia {
+		t.Fatalf("%v %q", d.Action, d.Reason)
+	}
+	if len(d.RemoveRcpts) != 1 || d.RemoveRcpts[0] != anna {
+		t.Fatalf("removed %v, want the mailbox that refuses ordinary mail", d.RemoveRcpts)
+	}
+	if len(d.Txn.Outbox) != 1 || d.Txn.Outbox[0].Rcpts[0] != "carla@mail.example.org" || !bytes.Equal(d.Txn.Outbox[0].Data, raw) {
+		t.Fatalf("forward copy: %+v", d.Txn.Outbox)
+	}
+	// only anna: refused at SMTP level
+	d = in.Check(context.Background(), filter.Envelope{MailFrom: paolo, Rcpts: []string{anna}}, raw, at)
+	if d.Action != filter.Reject || d.Code != 554 {
+		t.Fatalf("refusing mailbox: %v %d", d.Action, d.Code)
+	}
+	// a DSN to a PEC sender is wrapped even where ordinary mail is refused
+	dsn := []byte("From: MAILER-DAEMON@mail.example.org\r\nTo: " + anna + "\r\nSubject: Undelivered Mail Returned to Sender\r\n" +
+		"MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=r\r\n\r\n--r\r\nContent-Type: text/plain\r\n\r\nfailed\r\n" +
+		"--r\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mail.example.org\r\n\r\nFinal-Recipient: rfc822; x@mail.example.org\r\nAction: failed\r\nStatus: 5.1.1\r\n--r--\r\n")
+	d = in.Check(context.Background(), filter.Envelope{MailFrom: "", Rcpts: []string{anna}}, dsn, at)
+	if d.Action != filter.Accept || d.Replace == nil || d.Replace.Kind != kind.Anomalia {
+		t.Fatalf("DSN: %v %q", d.Action, d.Reason)
+	}
+	e.check(t, "anomalia-dsn", d.Replace.Bytes())
+}
+
+func TestIncomingVirusInEnvelope(t *testing.T) {
+	e := newIncoming(t)
+	e.scanner = scanner{infected: "Test.EICAR.NDB.UNOFFICIAL"}
+	raw, _ := e.envelope(t, e.a, "infetto", luigi, carla)
+	d := e.incoming().Check(context.Background(), filter.Envelope{MailFrom: mario, Rcpts: []string{luigi, carla}}, raw, at)
+	if d.Action != filter.Discard || len(d.Txn.Outbox) != 2 || len(d.Txn.Virus) != 1 {
+		t.Fatalf("%v: %d notices %d virus items", d.Action, len(d.Txn.Outbox), len(d.Txn.Virus))
+	}
+	for i, rcpt := range []string{luigi, carla} {
+		p, _ := parse.Parse(d.Txn.Outbox[i].Data)
+		if p.Kind != kind.RilevazioneVirus || p.Daticert.Consegna != rcpt || p.Header.Get("X-Mittente") != mario ||
+			d.Txn.Outbox[i].Rcpts[0] != "posta-certificata@pec.provider-a.example.test" {
+			t.Fatalf("notice %d: %s consegna %s", i, p.Kind, p.Daticert.Consegna)
+		}
+		e.check(t, "rilevazione-virus", d.Txn.Outbox[i].Data)
+	}
+}
+
+// RFC 6109 §7: From domain within the signer's managed domains; warn by
+// default (real envelopes come from the certificate's domain), enforce on demand.
+func TestIncomingFromDomainCheck(t *testing.T) {
+	e := newIncoming(t)
+	raw, _ := e.envelope(t, e.a, "dominio", luigi)
+	if d := e.incoming().Check(context.Background(), filter.Envelope{MailFrom: mario, Rcpts: []string{luigi}}, raw, at); d.Replace != nil {
+		t.Fatalf("warn mode wrapped the envelope: %q", d.Reason)
+	}
+	e.cfg.Policy.FromDomainCheck = "enforce"
+	d := e.incoming().Check(context.Background(), filter.Envelope{MailFrom: mario, Rcpts: []string{luigi}}, raw, at)
+	if d.Replace == nil || d.Replace.Kind != kind.Anomalia || !strings.Contains(d.Reason, "RFC 6109 §7") {
+		t.Fatalf("enforce: %v %q", d.Action, d.Reason)
+	}
+}
+
+// A virus-detection notice reaching our service mailbox about our sender
+// produces the virus non-delivery notice to that sender (RFC 6109 §3.2.4).
+func TestIncomingVirusNoticeForOurSender(t *testing.T) {
+	e := newIncoming(t)
+	// roles reversed: B is the sender's provider, A detected the virus
+	raw := "From: " + "maria@pec-b.example.test" + "\r\nTo: x@pec-a.example.test\r\nSubject: s\r\nMessage-ID: <v@client.example.test>\r\n\r\nciao\r\n"
+	o, _ := build.ParseOriginal([]byte(raw))
+	tx := o.Tx("pec9@pec-b.example.test", "maria@pec-b.example.test", func(string) daticert.DestTipo { return daticert.Certificato })
+	n, err := e.a.RilevazioneVirus(at, tx, "posta-certificata@pec-b.example.test", "x@pec-a.example.test", "Test.EICAR")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := e.incoming().Check(context.Background(), filter.Envelope{MailFrom: n.MailFrom, Rcpts: n.Rcpts}, n.Bytes(), at)
+	if d.Action != filter.Accept || len(d.Txn.Outbox) != 1 {
+		t.Fatalf("%v %q %d", d.Action, d.Reason, len(d.Txn.Outbox))
+	}
+	p, _ := parse.Parse(d.Txn.Outbox[0].Data)
+	if p.Kind != kind.ErroreConsegnaVirus || d.Txn.Outbox[0].Rcpts[0] != "maria@pec-b.example.test" || p.Daticert.Consegna != "x@pec-a.example.test" {
+		t.Fatalf("%s to %v", p.Kind, d.Txn.Outbox[0].Rcpts)
+	}
+	e.check(t, "errore-consegna-virus", d.Txn.Outbox[0].Data)
+}
