@@ -84,7 +84,7 @@ var (
 	buildErr  error
 )
 
-// binaries builds pecmilter, pecdeliver and pecctl once per test binary.
+// binaries builds pecmilter and pecdeliver once per test binary.
 func binaries(t testing.TB) string {
 	buildOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "pec-bin-")
@@ -93,7 +93,7 @@ func binaries(t testing.TB) string {
 			return
 		}
 		root := moduleRoot()
-		cmd := exec.Command("go", "build", "-o", dir+"/", "./cmd/pecmilter", "./cmd/pecdeliver", "./cmd/pecctl")
+		cmd := exec.Command("go", "build", "-o", dir+"/", "./cmd/pecmilter", "./cmd/pecdeliver")
 		cmd.Dir = root
 		cmd.Env = append(os.Environ(), "GOFLAGS=-buildvcs=false")
 		if out, err := cmd.CombinedOutput(); err != nil {
