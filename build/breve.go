@@ -32,14 +32,18 @@ func Breve(raw []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	return append(headerBytes(h), nb...), nil
+}
+
+// headerBytes is the header section as received, with the empty line.
+func headerBytes(h rawmime.Header) []byte {
 	var b bytes.Buffer
 	for _, f := range h {
 		b.Write(f.Raw)
 		b.WriteString("\r\n")
 	}
 	b.WriteString("\r\n")
-	b.Write(nb)
-	return b.Bytes(), nil
+	return b.Bytes()
 }
 
 func breveMultipart(mt, boundary string, body []byte) ([]byte, error) {
@@ -94,12 +98,5 @@ func brevePart(p []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	var b bytes.Buffer
-	for _, f := range h {
-		b.Write(f.Raw)
-		b.WriteString("\r\n")
-	}
-	b.WriteString("\r\n")
-	b.Write(bytes.TrimSuffix(nb, []byte("\r\n")))
-	return b.Bytes(), nil
+	return append(headerBytes(h), bytes.TrimSuffix(nb, []byte("\r\n"))...), nil
 }

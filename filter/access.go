@@ -202,7 +202,10 @@ func (a *Access) log() *slog.Logger {
 	return slog.Default()
 }
 
-func outgoing(m *build.Message) store.Outgoing {
+func outgoing(m *build.Message) store.Outgoing { return Outgoing(m) }
+
+// Outgoing is a built message as an outbox item.
+func Outgoing(m *build.Message) store.Outgoing {
 	return store.Outgoing{MailFrom: m.MailFrom, Rcpts: m.Rcpts, Data: m.Bytes(), MessageID: "<" + m.ID + ">", Kind: string(m.Kind)}
 }
 

@@ -264,6 +264,4 @@ func marks(now time.Time, m *Message) []store.Mark {
 	return out
 }
 
-func outgoing(m *build.Message) store.Outgoing {
-	return store.Outgoing{MailFrom: m.MailFrom, Rcpts: m.Rcpts, Data: m.Bytes(), MessageID: "<" + m.ID + ">", Kind: string(m.Kind)}
-}
+func outgoing(m *build.Message) store.Outgoing { return filter.Outgoing(m) }

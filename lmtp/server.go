@@ -13,6 +13,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/pecgo/pec/config"
+	"github.com/pecgo/pec/kind"
 	"github.com/pecgo/pec/store"
 )
 
@@ -26,6 +27,74 @@ type Server struct {
 	Log      *slog.Logger
 	Timeout  time.Duration // for one Dovecot transaction; default 5 min
 	MaxSize  int64         // refuse bigger messages; default 200 MB
+	// Observer, when set, is called once per LMTP transaction (message)
+	// after the answer is decided, e.g. for metrics. It must not block.
+	Observer func(Report)
+}
+
+// Per-recipient outcomes in a Report.
+const (
+	Delivered = "delivered" // stored by Dovecot
+	Failed    = "failed"    // refused permanently by Dovecot (5xx)
+	Deferred  = "deferred"  // temporary failure: Postfix keeps the message and retries
+)
+
+// Report tells Server.Observer what one LMTP transaction came to.
+type Report struct {
+	Kind kind.Kind // the message's kind; Ordinaria when not a PEC message or not classified
+	// Rcpts is the outcome per recipient, in the order of RCPT TO:
+	// Delivered, Failed or Deferred (every recipient when the whole
+	// transaction was tempfailed).
+	Rcpts []RcptReport
+	// Outbox holds the generated messages (receipts) committed to the
+	// store for this transaction; empty when nothing was committed.
+	Outbox  []store.Outgoing
+	Elapsed time.Duration // from the end of DATA to the answer
+}
+
+// RcptReport is the outcome for one recipient.
+type RcptReport struct {
+	Rcpt    string
+	Outcome string // Delivered, Failed or Deferred
+}
+
+// outcome classifies Dovecot's answer for one recipient.
+func outcome(err error) string {
+	if err == nil {
+		return Delivered
+	}
+	var se *smtp.SMTPError
+	if errors.As(err, &se) && se.Code >= 500 {
+		return Failed
+	}
+	return Deferred
+}
+
+// report calls the Observer: err is LMTPData's answer, results Dovecot's
+// per-recipient answers when it gave them.
+func (ss *session) report(start time.Time, k kind.Kind, results []Result, outbox []store.Outgoing, err error) {
+	if ss.s.Observer == nil {
+		return
+	}
+	if k == "" {
+		k = kind.Ordinaria
+	}
+	rep := Report{Kind: k, Elapsed: time.Since(start)}
+	byRcpt := make(map[string]error, len(results))
+	for _, r := range results {
+		byRcpt[r.Rcpt] = r.Err
+	}
+	for _, rcpt := range ss.rcpts {
+		o := Deferred
+		if err == nil {
+			o = outcome(byRcpt[rcpt])
+		}
+		rep.Rcpts = append(rep.Rcpts, RcptReport{Rcpt: rcpt, Outcome: o})
+	}
+	if err == nil {
+		rep.Outbox = outbox
+	}
+	ss.s.Observer(rep)
 }
 
 // Serve serves LMTP on ln.
@@ -85,12 +154,19 @@ func (ss *session) Data(r io.Reader) error {
 var errTemp = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "PEC delivery point: temporary failure, try again later"}
 
 // LMTPData delivers the message and answers per recipient.
-func (ss *session) LMTPData(r io.Reader, status smtp.StatusCollector) error {
+func (ss *session) LMTPData(r io.Reader, status smtp.StatusCollector) (err error) {
 	s := ss.s
 	raw, err := io.ReadAll(r)
 	if err != nil {
 		return err
 	}
+	start := time.Now()
+	var (
+		k       kind.Kind
+		results []Result
+		sent    []store.Outgoing
+	)
+	defer func() { ss.report(start, k, results, sent, err) }()
 	now := time.Now()
 	if s.Now != nil {
 		now = s.Now()
@@ -100,13 +176,14 @@ func (ss *session) LMTPData(r io.Reader, status smtp.StatusCollector) error {
 		s.log().Error("cannot classify, tempfailing", "error", err)
 		return errTemp
 	}
+	k = m.Kind
 	timeout := s.Timeout
 	if timeout == 0 {
 		timeout = 5 * time.Minute
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	results, err := forward(ctx, s.Dovecot, s.Delivery.Provider.Domain, ss.from, ss.rcpts, raw)
+	results, err = forward(ctx, s.Dovecot, s.Delivery.Provider.Domain, ss.from, ss.rcpts, raw)
 	if err != nil {
 		s.log().Error("Dovecot LMTP not available, tempfailing: no receipt until it is back", "dovecot", s.Dovecot, "error", err)
 		return errTemp
@@ -121,6 +198,7 @@ func (ss *session) LMTPData(r io.Reader, status smtp.StatusCollector) error {
 		s.log().Error("receipts not recorded, tempfailing", "error", err)
 		return errTemp
 	}
+	sent = out.Txn.Outbox
 	if len(out.Txn.Outbox) > 0 && s.Kick != nil {
 		s.Kick()
 	}
