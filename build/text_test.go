@@ -50,8 +50,12 @@ func TestEuroSign(t *testing.T) {
 	tx := o.Tx("pec1@pec-a.example.test", o.From[0], certified)
 	for name, fn := range map[string]func() (*build.Message, error){
 		"accettazione": func() (*build.Message, error) { return f.a.Accettazione(at, tx) },
-		"envelope":     func() (*build.Message, error) { return f.a.TransportEnvelope(at, tx, o, []string{"luigi.verdi@pec-b.example.test"}) },
-		"errore":       func() (*build.Message, error) { return f.b.ErroreConsegna(at, tx, "x@pec-b.example.test", daticert.NoDest, "5.1.1 - B - 100 €") },
+		"envelope": func() (*build.Message, error) {
+			return f.a.TransportEnvelope(at, tx, o, []string{"luigi.verdi@pec-b.example.test"})
+		},
+		"errore": func() (*build.Message, error) {
+			return f.b.ErroreConsegna(at, tx, "x@pec-b.example.test", daticert.NoDest, "5.1.1 - B - 100 €")
+		},
 	} {
 		m, err := fn()
 		if err != nil {
