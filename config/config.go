@@ -16,6 +16,7 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"github.com/pecgo/pec/build"
+	"github.com/pecgo/pec/hsm"
 	"github.com/pecgo/pec/smime"
 )
 
@@ -51,6 +52,16 @@ type Signing struct {
 	Key          string   `toml:"key"`           // PEM PKCS#8, PKCS#1 or EC private key
 	Digest       string   `toml:"digest"`        // sha256 (default), sha1, sha384, sha512
 	TrustedRoots []string `toml:"trusted_roots"` // PEM files: roots of the PEC providers' CA
+
+	// The key in a PKCS#11 token (HSM, RFC 6109 §5.1) instead of key: set
+	// pkcs11_module and leave key empty. The certificate chain still
+	// comes from certificate; its public key must be the token key's.
+	PKCS11Module   string `toml:"pkcs11_module"`    // the vendor's library, e.g. /usr/lib/softhsm/libsofthsm2.so
+	PKCS11Token    string `toml:"pkcs11_token"`     // token label (not slot number)
+	PKCS11Pin      string `toml:"pkcs11_pin"`       // user PIN, or:
+	PKCS11PinFile  string `toml:"pkcs11_pin_file"`  // a file holding only the PIN (trailing newline ignored), mode 0600
+	PKCS11KeyLabel string `toml:"pkcs11_key_label"` // CKA_LABEL of the key pair
+	PKCS11KeyID    string `toml:"pkcs11_key_id"`    // optional CKA_ID in hex (e.g. "01"), with or instead of the label
 }
 
 // Limits of the access point (RFC 6109 §2.2.1; PROVIDER-REQUIREMENTS).
@@ -214,6 +225,7 @@ func (c *Config) check() error {
 	if _, ok := digests[c.Signing.Digest]; !ok {
 		errs = append(errs, fmt.Sprintf("[signing] digest %q: use sha256, sha384, sha512 or sha1", c.Signing.Digest))
 	}
+	errs = append(errs, c.Signing.checkPKCS11()...)
 	for _, v := range []string{c.Policy.OrdinaryMail} {
 		if v != "accept" && v != "refuse" {
 			errs = append(errs, fmt.Sprintf("[policy] ordinary_mail %q: use accept or refuse", v))
@@ -272,17 +284,87 @@ func (c *Config) IsManaged(addr string) bool {
 	return false
 }
 
-// Signer loads the key and certificate chain.
+// checkPKCS11 checks the PKCS#11 settings of [signing].
+func (s *Signing) checkPKCS11() []string {
+	var errs []string
+	if s.PKCS11Module == "" {
+		if s.PKCS11Token != "" || s.PKCS11Pin != "" || s.PKCS11PinFile != "" || s.PKCS11KeyLabel != "" || s.PKCS11KeyID != "" {
+			errs = append(errs, "[signing] pkcs11_* settings given without pkcs11_module (the path of the PKCS#11 library)")
+		}
+		return errs
+	}
+	if s.Key != "" {
+		errs = append(errs, "[signing] key and pkcs11_module are both set: the signing key is either a file or in the HSM, remove one")
+	}
+	if s.PKCS11Token == "" {
+		errs = append(errs, "[signing] pkcs11_token is required with pkcs11_module (the token's label)")
+	}
+	if s.PKCS11Pin != "" && s.PKCS11PinFile != "" {
+		errs = append(errs, "[signing] pkcs11_pin and pkcs11_pin_file are both set: keep one (pkcs11_pin_file keeps the PIN out of this file)")
+	}
+	if s.PKCS11Pin == "" && s.PKCS11PinFile == "" {
+		errs = append(errs, "[signing] pkcs11_pin or pkcs11_pin_file is required with pkcs11_module")
+	}
+	if s.PKCS11KeyLabel == "" && s.PKCS11KeyID == "" {
+		errs = append(errs, "[signing] pkcs11_key_label (or pkcs11_key_id) is required with pkcs11_module")
+	}
+	if _, err := hsm.ParseID(s.PKCS11KeyID); err != nil {
+		errs = append(errs, "[signing] pkcs11_key_id: "+err.Error())
+	}
+	return errs
+}
+
+// Signer loads the certificate chain and the key: from the key file, or
+// from the PKCS#11 token when pkcs11_module is set. An HSM key stays open
+// (a session pool logged into the token) for the life of the process; the
+// returned Signer may be used from many goroutines at once.
 func (c *Config) Signer() (*smime.Signer, error) {
 	certs, err := LoadCerts(c.Signing.Certificate)
 	if err != nil {
 		return nil, fmt.Errorf("[signing] certificate: %w", err)
 	}
-	key, err := loadKey(c.Signing.Key)
-	if err != nil {
-		return nil, fmt.Errorf("[signing] key: %w", err)
+	var key crypto.Signer
+	if c.Signing.PKCS11Module != "" {
+		key, err = c.Signing.openPKCS11(certs[0])
+		if err != nil {
+			return nil, err
+		}
+	} else {
+		key, err = loadKey(c.Signing.Key)
+		if err != nil {
+			return nil, fmt.Errorf("[signing] key: %w", err)
+		}
 	}
 	return &smime.Signer{Key: key, Cert: certs[0], Chain: certs[1:], Hash: digests[c.Signing.Digest]}, nil
+}
+
+// openPKCS11 opens the token key and checks it against the certificate.
+func (s *Signing) openPKCS11(cert *x509.Certificate) (crypto.Signer, error) {
+	if errs := s.checkPKCS11(); len(errs) > 0 {
+		return nil, errors.New(strings.Join(errs, "; "))
+	}
+	pin := s.PKCS11Pin
+	if s.PKCS11PinFile != "" {
+		b, err := os.ReadFile(s.PKCS11PinFile)
+		if err != nil {
+			return nil, fmt.Errorf("[signing] pkcs11_pin_file: %w", err)
+		}
+		pin = strings.TrimRight(string(b), "\r\n")
+		if pin == "" {
+			return nil, fmt.Errorf("[signing] pkcs11_pin_file %s is empty", s.PKCS11PinFile)
+		}
+	}
+	id, _ := hsm.ParseID(s.PKCS11KeyID) // checked above
+	k, err := hsm.Open(hsm.Config{Module: s.PKCS11Module, TokenLabel: s.PKCS11Token, Pin: pin, KeyLabel: s.PKCS11KeyLabel, KeyID: id})
+	if err != nil {
+		return nil, fmt.Errorf("[signing] pkcs11: %w", err)
+	}
+	if !k.Matches(cert.PublicKey) {
+		k.Close()
+		return nil, fmt.Errorf("[signing] the key in the HSM (%s) is not the key of the certificate %s (subject %q, serial %s): check pkcs11_key_label/pkcs11_key_id and certificate",
+			k, s.Certificate, cert.Subject.String(), cert.SerialNumber)
+	}
+	return k, nil
 }
 
 // Provider returns the builder's view of us.
