@@ -131,6 +131,16 @@ func WriteBase64(b *bytes.Buffer, data []byte) {
 	}
 }
 
+// SignDetachedDER returns a detached CMS SignedData (DER ContentInfo) over
+// content with signingTime at: the .p7s of a file (e.g. a daily log
+// archive; openssl cms -verify -binary -inform DER -content FILE).
+func (s *Signer) SignDetachedDER(content []byte, at time.Time) ([]byte, error) {
+	if s.Key == nil || s.Cert == nil {
+		return nil, errors.New("smime: signer needs a key and a certificate")
+	}
+	return s.signDetached(content, at)
+}
+
 // signDetached returns a DER ContentInfo holding a SignedData over content
 // with no encapsulated content (RFC 5652 §5).
 func (s *Signer) signDetached(content []byte, at time.Time) ([]byte, error) {

@@ -993,30 +993,42 @@ func (e Event) ChainHash(prev []byte) []byte {
 	return rowHash(prev, &e)
 }
 
-// LinkedEvents returns the rows whose time is in [from, to), ordered by
-// id, with their prev_hash and hash, read in one statement (one consistent
-// snapshot).
-func (s *Store) LinkedEvents(from, to time.Time) ([]LinkedEvent, error) {
+// EachLinkedEvent calls fn, in id order, for every row whose time is in
+// [from, to), with its prev_hash and hash. The rows are read in one
+// statement (one consistent snapshot; writers are not blocked meanwhile).
+// An error from fn stops the walk and is returned.
+func (s *Store) EachLinkedEvent(from, to time.Time, fn func(LinkedEvent) error) error {
 	rows, err := s.db.Query("SELECT "+eventCols+", prev_hash, hash FROM events WHERE time_ns >= ? AND time_ns < ? ORDER BY id",
 		from.UnixNano(), to.UnixNano())
 	if err != nil {
-		return nil, fmt.Errorf("store: linked events: %w", err)
+		return fmt.Errorf("store: linked events: %w", err)
 	}
 	defer rows.Close()
-	var out []LinkedEvent
 	for rows.Next() {
 		var le LinkedEvent
 		e, err := scanEvent(rows, &le.PrevHash, &le.Hash)
 		if err != nil {
-			return nil, fmt.Errorf("store: linked events: %w", err)
+			return fmt.Errorf("store: linked events: %w", err)
 		}
 		le.Event = e
-		out = append(out, le)
+		if err := fn(le); err != nil {
+			return err
+		}
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("store: linked events: %w", err)
+		return fmt.Errorf("store: linked events: %w", err)
 	}
-	return out, nil
+	return nil
+}
+
+// CountEvents returns the number of rows whose time is in [from, to).
+func (s *Store) CountEvents(from, to time.Time) (int, error) {
+	var n int
+	err := s.db.QueryRow("SELECT count(*) FROM events WHERE time_ns >= ? AND time_ns < ?", from.UnixNano(), to.UnixNano()).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("store: count events: %w", err)
+	}
+	return n, nil
 }
 
 // EventLink returns the prev_hash and hash stored for row id; ok is false

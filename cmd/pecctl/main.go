@@ -1,6 +1,9 @@
 // Command pecctl is the PEC operator's tool.
 //
 //	pecctl verify [--ca FILE]... [--json] FILE...   verify PEC messages
+//	pecctl log verify|search|export|purge|archive   the event log
+//	pecctl index sync|show|domain D|cert SHA1       the providers' index
+//	pecctl report --from DAY --to DAY [--json]      quality indicators
 package main
 
 import (
@@ -13,6 +16,20 @@ const usage = `usage: pecctl COMMAND [ARGS]
 
 commands:
   verify [--ca FILE]... [--json] FILE...   verify PEC messages (signature, chain, daticert)
+  log verify                               check the event log's hash chain
+  log search [--pecid ID] [--msgid ID] [--sender A] [--rcpt A] [--day DAY | --from T --to T] [--json]
+                                           list events
+  log export --mailbox ADDR --date DAY [-o FILE]
+                                           signed extract of a mailbox's events of one day
+  log purge [--before T]                   delete what is older than the retention period
+  log archive --day DAY [--dir D] [--tsa URL] | --verify --day DAY
+                                           signed (and time-stamped) daily archive
+  index sync|show|domain DOMAIN|cert SHA1  the providers' index
+  report --from DAY --to DAY [--json]      quality indicators from the log
+
+log, index and report read the configuration (-config FILE, default
+/etc/pec/pec.toml). DAY is YYYY-MM-DD in the provider's time zone, T is
+RFC 3339.
 
 Run "pecctl COMMAND -h" for a command's options.
 `
@@ -27,6 +44,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "verify":
 		return cmdVerify(args[1:], stdout, stderr)
+	case "log":
+		return cmdLog(args[1:], stdout, stderr)
+	case "index":
+		return cmdIndex(args[1:], stdout, stderr)
+	case "report":
+		return cmdReport(args[1:], stdout, stderr)
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return 0

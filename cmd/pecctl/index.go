@@ -1,0 +1,132 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"strings"
+	"time"
+
+	"github.com/pecgo/pec/config"
+	"github.com/pecgo/pec/index"
+	"github.com/pecgo/pec/internal/service"
+	"github.com/pecgo/pec/smime"
+)
+
+const indexUsage = `usage: pecctl index sync|show|domain DOMAIN|cert SHA1 [-config FILE]
+
+The providers' index (RFC 6109 §4.5) from the [index] source of the
+configuration (ldif, signed_ldif or ldap_url), kept in the cache the
+services read ([index] cache_dir, default "index" next to the store).
+
+  sync          fetch from the source now, update the cache, print the changes
+  show          list the cached providers: name, mailReceipt, domains, certificates
+  domain DOMAIN the provider managing DOMAIN (an address is accepted too)
+  cert SHA1     the provider listing that certificate SHA-1 (hex, colons allowed)
+
+Exit status: 0 found / synced, 1 not found or error, 2 usage error.
+Default -config: ` + config.DefaultPath + `
+`
+
+func cmdIndex(args []string, stdout, stderr io.Writer) int {
+	const cmd = "index"
+	fset, cfgPath := newFlags(cmd, indexUsage, stderr)
+	pos, err := parseArgs(fset, args)
+	if err != nil {
+		return exitParse(err)
+	}
+	if len(pos) == 0 {
+		fmt.Fprint(stderr, indexUsage)
+		return 2
+	}
+	want := map[string]int{"sync": 1, "show": 1, "domain": 2, "cert": 2}
+	n, ok := want[pos[0]]
+	if !ok {
+		return usageErr(stderr, cmd, indexUsage, "unknown subcommand %q", pos[0])
+	}
+	if len(pos) != n {
+		if n == 2 {
+			return usageErr(stderr, cmd, indexUsage, "%s takes one argument", pos[0])
+		}
+		return usageErr(stderr, cmd, indexUsage, "%s takes no argument", pos[0])
+	}
+	cfg, err := loadConfig(*cfgPath)
+	if err != nil {
+		return fail(stderr, cmd, err)
+	}
+	syncer := &index.Syncer{CacheDir: service.IndexCacheDir(cfg)}
+	if pos[0] == "sync" {
+		src, err := service.IndexSource(cfg)
+		if err != nil {
+			return fail(stderr, cmd+" sync", err)
+		}
+		syncer.Source = src
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		ix, diff, err := syncer.Sync(ctx)
+		if err != nil {
+			return fail(stderr, cmd+" sync", fmt.Errorf("%v: the cached index (if any) was left unchanged", err))
+		}
+		for _, l := range diff {
+			fmt.Fprintln(stdout, l)
+		}
+		for _, w := range ix.Warnings() {
+			fmt.Fprintf(stderr, "pecctl index sync: warning: %s\n", w)
+		}
+		fmt.Fprintf(stdout, "synced: %d providers, %d changes; cache %s\n", ix.Len(), len(diff), syncer.CachePath())
+		if c, at := ix.SignedBy(); c != nil {
+			fmt.Fprintf(stdout, "signed by %s at %s\n", c.Subject.String(), at.Format(time.RFC3339))
+		}
+		return 0
+	}
+	ix, at, err := syncer.Load()
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return fail(stderr, cmd, fmt.Errorf("no cached index in %s: run pecctl index sync first", syncer.CacheDir))
+		}
+		return fail(stderr, cmd, err)
+	}
+	switch pos[0] {
+	case "show":
+		fmt.Fprintf(stdout, "providers' index: %d providers, fetched %s (%s)\n", ix.Len(), at.In(cfg.Location()).Format(time.RFC3339), syncer.CachePath())
+		for _, p := range ix.Providers() {
+			fmt.Fprintln(stdout)
+			printProvider(stdout, &p, cfg)
+		}
+	case "domain":
+		p, ok := ix.ByDomain(pos[1])
+		if !ok {
+			fmt.Fprintf(stdout, "%s: not in the providers' index (an ordinary, non-certified domain)\n", pos[1])
+			return 1
+		}
+		printProvider(stdout, p, cfg)
+	case "cert":
+		p, ok := ix.ByCertHash(pos[1])
+		if !ok {
+			fmt.Fprintf(stdout, "%s: no provider lists this certificate hash\n", pos[1])
+			return 1
+		}
+		printProvider(stdout, p, cfg)
+	}
+	return 0
+}
+
+func printProvider(w io.Writer, p *index.Provider, cfg *config.Config) {
+	fmt.Fprintf(w, "%s\n", p.Label())
+	fmt.Fprintf(w, "  mailReceipt: %s\n", p.MailReceipt)
+	fmt.Fprintf(w, "  domains:     %s\n", strings.Join(p.Domains, ", "))
+	certs := map[string]string{}
+	for _, c := range p.Certificates {
+		certs[smime.CertSHA1(c)] = fmt.Sprintf("%s, valid %s to %s", c.Subject.String(),
+			c.NotBefore.In(cfg.Location()).Format("2006-01-02"), c.NotAfter.In(cfg.Location()).Format("2006-01-02"))
+	}
+	for _, h := range p.CertHashes {
+		if d, ok := certs[h]; ok {
+			fmt.Fprintf(w, "  certificate: %s (%s)\n", h, d)
+		} else {
+			fmt.Fprintf(w, "  certificate: %s (hash listed, certificate not in the entry)\n", h)
+		}
+	}
+}
