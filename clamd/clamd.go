@@ -38,12 +38,23 @@ const maxReply = 4096
 // StreamMaxLength ("INSTREAM size limit exceeded. ERROR"). The data was not scanned.
 var ErrSizeLimit = errors.New("clamd: stream larger than clamd's StreamMaxLength, not scanned: raise StreamMaxLength in clamd.conf or reject the message")
 
-// Client talks to one clamd. The zero value is not usable: set Network and Addr.
+// Client talks to one clamd. Addr is required; Network defaults to "tcp".
 type Client struct {
 	Network   string        // "tcp" or "unix"
 	Addr      string        // "127.0.0.1:3310" or "/run/clamav/clamd.ctl"
 	Timeout   time.Duration // whole operation (dial + write + read); default 30s
 	ChunkSize int           // INSTREAM chunk size; default 64 KiB
+	// OnError, when set, is called with every error Scan, Ping or Version
+	// returns (e.g. to count them in metrics). It must not block.
+	OnError func(err error)
+}
+
+// failed passes a non-nil err to OnError and returns it.
+func (c *Client) failed(err error) error {
+	if err != nil && c.OnError != nil {
+		c.OnError(err)
+	}
+	return err
 }
 
 // Result of a scan. Signature is set only when Infected.
@@ -53,7 +64,9 @@ type Result struct {
 }
 
 // Ping sends PING and expects PONG.
-func (c *Client) Ping(ctx context.Context) error {
+func (c *Client) Ping(ctx context.Context) error { return c.failed(c.ping(ctx)) }
+
+func (c *Client) ping(ctx context.Context) error {
 	reply, err := c.simple(ctx, "PING")
 	if err != nil {
 		return err
@@ -66,6 +79,11 @@ func (c *Client) Ping(ctx context.Context) error {
 
 // Version returns clamd's VERSION reply, e.g. "ClamAV 1.4.6/27000/...".
 func (c *Client) Version(ctx context.Context) (string, error) {
+	v, err := c.version(ctx)
+	return v, c.failed(err)
+}
+
+func (c *Client) version(ctx context.Context) (string, error) {
 	reply, err := c.simple(ctx, "VERSION")
 	if err != nil {
 		return "", err
@@ -80,6 +98,11 @@ func (c *Client) Version(ctx context.Context) (string, error) {
 // Errors (dial, timeout, ErrSizeLimit, clamd "... ERROR", unparsable reply)
 // mean "not scanned": fail closed.
 func (c *Client) Scan(ctx context.Context, r io.Reader) (Result, error) {
+	res, err := c.scan(ctx, r)
+	return res, c.failed(err)
+}
+
+func (c *Client) scan(ctx context.Context, r io.Reader) (Result, error) {
 	conn, ctx, cancel, err := c.dial(ctx)
 	if err != nil {
 		return Result{}, err
@@ -163,8 +186,8 @@ func parseReply(reply string) (Result, error) {
 	switch {
 	case s == "stream: OK":
 		return Result{}, nil
-	case strings.HasPrefix(s, "stream: ") && strings.HasSuffix(s, " FOUND"):
-		sig := strings.TrimSpace(strings.TrimSuffix(strings.TrimPrefix(s, "stream: "), " FOUND"))
+	case strings.HasPrefix(s, "stream: ") && strings.HasSuffix(s[len("stream: "):], " FOUND"):
+		sig := strings.TrimSpace(strings.TrimSuffix(s[len("stream: "):], " FOUND"))
 		if sig == "" || strings.ContainsAny(sig, "\x00\r\n") {
 			return Result{}, fmt.Errorf("clamd: malformed FOUND reply %q", reply)
 		}
@@ -219,8 +242,9 @@ func (c *Client) dial(ctx context.Context) (net.Conn, context.Context, func(), e
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, network, c.Addr)
 	if err != nil {
+		timedOut := ctx.Err() != nil
 		cancelCtx()
-		if ctx.Err() != nil {
+		if timedOut {
 			return nil, nil, nil, fmt.Errorf("clamd at %s: no connection within the time limit (%v): is clamd overloaded or the address filtered? %w", c.where(), timeout, err)
 		}
 		return nil, nil, nil, fmt.Errorf("clamd at %s unreachable: is clamd running and listening there (TCPSocket/TCPAddr or LocalSocket in clamd.conf)? %w", c.where(), err)

@@ -35,6 +35,11 @@ type Sender struct {
 	Logger   *slog.Logger                     // default slog.Default()
 	Backoff  func(attempts int) time.Duration // delay after the attempts-th failure; default DefaultBackoff
 	Interval time.Duration                    // poll interval; default 2s
+	// OnResult, when set, is called after each attempt to send an item:
+	// with nil once the item is sent and recorded as sent, with the error
+	// when the attempt failed (the item is retried later). For metrics;
+	// it must not block.
+	OnResult func(err error)
 
 	once  sync.Once
 	kick  chan struct{}
@@ -174,6 +179,9 @@ func (s *Sender) DrainOnce(ctx context.Context) (sent int, err error) {
 					return sent, err
 				}
 				sent++
+				if s.OnResult != nil {
+					s.OnResult(nil)
+				}
 				s.log().Info("outbox: sent", itemAttrs(it, "attempts", it.Attempts+1)...)
 				continue
 			}
@@ -257,6 +265,9 @@ func send(c *smtp.Client, it store.Queued) error {
 // refusal at error level, since a receipt must never be dropped silently and
 // an operator has to look; anything else at warning level.
 func (s *Sender) failed(it store.Queued, err error) error {
+	if s.OnResult != nil {
+		s.OnResult(err)
+	}
 	backoff := s.Backoff
 	if backoff == nil {
 		backoff = DefaultBackoff

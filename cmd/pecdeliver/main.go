@@ -7,6 +7,7 @@ package main
 import (
 	"context"
 	"flag"
+	"fmt"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -15,6 +16,7 @@ import (
 	"github.com/pecgo/pec/config"
 	"github.com/pecgo/pec/internal/service"
 	"github.com/pecgo/pec/lmtp"
+	"github.com/pecgo/pec/metrics"
 	"github.com/pecgo/pec/outbox"
 	"github.com/pecgo/pec/store"
 )
@@ -54,6 +56,22 @@ func run(path string, log *slog.Logger) error {
 		return err
 	}
 	sender := &outbox.Sender{Store: st, Addr: cfg.Reinject.Address, Helo: cfg.Reinject.Helo, Logger: log}
+	var observe func(lmtp.Report)
+	if cfg.Deliver.Metrics != "" {
+		mx := metrics.New(metrics.Options{Store: st, StorePath: cfg.Store.Path, Index: dir, Log: log})
+		mln, err := config.Listen(cfg.Deliver.Metrics)
+		if err != nil {
+			return fmt.Errorf("[deliver] metrics: %w", err)
+		}
+		log.Info("serving metrics", "listen", cfg.Deliver.Metrics)
+		go func() {
+			if err := mx.Serve(ctx, mln); err != nil {
+				log.Error("metrics endpoint stopped", "error", err)
+			}
+		}()
+		sender.OnResult = mx.OutboxResult
+		observe = mx.ObserveDelivery
+	}
 	go sender.Run(ctx)
 	ln, err := config.Listen(cfg.Deliver.Listen)
 	if err != nil {
@@ -62,6 +80,7 @@ func run(path string, log *slog.Logger) error {
 	srv := &lmtp.Server{
 		Delivery: &lmtp.Delivery{Provider: prov, Config: cfg, Roots: roots, Index: dir.Current},
 		Store:    st, Dovecot: cfg.Deliver.Dovecot, Kick: sender.Kick, Log: log,
+		Observer: observe,
 	}
 	log.Info("serving LMTP", "listen", cfg.Deliver.Listen, "dovecot", cfg.Deliver.Dovecot)
 	errc := make(chan error, 1)

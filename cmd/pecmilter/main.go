@@ -23,6 +23,7 @@ import (
 	"github.com/pecgo/pec/config"
 	"github.com/pecgo/pec/filter"
 	"github.com/pecgo/pec/internal/service"
+	"github.com/pecgo/pec/metrics"
 	"github.com/pecgo/pec/outbox"
 	"github.com/pecgo/pec/store"
 	"github.com/pecgo/pec/timer"
@@ -60,12 +61,22 @@ func run(path string, log *slog.Logger) error {
 		return err
 	}
 	sender := &outbox.Sender{Store: st, Addr: cfg.Reinject.Address, Helo: cfg.Reinject.Helo, Logger: log}
+	scanner := &clamd.Client{Network: cfg.Clamd.Network, Addr: cfg.Clamd.Address, Timeout: cfg.Clamd.Timeout.Duration}
+	var observe func(role string, d filter.Decision, elapsed time.Duration)
+	if cfg.Milter.Metrics != "" {
+		mx := metrics.New(metrics.Options{Store: st, StorePath: cfg.Store.Path, Index: dir, Log: log})
+		if err := serveMetrics(ctx, mx, cfg.Milter.Metrics, log); err != nil {
+			return err
+		}
+		sender.OnResult = mx.OutboxResult
+		scanner.OnError = mx.ClamdError
+		observe = mx.ObserveMilter
+	}
 	go sender.Run(ctx)
 
 	timers := &timer.Runner{Store: st, Provider: prov, Kick: sender.Kick, Log: log}
 	go timers.Run(ctx, time.Minute)
 
-	scanner := &clamd.Client{Network: cfg.Clamd.Network, Addr: cfg.Clamd.Address, Timeout: cfg.Clamd.Timeout.Duration}
 	var servers []*filter.Milter
 	if cfg.Milter.Access != "" {
 		access := &filter.Access{
@@ -77,7 +88,7 @@ func run(path string, log *slog.Logger) error {
 				return len(ev), err
 			},
 		}
-		servers = append(servers, &filter.Milter{Name: "access", Role: access, Store: st, Kick: sender.Kick, Log: log, RequireAuth: true})
+		servers = append(servers, &filter.Milter{Name: "access", Role: access, Store: st, Kick: sender.Kick, Log: log, RequireAuth: true, Observer: observe})
 	}
 	if cfg.Milter.Incoming != "" {
 		roots, err := cfg.Roots()
@@ -85,7 +96,7 @@ func run(path string, log *slog.Logger) error {
 			return err
 		}
 		in := &filter.Incoming{Provider: prov, Config: cfg, Roots: roots, Scanner: scanner, Index: dir.Current, Log: log}
-		servers = append(servers, &filter.Milter{Name: "incoming", Role: in, Store: st, Kick: sender.Kick, Log: log})
+		servers = append(servers, &filter.Milter{Name: "incoming", Role: in, Store: st, Kick: sender.Kick, Log: log, Observer: observe})
 	}
 	if len(servers) == 0 {
 		return errors.New("[milter] neither access nor incoming is set: nothing to serve")
@@ -114,4 +125,21 @@ func run(path string, log *slog.Logger) error {
 	case err := <-errc:
 		return fmt.Errorf("milter server: %w", err)
 	}
+}
+
+// serveMetrics serves the Prometheus endpoint (/metrics, /healthz) on addr
+// until ctx is done. A listen error stops the start: the operator asked
+// for the endpoint.
+func serveMetrics(ctx context.Context, mx *metrics.Metrics, addr string, log *slog.Logger) error {
+	ln, err := config.Listen(addr)
+	if err != nil {
+		return fmt.Errorf("[milter] metrics: %w", err)
+	}
+	log.Info("serving metrics", "listen", addr)
+	go func() {
+		if err := mx.Serve(ctx, ln); err != nil {
+			log.Error("metrics endpoint stopped", "error", err)
+		}
+	}()
+	return nil
 }

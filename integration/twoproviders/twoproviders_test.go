@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"fmt"
+	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
@@ -335,6 +336,42 @@ func TestTwoProviders(t *testing.T) {
 		time.Sleep(3 * time.Second)
 		box(t, w.b, luigi, subj, 1)
 		box(t, w.a, mario, subj, 2)
+	})
+
+	t.Run("pecctl", func(t *testing.T) {
+		// the operator's queries on the log these tests produced
+		ev, _ := w.a.Store().Events(store.Query{Type: "accettazione", Limit: 1})
+		if len(ev) == 0 {
+			t.Fatal("no acceptance in A's log")
+		}
+		pecid := ev[0].PECID
+		out, code := w.a.Pecctl("log", "search", "--pecid", pecid)
+		if code != 0 || !strings.Contains(out, "accettazione") || !strings.Contains(out, "avvenuta-consegna") {
+			t.Fatalf("log search (%d):\n%s", code, out)
+		}
+		day := time.Now().In(time.FixedZone("", 0)).Format("2006-01-02")
+		if loc, err := time.LoadLocation("Europe/Rome"); err == nil {
+			day = time.Now().In(loc).Format("2006-01-02")
+		}
+		out, code = w.a.Pecctl("log", "search", "--sender", mario, "--day", day, "--json")
+		if code != 0 || strings.Count(out, "\n") < 5 {
+			t.Fatalf("log search by sender and day (%d):\n%s", code, out)
+		}
+		file := filepath.Join(t.TempDir(), "extract.eml")
+		if out, code = w.a.Pecctl("log", "export", "--mailbox", mario, "--date", day, "-o", file); code != 0 {
+			t.Fatalf("log export (%d): %s", code, out)
+		}
+		conformance.OpenSSL(t, file, w.w.RootPEM)
+		out, code = w.a.Pecctl("report", "--from", day, "--to", day, "--json")
+		if code != 0 || !strings.Contains(out, "accettazione") && !strings.Contains(out, "accepted") {
+			t.Fatalf("report (%d):\n%s", code, out)
+		}
+		for _, p := range []*pectest.Provider{w.a, w.b} {
+			if out, code := p.Pecctl("log", "verify"); code != 0 || !strings.Contains(out, "log intact") {
+				t.Fatalf("%s log verify (%d): %s", p.Domain, code, out)
+			}
+		}
+		t.Logf("report of provider A for %s:\n%s", day, out)
 	})
 
 	t.Run("log", func(t *testing.T) {

@@ -84,7 +84,7 @@ var (
 	buildErr  error
 )
 
-// binaries builds pecmilter and pecdeliver once per test binary.
+// binaries builds pecmilter, pecdeliver and pecctl once per test binary.
 func binaries(t testing.TB) string {
 	buildOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "pec-bin-")
@@ -93,7 +93,7 @@ func binaries(t testing.TB) string {
 			return
 		}
 		root := moduleRoot()
-		cmd := exec.Command("go", "build", "-o", dir+"/", "./cmd/pecmilter", "./cmd/pecdeliver")
+		cmd := exec.Command("go", "build", "-o", dir+"/", "./cmd/pecmilter", "./cmd/pecdeliver", "./cmd/pecctl")
 		cmd.Dir = root
 		cmd.Env = append(os.Environ(), "GOFLAGS=-buildvcs=false")
 		if out, err := cmd.CombinedOutput(); err != nil {
@@ -353,6 +353,21 @@ func (p *Provider) stopProc(name string, sig syscall.Signal) {
 func (p *Provider) ProcLog(name string) string {
 	b, _ := os.ReadFile(filepath.Join(p.Dir, name+".log"))
 	return string(b)
+}
+
+// Pecctl runs pecctl with the provider's configuration and returns its
+// output and exit code.
+func (p *Provider) Pecctl(args ...string) (string, int) {
+	cmd := exec.Command(filepath.Join(p.w.Bin, "pecctl"), append(args, "-config", p.ConfigPath)...)
+	out, err := cmd.CombinedOutput()
+	code := 0
+	if err != nil {
+		code = -1
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		}
+	}
+	return string(out), code
 }
 
 // Send submits raw as user (AUTH PLAIN) to the provider's submission

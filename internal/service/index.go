@@ -22,6 +22,7 @@ import (
 type Index struct {
 	mu     sync.RWMutex
 	ix     *index.Index
+	at     time.Time // when ix was fetched from the source
 	syncer *index.Syncer
 	log    *slog.Logger
 }
@@ -43,8 +44,8 @@ func OpenIndex(ctx context.Context, cfg *config.Config, interval time.Duration, 
 		cache = filepath.Join(filepath.Dir(cfg.Store.Path), "index")
 	}
 	l := &Index{syncer: &index.Syncer{Source: src, CacheDir: cache, Logger: log}, log: log}
-	if ix, _, err := l.syncer.Load(); err == nil {
-		l.set(ix)
+	if ix, at, err := l.syncer.Load(); err == nil {
+		l.setAt(ix, at)
 	}
 	if ix, _, err := l.syncer.Sync(ctx); err == nil {
 		l.set(ix)
@@ -67,10 +68,21 @@ func (l *Index) Sync(ctx context.Context) ([]string, error) {
 	return diff, err
 }
 
-func (l *Index) set(ix *index.Index) {
+func (l *Index) set(ix *index.Index) { l.setAt(ix, time.Now()) }
+
+func (l *Index) setAt(ix *index.Index, at time.Time) {
 	l.mu.Lock()
-	l.ix = ix
+	l.ix, l.at = ix, at
 	l.mu.Unlock()
+}
+
+// SyncedAt returns when the snapshot served was fetched from the source:
+// the last successful sync, or for a copy loaded from the cache, the time
+// the cache records. It is zero while no snapshot is loaded.
+func (l *Index) SyncedAt() time.Time {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.at
 }
 
 // Snapshot returns the current index or ErrNoIndex.
@@ -124,4 +136,17 @@ func source(cfg *config.Config) (index.Source, error) {
 		return index.LDAPSource{LDAPConfig: index.LDAPConfig{URL: cfg.Index.LDAPURL, BaseDN: cfg.Index.LDAPBase}}, nil
 	}
 	return nil, errors.New("[index] needs ldif, signed_ldif or ldap_url: the providers' index tells certified from ordinary recipients")
+}
+
+// IndexSource is the providers' index source the configuration names
+// (pecctl index uses it as the services do).
+func IndexSource(cfg *config.Config) (index.Source, error) { return source(cfg) }
+
+// IndexCacheDir is where the Syncer keeps the last good copy: [index]
+// cache_dir, by default "index" next to the store (as OpenIndex does).
+func IndexCacheDir(cfg *config.Config) string {
+	if cfg.Index.CacheDir != "" {
+		return cfg.Index.CacheDir
+	}
+	return filepath.Join(filepath.Dir(cfg.Store.Path), "index")
 }

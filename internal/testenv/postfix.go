@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"text/template"
 	"time"
@@ -116,7 +117,7 @@ postlog   unix-dgram n  -       n       -       1       postlogd
 // is still there). Postfix refuses to run as non-root: the test is skipped.
 func StartPostfix(t testing.TB, cfg PostfixConfig) *Postfix {
 	t.Helper()
-	needRoot(t, "the postfix command is reserved for the superuser")
+	NeedRoot(t, "the postfix command is reserved for the superuser")
 	p := &Postfix{
 		postfix:   mustLook(t, "postfix"),
 		postqueue: mustLook(t, "postqueue"),
@@ -183,14 +184,17 @@ func StartPostfix(t testing.TB, cfg PostfixConfig) *Postfix {
 		}
 		p.stop(t)
 	})
+	start := time.Now()
 	if out, err := p.run("start"); err != nil {
 		t.Fatalf("testenv: postfix -c %s start: %v\n%s\n%s", p.ConfDir, err, out, tail(p.LogPath, 20))
 	}
+	started := time.Since(start)
 	for _, a := range p.listeners {
 		if err := waitTCP(a, 15*time.Second); err != nil {
 			t.Fatalf("testenv: postfix: %v\n%s", err, tail(p.LogPath, 20))
 		}
 	}
+	t.Logf("testenv: postfix started in %v, listening after %v", started.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
 	return p
 }
 
@@ -198,8 +202,10 @@ func StartPostfix(t testing.TB, cfg PostfixConfig) *Postfix {
 // /dev/log, postfix reports errors only to a TTY, so it is run under
 // script(1) (a pty) when available; the output then reaches the test log.
 func (p *Postfix) run(args ...string) (string, error) {
+	// Bounded: once, "postfix stop" hung in "master -t" (log socket of a
+	// half-dead master, it seems); the caller then kills by PID.
 	argv := append([]string{p.postfix, "-c", p.ConfDir}, args...)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	var cmd *exec.Cmd
 	if script, err := exec.LookPath("script"); err == nil {
@@ -224,7 +230,10 @@ func (p *Postfix) stop(t testing.TB) {
 		t.Logf("testenv: postfix stop: %v\n%s", err, out)
 	}
 	if alive(pid) {
-		t.Logf("testenv: postfix master %d: %s", pid, stopPID(pid, nil, 5*time.Second))
+		t.Logf("testenv: postfix master %d: %s", pid, stopPID(pid, nil, 3*time.Second))
+		// Children exit when the master goes; make sure of it (master
+		// runs setsid, so its process group is its PID).
+		syscall.Kill(-pid, syscall.SIGKILL)
 	}
 	t.Logf("testenv: postfix stopped in %v", time.Since(start).Round(time.Millisecond))
 }

@@ -62,8 +62,8 @@ func Need(t testing.TB, cmds ...string) {
 	}
 }
 
-// needRoot skips the test unless it runs as root.
-func needRoot(t testing.TB, why string) {
+// NeedRoot skips the test unless it runs as root (Postfix needs it).
+func NeedRoot(t testing.TB, why string) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skipf("needs root: %s", why)

@@ -44,8 +44,8 @@ func TestFreePort(t *testing.T) {
 func TestInetListener(t *testing.T) {
 	for line, want := range map[string]string{
 		"127.0.0.1:2525 inet n - n - - smtpd": "127.0.0.1:2525",
-		"2526      inet  n - n - - smtpd":      "127.0.0.1:2526",
-		"smtp      unix  -  -  n - - smtp":     "",
+		"2526      inet  n - n - - smtpd":     "127.0.0.1:2526",
+		"smtp      unix  -  -  n - - smtp":    "",
 		"#127.0.0.1:25 inet n - n - - smtpd":  "",
 	} {
 		got, ok := inetListener(line)
@@ -243,6 +243,7 @@ func TestDovecotQuota(t *testing.T) {
 func TestPostfixRelay(t *testing.T) {
 	t.Parallel()
 	Need(t, "postfix", "dovecot")
+	NeedRoot(t, "postfix")
 	d := StartDovecot(t, testUsers())
 	port := FreePort(t)
 	p := StartPostfix(t, PostfixConfig{
@@ -279,6 +280,7 @@ func TestPostfixRelay(t *testing.T) {
 func TestPostfixSubmissionSASL(t *testing.T) {
 	t.Parallel()
 	Need(t, "postfix", "dovecot")
+	NeedRoot(t, "postfix")
 	d := StartDovecot(t, testUsers())
 	port := FreePort(t)
 	StartPostfix(t, PostfixConfig{
