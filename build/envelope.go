@@ -109,6 +109,11 @@ func (o *Original) Tx(id, sender string, classify func(addr string) daticert.Des
 // by <id> and X-Riferimento-Message-ID naming the old one added right
 // after it (RFC 6109 §2.2.1); every other byte is unchanged.
 func (o *Original) WithMessageID(id string) []byte {
+	return concat(o.headerWithMessageID(id), [][]byte{o.Body})
+}
+
+// headerWithMessageID is the header section of WithMessageID.
+func (o *Original) headerWithMessageID(id string) []byte {
 	var b bytes.Buffer
 	done := false
 	for _, f := range o.Header {
@@ -130,7 +135,6 @@ func (o *Original) WithMessageID(id string) []byte {
 		b.WriteString("Message-ID: " + pecid.MessageID(id) + "\r\n")
 	}
 	b.WriteString("\r\n")
-	b.Write(o.Body)
 	return b.Bytes()
 }
 
@@ -196,7 +200,7 @@ func (p *Provider) TransportEnvelope(t time.Time, tx *Tx, o *Original, rcpts []s
 		"Il messaggio originale è incluso in allegato.",
 		idLine(tx.ID),
 	}
-	return p.sign(m, []part{textParts("Messaggio di posta certificata", text), dp, originalPart(o.WithMessageID(tx.ID))})
+	return p.sign(m, []part{textParts("Messaggio di posta certificata", text), dp, originalPart(o.headerWithMessageID(tx.ID), o.Body)})
 }
 
 // Anomalia wraps a received message that is not a valid PEC message in the

@@ -82,20 +82,42 @@ type Message struct {
 	MailFrom string   // SMTP reverse-path
 	Rcpts    []string // SMTP forward-paths
 	Header   []Field
-	Body     []byte // the multipart/signed body
 	Time     time.Time
 	Daticert *daticert.Postacert // nil for the anomaly envelope
+	// body is the multipart/signed body in pieces, so that a large
+	// original is copied once (into the signed entity) and not again.
+	body [][]byte
 }
+
+// BodyParts returns the multipart/signed body as consecutive pieces, each
+// ending at a line end; together they are the body.
+func (m *Message) BodyParts() [][]byte { return m.body }
+
+// Body returns the multipart/signed body in one slice.
+func (m *Message) Body() []byte { return concat(nil, m.body) }
 
 // Bytes returns the whole message with CRLF line ends.
 func (m *Message) Bytes() []byte {
-	var b bytes.Buffer
+	var h bytes.Buffer
 	for _, f := range m.Header {
-		b.WriteString(f.Name + ": " + f.Value + "\r\n")
+		h.WriteString(f.Name + ": " + f.Value + "\r\n")
 	}
-	b.WriteString("\r\n")
-	b.Write(m.Body)
-	return b.Bytes()
+	h.WriteString("\r\n")
+	return concat(h.Bytes(), m.body)
+}
+
+// concat joins head and parts in one allocation of the exact size.
+func concat(head []byte, parts [][]byte) []byte {
+	n := len(head)
+	for _, p := range parts {
+		n += len(p)
+	}
+	out := make([]byte, 0, n)
+	out = append(out, head...)
+	for _, p := range parts {
+		out = append(out, p...)
+	}
+	return out
 }
 
 // Get returns the value of the first header field named name.
@@ -128,32 +150,49 @@ func humanTime(t time.Time, loc *time.Location) (day, clock, zone string) {
 // parts of the signed multipart/mixed entity
 type part struct {
 	header []string // "Name: value" lines
-	body   []byte
+	body   [][]byte // consecutive pieces of the body
 }
 
-// assemble builds the signed entity from parts, signs it at t and returns
-// the top-level Content-Type value and body.
-func (p *Provider) assemble(t time.Time, parts []part) (string, []byte, error) {
+// assemble builds the signed entity from parts (one allocation of the
+// exact size), signs it at t and returns the top-level Content-Type value
+// and the body pieces.
+func (p *Provider) assemble(t time.Time, parts []part) (string, [][]byte, error) {
 	if p.Signer == nil {
 		return "", nil, errors.New("build: provider has no signer")
 	}
 	mixed := boundary("mixed")
-	var e bytes.Buffer
-	fmt.Fprintf(&e, "Content-Type: multipart/mixed;\r\n\tboundary=\"%s\"\r\n\r\n", mixed)
-	e.WriteString("This is a multi-part message in MIME format.\r\n")
+	head := fmt.Sprintf("Content-Type: multipart/mixed;\r\n\tboundary=\"%s\"\r\n\r\nThis is a multi-part message in MIME format.\r\n", mixed)
+	n := len(head) + len(mixed) + 8
 	for _, pt := range parts {
-		if bytes.Contains(pt.body, []byte("--"+mixed)) {
-			return "", nil, errors.New("build: boundary collision") // 96 random bits: never in practice
-		}
-		e.WriteString("\r\n--" + mixed + "\r\n")
+		n += len(mixed) + 6 + 2
 		for _, h := range pt.header {
-			e.WriteString(h + "\r\n")
+			n += len(h) + 2
 		}
-		e.WriteString("\r\n")
-		e.Write(pt.body)
+		for _, b := range pt.body {
+			n += len(b)
+		}
 	}
-	e.WriteString("\r\n--" + mixed + "--\r\n")
-	return p.Signer.Sign(e.Bytes(), t, boundary("signed"))
+	e := make([]byte, 0, n)
+	e = append(e, head...)
+	for _, pt := range parts {
+		e = append(e, "\r\n--"+mixed+"\r\n"...)
+		for _, h := range pt.header {
+			e = append(e, h+"\r\n"...)
+		}
+		e = append(e, "\r\n"...)
+		for _, b := range pt.body {
+			e = append(e, b...)
+		}
+	}
+	e = append(e, "\r\n--"+mixed+"--\r\n"...)
+	if bytes.Count(e, []byte("--"+mixed)) != len(parts)+1 {
+		return "", nil, errors.New("build: boundary collision") // 96 random bits: never in practice
+	}
+	ct, prefix, suffix, err := p.Signer.SignParts(e, t, boundary("signed"))
+	if err != nil {
+		return "", nil, err
+	}
+	return ct, [][]byte{prefix, e, suffix}, nil
 }
 
 func daticertPart(d *daticert.Postacert) (part, error) {
@@ -167,30 +206,41 @@ func daticertPart(d *daticert.Postacert) (part, error) {
 		`Content-Type: application/xml; name="daticert.xml"`,
 		"Content-Transfer-Encoding: base64",
 		`Content-Disposition: inline; filename="daticert.xml"`,
-	}, body: bytes.TrimSuffix(b.Bytes(), []byte("\r\n"))}, nil
+	}, body: [][]byte{bytes.TrimSuffix(b.Bytes(), []byte("\r\n"))}}, nil
 }
 
-// originalPart attaches a whole message as postacert.eml (RFC 6109 §4.3).
-// message/rfc822 allows only 7bit, 8bit or binary (RFC 2046 §5.2.1): the
-// encoding names what the original holds, never re-encodes it.
-func originalPart(raw []byte) part {
+// originalPart attaches a whole message, given as consecutive pieces, as
+// postacert.eml (RFC 6109 §4.3). message/rfc822 allows only 7bit, 8bit or
+// binary (RFC 2046 §5.2.1): the encoding names what the original holds,
+// never re-encodes it.
+func originalPart(pieces ...[]byte) part {
 	cte := "7bit"
-	for _, line := range bytes.Split(raw, []byte("\r\n")) {
-		if len(line) > 998 {
-			cte = "binary"
-			break
-		}
-		for _, c := range line {
-			if c >= 0x80 || c == 0 {
-				cte = "8bit"
+	run := 0 // length of the current line
+	for _, p := range pieces {
+		for _, c := range p {
+			switch {
+			case c == '\n':
+				run = 0
+				continue
+			case c >= 0x80 || c == 0:
+				if cte == "7bit" {
+					cte = "8bit"
+				}
+			}
+			run++
+			if run > 999 { // 998 octets plus the CR
+				cte = "binary"
 			}
 		}
+	}
+	if last := len(pieces) - 1; last >= 0 {
+		pieces[last] = bytes.TrimSuffix(pieces[last], []byte("\r\n"))
 	}
 	return part{header: []string{
 		`Content-Type: message/rfc822; name="postacert.eml"`,
 		"Content-Transfer-Encoding: " + cte,
 		`Content-Disposition: inline; filename="postacert.eml"`,
-	}, body: bytes.TrimSuffix(raw, []byte("\r\n"))}
+	}, body: pieces}
 }
 
 // sign turns the parts into a Message with the given top-level fields,
@@ -201,7 +251,7 @@ func (p *Provider) sign(m *Message, parts []part) (*Message, error) {
 		return nil, err
 	}
 	m.Header = append(m.Header, Field{Name: "MIME-Version", Value: "1.0"}, Field{Name: "Content-Type", Value: ct})
-	m.Body = body
+	m.body = body
 	return m, nil
 }
 

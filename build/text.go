@@ -38,7 +38,7 @@ func textParts(title string, paragraphs []string) part {
 		b.Write(qp(data))
 	}
 	b.WriteString("\r\n--" + alt + "--")
-	return part{header: []string{"Content-Type: multipart/alternative;\r\n\tboundary=\"" + alt + "\""}, body: b.Bytes()}
+	return part{header: []string{"Content-Type: multipart/alternative;\r\n\tboundary=\"" + alt + "\""}, body: [][]byte{b.Bytes()}}
 }
 
 // encodeText returns the ISO-8859-1 bytes of s when every character fits,

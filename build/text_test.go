@@ -35,7 +35,7 @@ func TestEncodedSubject(t *testing.T) {
 	if *m.Daticert.Oggetto != "Città di Roma" {
 		t.Fatalf("oggetto %q", *m.Daticert.Oggetto)
 	}
-	if !bytes.Contains(bytes.ReplaceAll(m.Body, []byte("=\r\n"), nil), []byte("Citt=E0 di Roma")) {
+	if !bytes.Contains(bytes.ReplaceAll(m.Body(), []byte("=\r\n"), nil), []byte("Citt=E0 di Roma")) {
 		t.Fatal("human text does not carry the decoded subject (ISO-8859-1 QP)")
 	}
 	conformance.Check(t, "encoded-subject", m.Bytes(), testpki.PEM(f.pki.Root.Cert))
@@ -65,7 +65,7 @@ func TestEuroSign(t *testing.T) {
 		if err != nil || *p.Daticert.Oggetto != "Fattura da 100 €" {
 			t.Fatalf("%s: %v oggetto %q", name, err, *p.Daticert.Oggetto)
 		}
-		if !bytes.Contains(m.Body, []byte(`charset="utf-8"`)) {
+		if !bytes.Contains(m.Body(), []byte(`charset="utf-8"`)) {
 			t.Fatalf("%s: the text with € is not in UTF-8", name)
 		}
 	}

@@ -212,19 +212,22 @@ func (s *session) replace(m *milter.Modifier, msg *build.Message) error {
 			return err
 		}
 	}
-	body := msg.Body
-	for len(body) > 0 {
-		n := len(body)
-		if n > 60000 {
-			n = bytes.LastIndexByte(body[:60000], '\n') + 1
-			if n <= 0 {
-				n = 60000
+	// each piece ends at a line end; chunks are cut at line ends too, so a
+	// CRLF is never split between two packets (go-milter turns CRLF to LF)
+	for _, body := range msg.BodyParts() {
+		for len(body) > 0 {
+			n := len(body)
+			if n > 60000 {
+				n = bytes.LastIndexByte(body[:60000], '\n') + 1
+				if n <= 0 {
+					n = 60000
+				}
 			}
+			if err := m.ReplaceBody(body[:n]); err != nil {
+				return err
+			}
+			body = body[n:]
 		}
-		if err := m.ReplaceBody(body[:n]); err != nil {
-			return err
-		}
-		body = body[n:]
 	}
 	return nil
 }

@@ -86,27 +86,38 @@ func CertSHA1(c *x509.Certificate) string {
 // outer Content-Type header and the multipart body. at is the CMS
 // signingTime; boundary must not occur in content.
 func (s *Signer) Sign(content []byte, at time.Time, boundary string) (contentType string, body []byte, err error) {
-	if s.Key == nil || s.Cert == nil {
-		return "", nil, errors.New("smime: signer needs a key and a certificate")
+	ct, prefix, suffix, err := s.SignParts(content, at, boundary)
+	if err != nil {
+		return "", nil, err
 	}
-	if bytes.Contains(content, []byte("\n")) && bytes.Count(content, []byte("\n")) != bytes.Count(content, []byte("\r\n")) {
-		return "", nil, errors.New("smime: content must use CRLF line ends only (RFC 5751 §3.1.1 canonical form)")
+	body = make([]byte, 0, len(prefix)+len(content)+len(suffix))
+	body = append(append(append(body, prefix...), content...), suffix...)
+	return ct, body, nil
+}
+
+// SignParts is Sign without copying content: the multipart body is
+// prefix + content + suffix. Large messages are written out from the three
+// pieces (RFC 6109 §2.1 envelopes can be tens of megabytes).
+func (s *Signer) SignParts(content []byte, at time.Time, boundary string) (contentType string, prefix, suffix []byte, err error) {
+	if s.Key == nil || s.Cert == nil {
+		return "", nil, nil, errors.New("smime: signer needs a key and a certificate")
+	}
+	if n := bytes.Count(content, []byte("\n")); n > 0 && n != bytes.Count(content, []byte("\r\n")) {
+		return "", nil, nil, errors.New("smime: content must use CRLF line ends only (RFC 5751 §3.1.1 canonical form)")
 	}
 	if bytes.Contains(content, []byte("--"+boundary)) {
-		return "", nil, errors.New("smime: boundary occurs in the signed content")
+		return "", nil, nil, errors.New("smime: boundary occurs in the signed content")
 	}
 	der, err := s.signDetached(content, at)
 	if err != nil {
-		return "", nil, err
+		return "", nil, nil, err
 	}
 	proto := s.Protocol
 	if proto == "" {
 		proto = "application/pkcs7-signature"
 	}
+	prefix = []byte("This is an S/MIME signed message\r\n\r\n--" + boundary + "\r\n")
 	var b bytes.Buffer
-	b.WriteString("This is an S/MIME signed message\r\n\r\n")
-	b.WriteString("--" + boundary + "\r\n")
-	b.Write(content)
 	b.WriteString("\r\n--" + boundary + "\r\n")
 	fmt.Fprintf(&b, "Content-Type: %s; name=\"smime.p7s\"\r\n", proto)
 	b.WriteString("Content-Transfer-Encoding: base64\r\n")
@@ -115,7 +126,7 @@ func (s *Signer) Sign(content []byte, at time.Time, boundary string) (contentTyp
 	WriteBase64(&b, der)
 	b.WriteString("\r\n--" + boundary + "--\r\n")
 	ct := fmt.Sprintf("multipart/signed; protocol=\"%s\"; micalg=\"%s\";\r\n\tboundary=\"%s\"", proto, micalgs[s.hash()], boundary)
-	return ct, b.Bytes(), nil
+	return ct, prefix, b.Bytes(), nil
 }
 
 // WriteBase64 writes data as base64 in lines of 76 characters, each ended
