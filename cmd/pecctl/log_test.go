@@ -170,6 +170,69 @@ func TestLogVerify(t *testing.T) {
 	}
 }
 
+// A removed row and two swapped rows are named too (the three
+// kinds of tampering: changed, removed, reordered).
+func TestLogVerifyRemovedAndReordered(t *testing.T) {
+	for _, c := range []struct {
+		name, want string
+		tamper     func(db *sql.DB, a, b int64) error
+	}{
+		{"removed", "rows 3..3 removed", func(db *sql.DB, a, _ int64) error {
+			_, err := db.Exec("DELETE FROM events WHERE id = ?", a)
+			return err
+		}},
+		{"reordered", "reordered", func(db *sql.DB, a, b int64) error {
+			// swap the contents of two neighbouring rows, hashes included
+			for _, q := range []string{
+				"UPDATE events SET id = -1 WHERE id = ?", "UPDATE events SET id = ? WHERE id = ?", "UPDATE events SET id = ? WHERE id = -1",
+			} {
+				var err error
+				switch q {
+				case "UPDATE events SET id = -1 WHERE id = ?":
+					_, err = db.Exec(q, a)
+				case "UPDATE events SET id = ? WHERE id = ?":
+					_, err = db.Exec(q, a, b)
+				default:
+					_, err = db.Exec(q, b)
+				}
+				if err != nil {
+					return err
+				}
+			}
+			return nil
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			f := newFixture(t)
+			db, err := sql.Open("sqlite3", f.db)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rows, _ := db.Query("SELECT name FROM sqlite_master WHERE type = 'trigger'")
+			var triggers []string
+			for rows.Next() {
+				var n string
+				rows.Scan(&n)
+				triggers = append(triggers, n)
+			}
+			rows.Close()
+			for _, tr := range triggers {
+				if _, err := db.Exec("DROP TRIGGER " + tr); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := c.tamper(db, 3, 4); err != nil {
+				t.Fatal(err)
+			}
+			db.Close()
+			code, out, _ := f.run("log", "verify")
+			if code != 1 || !strings.Contains(out, "DAMAGED at row") || !strings.Contains(out, c.want) {
+				t.Errorf("%s row: exit %d, %q", c.name, code, out)
+			}
+		})
+	}
+}
+
 func TestLogPurge(t *testing.T) {
 	f := newFixture(t)
 	// inside the retention period: refused without --force
