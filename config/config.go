@@ -197,8 +197,8 @@ func (c *Config) defaults() {
 		c.Clamd.Timeout.Duration = 60 * time.Second
 	}
 	if c.Store.Retention.Duration == 0 {
-		c.Store.Retention.Duration = 30 * 30 * 24 * time.Hour // 30 months of 30 days, rounded up below
-		c.Store.Retention.Duration += 7 * 24 * time.Hour      // ≥ 30 calendar months (913 days)
+		// 30 calendar months are at most 915 days (RFC 6109 §2.3, §2.2.4)
+		c.Store.Retention.Duration = 915 * 24 * time.Hour
 	}
 	if c.Reinject.Helo == "" {
 		c.Reinject.Helo = "localhost"

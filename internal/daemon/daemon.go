@@ -1,0 +1,143 @@
+// Package daemon starts what pecmilter and pecdeliver share: the
+// configuration, the provider's signer, the store, the providers' index
+// (refreshed daily and on SIGHUP), the outbox sender and the metrics
+// endpoint.
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/pecgo/pec/build"
+	"github.com/pecgo/pec/config"
+	"github.com/pecgo/pec/internal/service"
+	"github.com/pecgo/pec/metrics"
+	"github.com/pecgo/pec/outbox"
+	"github.com/pecgo/pec/store"
+)
+
+// Daemon is one running program's shared state.
+type Daemon struct {
+	Cfg      *config.Config
+	Provider *build.Provider
+	Store    *store.Store
+	Index    *service.Index
+	Outbox   *outbox.Sender
+	Metrics  *metrics.Metrics // nil when the endpoint is off
+	Log      *slog.Logger
+}
+
+// Start loads the configuration at path and starts the shared parts; they
+// stop when ctx is done. metricsAddr picks the program's metrics address
+// from the configuration ("" turns the endpoint off).
+func Start(ctx context.Context, path string, metricsAddr func(*config.Config) string, log *slog.Logger) (*Daemon, error) {
+	cfg, err := config.Load(path)
+	if err != nil {
+		return nil, err
+	}
+	prov, err := cfg.BuildProvider()
+	if err != nil {
+		return nil, err
+	}
+	st, err := store.Open(cfg.Store.Path)
+	if err != nil {
+		return nil, err
+	}
+	d := &Daemon{Cfg: cfg, Provider: prov, Store: st, Log: log}
+	d.Index, err = service.OpenIndex(ctx, cfg, 0, log)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	go d.resyncOnHangup(ctx)
+	d.Outbox = &outbox.Sender{Store: st, Addr: cfg.Reinject.Address, Helo: cfg.Reinject.Helo, Logger: log}
+	if addr := metricsAddr(cfg); addr != "" {
+		d.Metrics = metrics.New(metrics.Options{Store: st, StorePath: cfg.Store.Path, Index: d.Index, Log: log})
+		ln, err := config.Listen(addr)
+		if err != nil {
+			st.Close()
+			return nil, fmt.Errorf("metrics endpoint: %w", err)
+		}
+		log.Info("serving metrics", "listen", addr)
+		go func() {
+			if err := d.Metrics.Serve(ctx, ln); err != nil {
+				log.Error("metrics endpoint stopped", "error", err)
+			}
+		}()
+		d.Outbox.OnResult = d.Metrics.OutboxResult
+	}
+	go d.Outbox.Run(ctx)
+	return d, nil
+}
+
+// resyncOnHangup refreshes the providers' index on SIGHUP (after `pecctl
+// index sync`, or when the operator knows the index changed).
+func (d *Daemon) resyncOnHangup(ctx context.Context) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			diff, err := d.Index.Sync(ctx)
+			if err != nil {
+				d.Log.Error("providers' index resync on SIGHUP failed; still serving the last good copy", "error", err)
+				continue
+			}
+			d.Log.Info("providers' index resynced on SIGHUP", "changes", len(diff))
+		}
+	}
+}
+
+// Close closes the store.
+func (d *Daemon) Close() { d.Store.Close() }
+
+// Server is one listener with what serves it.
+type Server struct {
+	Name  string
+	Spec  string // inet:HOST:PORT or unix:/path
+	Serve func(net.Listener) error
+}
+
+// Serve listens on every server's address and serves until ctx is done
+// (nil) or one of them fails (its error).
+func Serve(ctx context.Context, log *slog.Logger, servers ...Server) error {
+	errc := make(chan error, len(servers))
+	var lns []net.Listener
+	defer func() {
+		for _, ln := range lns {
+			ln.Close()
+		}
+	}()
+	for _, s := range servers {
+		ln, err := config.Listen(s.Spec)
+		if err != nil {
+			return err
+		}
+		lns = append(lns, ln)
+		log.Info("serving", "what", s.Name, "listen", s.Spec)
+		go func(s Server, ln net.Listener) {
+			if err := s.Serve(ln); err != nil {
+				errc <- fmt.Errorf("%s: %w", s.Name, err)
+			}
+		}(s, ln)
+	}
+	select {
+	case <-ctx.Done():
+		return nil
+	case err := <-errc:
+		return err
+	}
+}
+
+// SignalContext is cancelled on SIGTERM or SIGINT.
+func SignalContext() (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+}
