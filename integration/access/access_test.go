@@ -5,7 +5,10 @@ package access
 
 import (
 	"bytes"
+	"crypto/x509"
 	"errors"
+	"fmt"
+	"syscall"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +16,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/pecgo/pec/daticert"
+	"github.com/pecgo/pec/index"
 	"github.com/pecgo/pec/internal/conformance"
 	"github.com/pecgo/pec/internal/pectest"
 	"github.com/pecgo/pec/internal/rawmime"
@@ -216,6 +220,32 @@ func TestAccessPoint(t *testing.T) {
 				t.Fatalf("something was relayed with clamd down: %s", kindOf(m))
 			}
 		}
+	})
+
+	t.Run("index-resync-on-sighup", func(t *testing.T) {
+		// mail.example.org becomes a PEC domain: after SIGHUP the access
+		// point classifies its recipients as certified
+		c := f.w.PKI.Issue("Provider C S.p.A.", "posta-certificata@mail.example.org", time.Time{}, time.Time{}, false)
+		f.w.WriteIndex(index.TestProvider{Name: "Provider C S.p.A.", Domains: []string{"mail.example.org"}, Certs: []*x509.Certificate{c.Cert}})
+		f.a.Signal("pecmilter", syscall.SIGHUP)
+		deadline := time.Now().Add(20 * time.Second)
+		for i := 0; ; i++ {
+			subj := fmt.Sprintf("after resync %d", i)
+			if err := f.a.Send(mario, []string{paolo}, message(mario, paolo, "", "", subj, "x")); err != nil {
+				t.Fatal(err)
+			}
+			acc := f.sink.Wait(t, 1, 30*time.Second, func(m pectest.SinkMessage) bool { return subjectHas(subj)(m) && kindOf(m) == kind.Accettazione })
+			p, _ := parse.Parse(acc[0].Data)
+			if p.Daticert.Destinatari[0].Tipo == daticert.Certificato {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("the access point still classifies the new PEC domain as ordinary after SIGHUP")
+			}
+			time.Sleep(500 * time.Millisecond)
+		}
+		f.w.WriteIndex()
+		f.a.Signal("pecmilter", syscall.SIGHUP)
 	})
 
 	t.Run("crash-before-receipt", func(t *testing.T) {

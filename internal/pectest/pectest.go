@@ -158,18 +158,32 @@ func (p *Provider) domains() []string { return append([]string{p.Domain}, p.Doma
 
 // Start writes the index and starts every provider.
 func (w *World) Start() {
-	t := w.t
+	w.IndexPath = filepath.Join(w.Dir, "index.ldif")
+	w.WriteIndex()
+	for _, p := range w.Providers {
+		if !p.IndexOnly {
+			p.start()
+		}
+	}
+}
+
+// WriteIndex (re)writes the providers' index file: every provider of the
+// world plus extra entries.
+func (w *World) WriteIndex(extra ...index.TestProvider) {
 	var tps []index.TestProvider
 	for _, p := range w.Providers {
 		tps = append(tps, index.TestProvider{Name: p.Name, MailReceipt: p.ServiceAddr(), Domains: p.domains(),
 			Certs: []*x509.Certificate{p.Identity.Cert}})
 	}
-	w.IndexPath = filepath.Join(w.Dir, "index.ldif")
-	must(t, os.WriteFile(w.IndexPath, index.TestLDIF(tps...), 0o644))
-	for _, p := range w.Providers {
-		if !p.IndexOnly {
-			p.start()
-		}
+	must(w.t, os.WriteFile(w.IndexPath, index.TestLDIF(append(tps, extra...)...), 0o644))
+}
+
+// Signal sends sig to pecmilter or pecdeliver.
+func (p *Provider) Signal(name string, sig syscall.Signal) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if cmd := p.procs[name]; cmd != nil && cmd.Process != nil {
+		cmd.Process.Signal(sig)
 	}
 }
 
