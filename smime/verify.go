@@ -16,6 +16,13 @@ import (
 	"github.com/smallstep/pkcs7"
 )
 
+func init() {
+	// Some CA certificates in the wild mark the authority key identifier
+	// critical, which Go's parser refuses since 1.24; parse them as older
+	// Go did rather than reject a provider's chain for it.
+	pkcs7.SetFallbackLegacyX509CertificateParserEnabled(true)
+}
+
 // Result is what verification found out about a multipart/signed message.
 type Result struct {
 	Protocol string      // the signature part's media type as received
