@@ -84,17 +84,14 @@ type Message struct {
 	Header   []Field
 	Time     time.Time
 	Daticert *daticert.Postacert // nil for the anomaly envelope
-	// body is the multipart/signed body in pieces, so that a large
-	// original is copied once (into the signed entity) and not again.
-	body [][]byte
+	// BodyPieces is the multipart/signed body as consecutive pieces, each
+	// ending at a line end, so that a large original is copied once (into
+	// the signed entity) and not again.
+	BodyPieces [][]byte
 }
 
-// BodyParts returns the multipart/signed body as consecutive pieces, each
-// ending at a line end; together they are the body.
-func (m *Message) BodyParts() [][]byte { return m.body }
-
 // Body returns the multipart/signed body in one slice.
-func (m *Message) Body() []byte { return concat(nil, m.body) }
+func (m *Message) Body() []byte { return concat(nil, m.BodyPieces) }
 
 // Bytes returns the whole message with CRLF line ends.
 func (m *Message) Bytes() []byte {
@@ -103,7 +100,7 @@ func (m *Message) Bytes() []byte {
 		h.WriteString(f.Name + ": " + f.Value + "\r\n")
 	}
 	h.WriteString("\r\n")
-	return concat(h.Bytes(), m.body)
+	return concat(h.Bytes(), m.BodyPieces)
 }
 
 // concat joins head and parts in one allocation of the exact size.
@@ -251,7 +248,7 @@ func (p *Provider) sign(m *Message, parts []part) (*Message, error) {
 		return nil, err
 	}
 	m.Header = append(m.Header, Field{Name: "MIME-Version", Value: "1.0"}, Field{Name: "Content-Type", Value: ct})
-	m.body = body
+	m.BodyPieces = body
 	return m, nil
 }
 

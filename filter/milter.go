@@ -214,7 +214,7 @@ func (s *session) replace(m *milter.Modifier, msg *build.Message) error {
 	}
 	// each piece ends at a line end; chunks are cut at line ends too, so a
 	// CRLF is never split between two packets (go-milter turns CRLF to LF)
-	for _, body := range msg.BodyParts() {
+	for _, body := range msg.BodyPieces {
 		for len(body) > 0 {
 			n := len(body)
 			if n > 60000 {

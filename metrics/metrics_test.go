@@ -495,8 +495,8 @@ func TestMilterEndToEnd(t *testing.T) {
 	m := New(Options{Store: st, StorePath: path, Index: fakeIndex{ix: testIndex(t, 2), at: time.Now().Add(-time.Minute)}, Log: quiet})
 
 	envelope := &build.Message{Kind: kind.PostaCertificata, ID: "opec.1@pec.example.test",
-		Header: []build.Field{{Name: "Subject", Value: "POSTA CERTIFICATA: hello"}, {Name: "To", Value: "b@pec.example.test", Copied: true}},
-		Body:   []byte("signed body\r\n")}
+		Header:     []build.Field{{Name: "Subject", Value: "POSTA CERTIFICATA: hello"}, {Name: "To", Value: "b@pec.example.test", Copied: true}},
+		BodyPieces: [][]byte{[]byte("signed body\r\n")}}
 	access := scripted{
 		"ok@pec.example.test": {Action: filter.Accept, Replace: envelope, Reason: "accepted", Txn: store.Txn{
 			Events: []store.Event{event("access", "accettazione"), event("access", "posta-certificata")},
@@ -514,7 +514,7 @@ func TestMilterEndToEnd(t *testing.T) {
 		"posta-certificata@pec.other.test": {Action: filter.Discard, Reason: "virus", Txn: store.Txn{
 			Events: []store.Event{event("incoming", "rilevazione-virus")},
 			Outbox: []store.Outgoing{outgoing(kind.RilevazioneVirus, 4)}}},
-		"someone@internet.test": {Action: filter.Accept, Replace: &build.Message{Kind: kind.Anomalia, ID: "x@pec.example.test", Body: []byte("wrapped\r\n")},
+		"someone@internet.test": {Action: filter.Accept, Replace: &build.Message{Kind: kind.Anomalia, ID: "x@pec.example.test", BodyPieces: [][]byte{[]byte("wrapped\r\n")}},
 			Txn: store.Txn{Events: []store.Event{event("incoming", "anomalia")}}},
 	}
 	var kicks atomic.Int32
