@@ -4,6 +4,8 @@
 #   make build   build pecmilter, pecdeliver, pecctl into bin/
 GO      ?= go
 export GOFLAGS ?= -buildvcs=false
+# Go's usual place on a fresh Debian machine, when it is not on PATH
+export PATH := $(PATH):/usr/local/go/bin
 BINS     = pecmilter pecdeliver pecctl
 
 .PHONY: all build test demo deps vet fuzz bench clean deb
