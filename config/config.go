@@ -103,6 +103,9 @@ type Reinject struct {
 type Store struct {
 	Path      string   `toml:"path"`
 	Retention Duration `toml:"retention"` // default 30 months (RFC 6109 §2.3)
+	// TSAURL is the RFC 3161 time-stamping authority for the daily log
+	// archives ("" = signed but not time-stamped).
+	TSAURL string `toml:"tsa_url"`
 }
 
 // Index is the providers' index source (RFC 6109 §4.5).

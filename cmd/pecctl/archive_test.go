@@ -199,3 +199,24 @@ func TestLogArchiveTSA(t *testing.T) {
 		t.Errorf("third run: exit %d, %q", code, errOut)
 	}
 }
+
+// [store] tsa_url in the configuration is used when --tsa is not given.
+func TestLogArchiveTSAFromConfig(t *testing.T) {
+	f := newFixture(t)
+	tsa := tsatest.New(f.pki)
+	srv := httptest.NewServer(tsa)
+	defer srv.Close()
+	conf, err := os.ReadFile(f.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf = []byte(strings.Replace(string(conf), "[store]\n", "[store]\ntsa_url = \""+srv.URL+"\"\n", 1))
+	if err := os.WriteFile(f.cfg, conf, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(f.dir, "arch")
+	code, out, errOut := f.run("log", "archive", "--day", "2024-03-02", "--dir", dir)
+	if code != 0 || !strings.Contains(out, "time-stamped at") || len(tsa.Requests) != 1 {
+		t.Fatalf("exit %d, %q %q, %d requests", code, out, errOut, len(tsa.Requests))
+	}
+}

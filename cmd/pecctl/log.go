@@ -524,7 +524,8 @@ trusted_roots, every row's hash and link, the day's bounds, the time-stamp
 if any, and, while the store still holds the rows, that they match.
 
   --dir DIR   archive directory (default: "archive" next to the store)
-  --tsa URL   time-stamp authority (HTTP POST application/timestamp-query);
+  --tsa URL   time-stamp authority (HTTP POST application/timestamp-query;
+              default: [store] tsa_url of the configuration);
               on an existing archive without a time-stamp, only time-stamps it
   --force     rewrite an existing archive (a new signature; the old
               time-stamp is removed)
@@ -558,6 +559,9 @@ func logArchive(args []string, stdout, stderr io.Writer) int {
 	cfg, err := loadConfig(*cfgPath)
 	if err != nil {
 		return fail(stderr, cmd, err)
+	}
+	if *tsa == "" && !*verify {
+		*tsa = cfg.Store.TSAURL // [store] tsa_url
 	}
 	loc := cfg.Location()
 	if *day == "yesterday" {
