@@ -182,6 +182,32 @@ func TestTwoProviders(t *testing.T) {
 		}
 	})
 
+	t.Run("eight-bit-folded-headers", func(t *testing.T) {
+		// an original as real clients write it: folded headers, a Received
+		// field, Reply-To, an RFC 2047 subject and an 8-bit UTF-8 body; the
+		// envelope must still verify after Postfix relayed it twice
+		subj := "=?utf-8?q?Citt=C3=A0_e_=E2=82=AC_otto_bit?="
+		raw := []byte("Received: from [192.0.2.7] (client.example.test)\r\n\tby submission; Mon, 23 Nov 2026 16:03:59 +0100\r\n" +
+			"From: \"Rossi, Mario\" <" + mario + ">\r\nTo: " + luigi + "\r\nReply-To: ufficio@pec-a.example.test\r\n" +
+			"Subject: " + subj + "\r\nX-Long: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb\r\n" +
+			"Message-ID: <otto-bit@client.example.test>\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n" +
+			"Città, perché, 100 €.\r\n")
+		if err := w.a.Send(mario, []string{luigi}, raw); err != nil {
+			t.Fatal(err)
+		}
+		env := box(t, w.b, luigi, "otto_bit", 1)[0]
+		w.check(t, "envelope-8bit", env)
+		if !bytes.Contains(env.Original, []byte("Città, perché, 100 €.")) || !bytes.Contains(env.Original, []byte("X-Long: aaaa")) {
+			t.Error("postacert.eml lost the 8-bit body or a folded header")
+		}
+		if *env.Daticert.Oggetto != "Città e € otto bit" || env.Daticert.Risposte != "ufficio@pec-a.example.test" {
+			t.Errorf("oggetto %q risposte %q", *env.Daticert.Oggetto, env.Daticert.Risposte)
+		}
+		for _, m := range box(t, w.a, mario, "otto_bit", 2) {
+			w.check(t, string(m.Kind)+"-8bit", m)
+		}
+	})
+
 	t.Run("breve", func(t *testing.T) {
 		subj := "breve please"
 		if err := w.a.Send(mario, []string{luigi}, msg(mario, luigi, "", subj, "breve", attachmentBody("contratto.pdf", []byte("contenuto riservato")))); err != nil {
