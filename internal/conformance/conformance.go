@@ -98,8 +98,9 @@ func OpenSSL(t testing.TB, file, root string) {
 	}
 }
 
-// Lint runs pec-lint --ca root over files and fails on any ERROR line.
-func Lint(t testing.TB, root string, files ...string) {
+// Lint runs pec-lint --ca root over files, fails on any ERROR line and
+// returns pec-lint's summary line.
+func Lint(t testing.TB, root string, files ...string) string {
 	t.Helper()
 	need(t, "python3", "openssl", "xmllint")
 	lint := filepath.Join(SharedDir(t), "tools", "pec-lint")
@@ -107,11 +108,16 @@ func Lint(t testing.TB, root string, files ...string) {
 	if err != nil {
 		t.Errorf("pec-lint: %v\n%s", err, out)
 	}
+	summary := ""
 	for _, l := range strings.Split(string(out), "\n") {
 		if strings.Contains(l, " ERROR ") {
 			t.Errorf("pec-lint: %s", l)
 		}
+		if strings.HasPrefix(l, "pec-lint: ") {
+			summary = l
+		}
 	}
+	return summary
 }
 
 // signingTime finds the UTCTime of the signingTime attribute in
