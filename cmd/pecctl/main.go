@@ -26,8 +26,9 @@ commands:
                                            signed (and time-stamped) daily archive
   index sync|show|domain DOMAIN|cert SHA1  the providers' index
   report --from DAY --to DAY [--json]      quality indicators from the log
+  outbox list|retry                        receipts waiting to be sent; send them now
 
-log, index and report read the configuration (-config FILE, default
+log, index, report and outbox read the configuration (-config FILE, default
 /etc/pec/pec.toml). DAY is YYYY-MM-DD in the provider's time zone, T is
 RFC 3339.
 
@@ -48,6 +49,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdLog(args[1:], stdout, stderr)
 	case "index":
 		return cmdIndex(args[1:], stdout, stderr)
+	case "outbox":
+		return cmdOutbox(args[1:], stdout, stderr)
 	case "report":
 		return cmdReport(args[1:], stdout, stderr)
 	case "-h", "--help", "help":

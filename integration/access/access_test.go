@@ -266,10 +266,17 @@ func TestAccessPoint(t *testing.T) {
 				t.Fatal("acceptance left although the re-injection listener is unreachable")
 			}
 		}
+		// the operator sees the held receipt
+		if out, code := f.a.Pecctl("outbox", "list"); code != 0 || !strings.Contains(out, "accettazione") || !strings.Contains(out, "1 unsent") {
+			t.Fatalf("pecctl outbox list (%d):\n%s", code, out)
+		}
 		f.a.KillMilter()
 		f.a.WriteConfig(f.a.ReinjectAddr)
 		f.a.StartMilter()
 		f.a.StartDeliver()
+		if out, code := f.a.Pecctl("outbox", "retry"); code != 0 || !strings.Contains(out, "due now") {
+			t.Fatalf("pecctl outbox retry (%d): %s", code, out)
+		}
 		isAcc := func(m pectest.SinkMessage) bool { return subjectHas("crash test")(m) && kindOf(m) == kind.Accettazione }
 		f.sink.Wait(t, 1, 30*time.Second, isAcc)
 		time.Sleep(3 * time.Second)
