@@ -257,21 +257,52 @@ func (p *Provider) Anomalia(t time.Time, received *Original, mailFrom string, rc
 // copy intestazione, identificativo and msgid unchanged (PEC-SPEC §6.6
 // rules 3–4). subject is the original Subject as received (from the
 // carried postacert.eml, or "" to use oggetto).
+//
+// What comes from another provider's daticert ends up in header fields
+// and SMTP commands of our notices: control characters are removed from
+// the addresses and identifiers, and the subject is RFC 2047-encoded when
+// it holds any, so no field can be injected.
 func TxFromDaticert(d *daticert.Postacert, subject string) *Tx {
-	tx := &Tx{ID: d.Identificativo, MsgID: d.Msgid, Mittente: d.Mittente, Destinatari: d.Destinatari,
-		Risposte: d.Risposte, Oggetto: d.Oggetto, Subject: subject, Ricevuta: d.Ricevuta}
+	dest := make([]daticert.Destinatario, len(d.Destinatari))
+	for i, x := range d.Destinatari {
+		dest[i] = daticert.Destinatario{Addr: headerValue(x.Addr), Tipo: x.Tipo}
+	}
+	tx := &Tx{ID: headerValue(d.Identificativo), MsgID: headerValue(d.Msgid), Mittente: headerValue(d.Mittente), Destinatari: dest,
+		Risposte: headerValue(d.Risposte), Oggetto: d.Oggetto, Subject: subject, Ricevuta: d.Ricevuta}
 	if subject == "" && d.Oggetto != nil {
 		tx.Subject = encodeIfNeeded(*d.Oggetto)
 	}
 	return tx
 }
 
-// encodeIfNeeded makes a decoded subject safe for a header again.
+// encodeIfNeeded makes a decoded subject safe for a header again: RFC 2047
+// words when it holds 8-bit or control characters.
 func encodeIfNeeded(s string) string {
-	for i := 0; i < len(s); i++ {
-		if s[i] >= 0x80 {
-			return mime.QEncoding.Encode("utf-8", s)
-		}
+	if needsEncoding(s) {
+		return mime.QEncoding.Encode("utf-8", s)
 	}
 	return s
+}
+
+func needsEncoding(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c >= 0x7f || c < 0x20 && c != '\t' {
+			return true
+		}
+	}
+	return false
+}
+
+// headerValue drops control characters (CR and LF above all) from a value
+// that goes into a header field or an SMTP command.
+func headerValue(s string) string {
+	if !strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+		return s
+	}
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return -1
+		}
+		return r
+	}, s)
 }

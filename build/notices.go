@@ -36,6 +36,7 @@ func (p *Provider) notice(k kind.Kind, t time.Time, tx *Tx, to string, d *datice
 	t = t.Truncate(time.Second)
 	id := p.newID(t)
 	hname, hval := k.TypeHeader()
+	to = headerValue(to)
 	m := &Message{Kind: k, ID: id, MailFrom: p.ServiceAddr(), Rcpts: []string{to}, Time: t, Daticert: d}
 	m.Header = []Field{
 		{Name: "Date", Value: dateHeader(t, p.loc())},
@@ -48,9 +49,11 @@ func (p *Provider) notice(k kind.Kind, t time.Time, tx *Tx, to string, d *datice
 	if k.VerificaSicurezza() {
 		m.Header = append(m.Header, Field{Name: "X-VerificaSicurezza", Value: "errore"})
 	}
-	m.Header = append(m.Header, extra...)
+	for _, f := range extra {
+		m.Header = append(m.Header, Field{Name: f.Name, Value: headerValue(f.Value)})
+	}
 	if tx.MsgID != "" {
-		m.Header = append(m.Header, Field{Name: "X-Riferimento-Message-ID", Value: tx.MsgID})
+		m.Header = append(m.Header, Field{Name: "X-Riferimento-Message-ID", Value: headerValue(tx.MsgID)})
 	}
 	dp, err := daticertPart(d)
 	if err != nil {
@@ -232,11 +235,7 @@ func (p *Provider) AvvenutaConsegna(t time.Time, tx *Tx, rcpt string, primary bo
 		original = postacert
 	case daticert.Breve:
 		title = "Ricevuta breve di avvenuta consegna"
-		b, err := Breve(postacert)
-		if err != nil {
-			return nil, err
-		}
-		original = b
+		original = Breve(postacert)
 	case daticert.Sintetica:
 		title = "Ricevuta sintetica di avvenuta consegna"
 	}

@@ -90,10 +90,8 @@ func DecodeSubject(raw string) string {
 // never stripped). Raw 8-bit text is encoded as RFC 2047 UTF-8 words so the
 // header stays 7-bit.
 func subjectHeader(prefix, raw string) string {
-	for i := 0; i < len(raw); i++ {
-		if raw[i] >= 0x80 {
-			return prefix + mime.QEncoding.Encode("utf-8", DecodeSubject(raw))
-		}
+	if needsEncoding(raw) {
+		return prefix + mime.QEncoding.Encode("utf-8", DecodeSubject(raw))
 	}
 	return prefix + raw
 }

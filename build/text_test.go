@@ -130,3 +130,33 @@ func TestEnvelopeHeaders(t *testing.T) {
 		t.Fatalf("risposte %q", m.Daticert.Risposte)
 	}
 }
+
+// Values from another provider's daticert reach our header fields and SMTP
+// commands: no CR/LF may get through (header injection).
+func TestNoHeaderInjectionFromDaticert(t *testing.T) {
+	f := newFixture(t)
+	subj := "ciao\nBcc: victim@evil.example\nX-Injected: yes"
+	d := &daticert.Postacert{Tipo: daticert.RilevazioneVirus, Errore: daticert.Virus, Mittente: "maria@pec-a.example.test\r\nX-Bad: 1",
+		Destinatari: []daticert.Destinatario{{Addr: "x@pec-b.example.test"}}, Risposte: "maria@pec-a.example.test", Oggetto: &subj,
+		GestoreEmittente: "B", Identificativo: "id1@pec-a.example.test", Msgid: "<m@x>\nX-Evil: 1", Consegna: "x@pec-b.example.test"}
+	tx := build.TxFromDaticert(d, "")
+	m, err := f.a.ErroreConsegnaVirus(at, tx, "x@pec-b.example.test", "virus")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, _, err := rawmime.Split(m.Bytes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []string{"Bcc", "X-Injected", "X-Bad", "X-Evil"} {
+		if h.Has(bad) {
+			t.Errorf("injected header %s", bad)
+		}
+	}
+	if m.Rcpts[0] != "maria@pec-a.example.testX-Bad: 1" && strings.ContainsAny(m.Rcpts[0], "\r\n") {
+		t.Errorf("RCPT %q", m.Rcpts[0])
+	}
+	if got := build.DecodeSubject(h.Get("Subject")); got != "AVVISO DI MANCATA CONSEGNA PER VIRUS: "+subj {
+		t.Errorf("Subject decodes to %q", got)
+	}
+}

@@ -74,7 +74,16 @@ func (a *Access) Check(ctx context.Context, env Envelope, raw []byte, now time.T
 		tx.Mittente = strings.ToLower(env.AuthUser)
 	}
 
-	if reason := a.formalCheck(env, o, perr, raw, rcpts, now); reason != "" {
+	sent := 0
+	if a.Sent != nil && a.MessagesPerHour > 0 {
+		n, err := a.Sent(sender, now.Add(-time.Hour))
+		if err != nil {
+			a.log().Error("cannot count the mailbox's messages for the rate limit, tempfailing", "sender", sender, "error", err)
+			return tempfail("4.3.0", "PEC: store not available, try again later")
+		}
+		sent = n
+	}
+	if reason := a.formalCheck(env, o, perr, raw, rcpts, sent); reason != "" {
 		return a.refuse(now, env, tx, raw, reason)
 	}
 
@@ -124,7 +133,7 @@ func (a *Access) Check(ctx context.Context, env Envelope, raw []byte, now time.T
 
 // formalCheck returns the first failed rule as the Italian reason that
 // goes into the notice and errore-esteso, or "".
-func (a *Access) formalCheck(env Envelope, o *build.Original, perr error, raw []byte, rcpts []string, now time.Time) string {
+func (a *Access) formalCheck(env Envelope, o *build.Original, perr error, raw []byte, rcpts []string, sentLastHour int) string {
 	sender := strings.ToLower(env.MailFrom)
 	switch {
 	case perr != nil:
@@ -153,11 +162,8 @@ func (a *Access) formalCheck(env Envelope, o *build.Original, perr error, raw []
 		return fmt.Sprintf("dimensione del messaggio per numero di destinatari (%d byte) superiore al limite di %d byte",
 			int64(len(raw))*int64(len(rcpts)), a.MaxSizeTimesRcpts)
 	}
-	if a.Sent != nil && a.MessagesPerHour > 0 {
-		n, err := a.Sent(sender, now.Add(-time.Hour))
-		if err == nil && n >= a.MessagesPerHour {
-			return fmt.Sprintf("superato il limite di %d messaggi all'ora per la casella", a.MessagesPerHour)
-		}
+	if a.MessagesPerHour > 0 && sentLastHour >= a.MessagesPerHour {
+		return fmt.Sprintf("superato il limite di %d messaggi all'ora per la casella", a.MessagesPerHour)
 	}
 	return ""
 }

@@ -219,6 +219,10 @@ func TestAccessRateLimit(t *testing.T) {
 	if !since.Equal(at.Add(-time.Hour)) {
 		t.Fatalf("window starts %v", since)
 	}
+	a.Sent = func(string, time.Time) (int, error) { return 0, errors.New("database is locked") }
+	if d := a.Check(context.Background(), filter.Envelope{MailFrom: mario, Rcpts: []string{luigi}, AuthUser: mario}, msg(mario, luigi, "", ""), at); d.Action != filter.TempFail {
+		t.Fatalf("rate limit with the store down: %v (must fail closed)", d.Action)
+	}
 	a.Sent = func(string, time.Time) (int, error) { return 1, nil }
 	if d := a.Check(context.Background(), filter.Envelope{MailFrom: mario, Rcpts: []string{luigi}, AuthUser: mario}, msg(mario, luigi, "", ""), at); d.Action != filter.Accept {
 		t.Fatalf("under the limit: %v %s", d.Action, d.Reason)

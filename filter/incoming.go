@@ -40,20 +40,17 @@ func (in *Incoming) Check(ctx context.Context, env Envelope, raw []byte, now tim
 		return reply(Reject, 554, "5.6.0", "malformed message: "+err.Error())
 	}
 	v := verify.Message(raw, in.Roots)
-	if v.Message == nil || v.Message.Kind == kind.Ordinaria {
+	if v.Message == nil || v.Message.Kind == kind.Ordinaria || v.Signature == nil {
+		// not PEC, or PEC type headers on a message with no signature at
+		// all: ordinary mail, under the mailbox's policy (RFC 6109 §2.2.2)
 		return in.ordinary(ctx, env, o, raw, now)
 	}
 	m := v.Message
-	// RFC 6109 §2.2.2 checks 1–4: signature existence, origin, validity, form.
+	// RFC 6109 §2.2.2 checks 2–4: signature origin, validity, form.
 	var reason string
 	var name, mailReceipt string
 	var domains []string
 	switch {
-	case v.Signature == nil:
-		reason = "firma S/MIME assente o illeggibile"
-		if v.Err != nil {
-			reason += " (" + v.Err.Error() + ")"
-		}
 	case v.Signature.SignatureErr != nil:
 		reason = "firma non valida: il messaggio è stato alterato (" + v.Signature.SignatureErr.Error() + ")"
 	default:
@@ -62,6 +59,8 @@ func (in *Incoming) Check(ctx context.Context, env Envelope, raw []byte, now tim
 			reason = "il certificato di firma (SHA-1 " + v.Signature.SignerSHA1 + ") non appartiene a un gestore dell'indice: " + err.Error()
 		} else if v.Err != nil {
 			reason = "messaggio di posta certificata non valido: " + v.Err.Error()
+		} else if r := signingTimeProblem(v.Signature.SigningTime, now); r != "" {
+			reason = r
 		}
 	}
 	if reason == "" {
@@ -74,6 +73,14 @@ func (in *Incoming) Check(ctx context.Context, env Envelope, raw []byte, now tim
 	if err != nil {
 		in.log().Error("antivirus unavailable, tempfailing", "queue_id", env.QueueID, "error", err)
 		return tempfail("4.7.1", "PEC: antivirus not available, try again later")
+	}
+	if m.Kind == kind.Anomalia {
+		// another provider's anomaly envelope (no daticert): delivered unchanged
+		if res.Infected {
+			return in.refuseInfected(env, o, raw, now, name, res.Signature)
+		}
+		return Decision{Action: Accept, Reason: "valid anomaly envelope from " + name,
+			Txn: store.Txn{Events: []store.Event{in.ordinaryEvent(now, env, o, "ricevuta-anomalia", "", env.Rcpts)}}}
 	}
 	tx := build.TxFromDaticert(m.Daticert, originalSubject(m.Original))
 	ours := in.ours(env.Rcpts)
@@ -94,28 +101,71 @@ func (in *Incoming) Check(ctx context.Context, env Envelope, raw []byte, now tim
 			Outbox: []store.Outgoing{outgoing(pic)},
 		}
 		return d
-	case kind.RilevazioneVirus:
-		d := Decision{Action: Accept, Reason: "virus detection notice from " + name}
-		d.Txn.Events = []store.Event{in.event(now, env, tx, "ricevuta-"+string(m.Kind), name, "", m.Recipients())}
-		if in.toServiceMailbox(env.Rcpts) && in.Config.IsManaged(tx.Mittente) {
-			// RFC 6109 §3.2.4: tell our sender, from the notice's data.
-			for _, rcpt := range m.Recipients() {
-				n, err := in.Provider.ErroreConsegnaVirus(now, tx, rcpt, m.Daticert.ErroreEsteso)
-				if err != nil {
-					return tempfail("4.3.0", "PEC: cannot build the virus non-delivery notice: "+err.Error())
-				}
-				d.Txn.Events = append(d.Txn.Events, in.event(now, env, tx, "errore-consegna-virus", name, "", []string{rcpt}, n.ID))
-				d.Txn.Outbox = append(d.Txn.Outbox, outgoing(n))
-			}
-		}
-		return d
 	}
 	if res.Infected {
-		return reply(Reject, 554, "5.7.1", "PEC: virus found ("+res.Signature+")")
+		return in.refuseInfected(env, o, raw, now, name, res.Signature)
 	}
-	// any other valid notice or anomaly envelope: delivered unchanged
 	d := Decision{Action: Accept, Reason: "valid " + string(m.Kind) + " from " + name}
 	d.Txn.Events = []store.Event{in.event(now, env, tx, "ricevuta-"+string(m.Kind), name, "", m.Recipients())}
+	if m.Kind == kind.RilevazioneVirus && in.toServiceMailbox(env.Rcpts) && in.Config.IsManaged(tx.Mittente) &&
+		strings.HasSuffix(strings.ToLower(tx.ID), "@"+strings.ToLower(in.Provider.Domain)) {
+		// RFC 6109 §3.2.4: tell our sender, from the notice's data — only
+		// about an envelope we issued and a recipient the notice's
+		// provider manages
+		for _, rcpt := range m.Recipients() {
+			if !inDomains(rcpt, domains) {
+				in.log().Warn("virus detection notice about a recipient its provider does not manage: ignored", "provider", name, "rcpt", rcpt, "pec_id", tx.ID)
+				continue
+			}
+			n, err := in.Provider.ErroreConsegnaVirus(now, tx, rcpt, m.Daticert.ErroreEsteso)
+			if err != nil {
+				return tempfail("4.3.0", "PEC: cannot build the virus non-delivery notice: "+err.Error())
+			}
+			d.Txn.Events = append(d.Txn.Events, in.event(now, env, tx, "errore-consegna-virus", name, "", []string{rcpt}, n.ID))
+			d.Txn.Outbox = append(d.Txn.Outbox, outgoing(n))
+		}
+	}
+	return d
+}
+
+// maxSignatureAge bounds how old a live message's CMS signing time may be:
+// Postfix keeps mail at most a day (maximal_queue_lifetime = 1d, RFC 6109
+// §2.2.2), so anything older was signed for another purpose or backdated
+// to fit an expired certificate's validity.
+const maxSignatureAge = 25 * time.Hour
+
+// signingTimeProblem rejects a missing, backdated or future signing time:
+// the chain is judged at the signing time, so the sender must not choose it.
+func signingTimeProblem(st, now time.Time) string {
+	switch {
+	case st.IsZero():
+		return "firma senza ora di firma (signingTime)"
+	case now.Sub(st) > maxSignatureAge:
+		return fmt.Sprintf("ora di firma %s più vecchia di %v", st.Format(time.RFC3339), maxSignatureAge)
+	case st.Sub(now) > 5*time.Minute:
+		return fmt.Sprintf("ora di firma %s nel futuro", st.Format(time.RFC3339))
+	}
+	return ""
+}
+
+func inDomains(addr string, domains []string) bool {
+	_, dom, _ := strings.Cut(strings.ToLower(addr), "@")
+	for _, d := range domains {
+		if strings.EqualFold(d, dom) {
+			return true
+		}
+	}
+	return false
+}
+
+// refuseInfected refuses an infected message that is not a transport
+// envelope and keeps it in the virus store (RFC 6109 §2.2.4).
+func (in *Incoming) refuseInfected(env Envelope, o *build.Original, raw []byte, now time.Time, provider, sig string) Decision {
+	d := reply(Reject, 554, "5.7.1", "virus found ("+sig+")")
+	d.Txn = store.Txn{
+		Events: []store.Event{in.ordinaryEvent(now, env, o, "virus", "virus: "+sig+" (from "+provider+")", env.Rcpts)},
+		Virus:  []store.Quarantined{{Time: now, PECID: o.MsgID, Sender: env.MailFrom, Recipients: env.Rcpts, Signature: sig, Data: raw}},
+	}
 	return d
 }
 
@@ -167,7 +217,7 @@ func (in *Incoming) ordinary(ctx context.Context, env Envelope, o *build.Origina
 		return tempfail("4.7.1", "antivirus not available, try again later")
 	}
 	if res.Infected {
-		return reply(Reject, 554, "5.7.1", "virus found ("+res.Signature+")")
+		return in.refuseInfected(env, o, raw, now, "", res.Signature)
 	}
 	dsn := isDSN(o, env)
 	var accept, refuse []string
@@ -202,7 +252,7 @@ func (in *Incoming) anomaly(ctx context.Context, env Envelope, o *build.Original
 		return tempfail("4.7.1", "antivirus not available, try again later")
 	}
 	if res.Infected {
-		return reply(Reject, 554, "5.7.1", "virus found ("+res.Signature+")")
+		return in.refuseInfected(env, o, raw, now, "", res.Signature)
 	}
 	return in.wrap(env, o, now, env.Rcpts, nil, reason, nil)
 }
@@ -220,9 +270,12 @@ func (in *Incoming) wrap(env Envelope, o *build.Original, now time.Time, accept,
 	return d
 }
 
+// isDSN: a delivery status notification (RFC 3464) comes with the null
+// reverse-path (RFC 5321 §4.5.5); without it the content type alone would
+// let anyone past a mailbox that refuses ordinary mail.
 func isDSN(o *build.Original, env Envelope) bool {
 	mt, params := rawmime.MediaType(o.Header.Get("Content-Type"))
-	return mt == "multipart/report" && strings.EqualFold(params["report-type"], "delivery-status")
+	return env.MailFrom == "" && mt == "multipart/report" && strings.EqualFold(params["report-type"], "delivery-status")
 }
 
 // ours are the recipients in our managed domains.

@@ -125,7 +125,9 @@ func TestIncomingAnomalies(t *testing.T) {
 	}{
 		"unknown-signer": {unknown, "non appartiene a un gestore"},
 		"tampered":       {tampered, "alterato"},
-		"unsigned":       {unsigned, "firma S/MIME assente"},
+		// PEC type headers without any signature: ordinary mail (wrapped
+		// here; refused where the mailbox refuses ordinary mail, below)
+		"unsigned": {unsigned, "non è un messaggio di posta certificata"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			d := e.incoming().Check(context.Background(), filter.Envelope{MailFrom: mario, Rcpts: []string{luigi}}, c.raw, at)
@@ -137,6 +139,53 @@ func TestIncomingAnomalies(t *testing.T) {
 			}
 			e.check(t, name, d.Replace.Bytes())
 		})
+	}
+}
+
+// Spam dressed as PEC (type headers, no signature) meets the mailbox's
+// refusal like any ordinary mail; a "DSN" without the null reverse-path is
+// not a DSN.
+func TestIncomingPolicyNotBypassed(t *testing.T) {
+	e := newIncoming(t)
+	fake := []byte("X-Ricevuta: accettazione\r\nFrom: posta-certificata@pec.provider-a.example.test\r\nTo: " + anna + "\r\nSubject: ACCETTAZIONE: x\r\n\r\nx\r\n")
+	if d := e.incoming().Check(context.Background(), filter.Envelope{MailFrom: "spam@mail.example.org", Rcpts: []string{anna}}, fake, at); d.Action != filter.Reject {
+		t.Fatalf("unsigned PEC look-alike to a refusing mailbox: %v %q", d.Action, d.Reason)
+	}
+	dsn := []byte("From: x@mail.example.org\r\nTo: " + anna + "\r\nSubject: s\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=r\r\n\r\n--r\r\n\r\nx\r\n--r--\r\n")
+	if d := e.incoming().Check(context.Background(), filter.Envelope{MailFrom: "x@mail.example.org", Rcpts: []string{anna}}, dsn, at); d.Action != filter.Reject {
+		t.Fatalf("report with a reverse-path to a refusing mailbox: %v %q", d.Action, d.Reason)
+	}
+}
+
+// An anomaly envelope signed by another provider is delivered unchanged
+// (it has no daticert).
+func TestIncomingForeignAnomalyEnvelope(t *testing.T) {
+	e := newIncoming(t)
+	o, _ := build.ParseOriginal([]byte("From: x@mail.example.org\r\nTo: " + luigi + "\r\nSubject: s\r\n\r\nx\r\n"))
+	a, err := e.a.Anomalia(at, o, "x@mail.example.org", []string{luigi}, "prova")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := e.incoming().Check(context.Background(), filter.Envelope{MailFrom: "x@mail.example.org", Rcpts: []string{luigi}}, a.Bytes(), at)
+	if d.Action != filter.Accept || d.Replace != nil {
+		t.Fatalf("%v %q", d.Action, d.Reason)
+	}
+}
+
+// The chain is judged at the signing time, so a live message may not
+// bring an old (or future) one: an expired certificate could sign with a
+// backdated time.
+func TestIncomingBackdatedSignature(t *testing.T) {
+	e := newIncoming(t)
+	raw, _ := e.envelope(t, e.a, "retrodatato", luigi)
+	for _, now := range []time.Time{at.Add(26 * time.Hour), at.Add(-time.Hour)} {
+		d := e.incoming().Check(context.Background(), filter.Envelope{MailFrom: mario, Rcpts: []string{luigi}}, raw, now)
+		if d.Replace == nil || d.Replace.Kind != kind.Anomalia || !strings.Contains(d.Reason, "ora di firma") {
+			t.Fatalf("checked at %v: %v %q", now, d.Action, d.Reason)
+		}
+	}
+	if d := e.incoming().Check(context.Background(), filter.Envelope{MailFrom: mario, Rcpts: []string{luigi}}, raw, at.Add(20*time.Hour)); d.Replace != nil {
+		t.Fatalf("a day-old signature (queue delay) must pass: %q", d.Reason)
 	}
 }
 
@@ -164,6 +213,7 @@ func TestIncomingOrdinaryMail(t *testing.T) {
 		"MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=r\r\n\r\n--r\r\nContent-Type: text/plain\r\n\r\nfailed\r\n" +
 		"--r\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mail.example.org\r\n\r\nFinal-Recipient: rfc822; x@mail.example.org\r\nAction: failed\r\nStatus: 5.1.1\r\n--r--\r\n")
 	d = in.Check(context.Background(), filter.Envelope{MailFrom: "", Rcpts: []string{anna}}, dsn, at)
+	// (a real DSN has the null reverse-path)
 	if d.Action != filter.Accept || d.Replace == nil || d.Replace.Kind != kind.Anomalia {
 		t.Fatalf("DSN: %v %q", d.Action, d.Reason)
 	}
@@ -224,4 +274,14 @@ func TestIncomingVirusNoticeForOurSender(t *testing.T) {
 		t.Fatalf("%s to %v", p.Kind, d.Txn.Outbox[0].Rcpts)
 	}
 	e.check(t, "errore-consegna-virus", d.Txn.Outbox[0].Data)
+
+	// about a recipient A does not manage, or an envelope we did not issue: nothing
+	for _, c := range []struct{ id, rcpt string }{{"pec9@pec-b.example.test", "x@pec-c.example.test"}, {"pec9@elsewhere.example.test", "x@pec-a.example.test"}} {
+		tx.ID = c.id
+		n, _ := e.a.RilevazioneVirus(at, tx, "posta-certificata@pec-b.example.test", c.rcpt, "Test.EICAR")
+		d := e.incoming().Check(context.Background(), filter.Envelope{MailFrom: n.MailFrom, Rcpts: n.Rcpts}, n.Bytes(), at)
+		if d.Action != filter.Accept || len(d.Txn.Outbox) != 0 {
+			t.Fatalf("%s/%s: %v, %d notices", c.id, c.rcpt, d.Action, len(d.Txn.Outbox))
+		}
+	}
 }

@@ -69,7 +69,7 @@ func (d *Delivery) Classify(raw []byte) (*Message, error) {
 	if err != nil {
 		return nil, err // fail closed: tempfail, Postfix retries
 	}
-	name, mailReceipt, domains, err := dir.ProviderFor(r.Signature.Signer)
+	_, mailReceipt, domains, err := dir.ProviderFor(r.Signature.Signer)
 	if err != nil {
 		return m, nil // the incoming point wraps these; here just deliver
 	}
@@ -83,7 +83,7 @@ func (d *Delivery) Classify(raw []byte) (*Message, error) {
 	m.PEC = true
 	m.Postacert = orig
 	m.MailReceipt = mailReceipt
-	m.Ours = strings.EqualFold(name, d.Provider.Name) && d.Provider.Signer != nil && r.Signature.Signer.Equal(d.Provider.Signer.Cert)
+	m.Ours = d.Provider.Signer != nil && r.Signature.Signer.Equal(d.Provider.Signer.Cert)
 	if o, err := build.ParseOriginal(orig); err == nil {
 		m.To, m.Cc = o.To, o.Cc
 		m.Tx.Subject = o.Subject
@@ -128,17 +128,23 @@ func (d *Delivery) Decide(now time.Time, m *Message, mailFrom string, results []
 	}
 	tx := m.Tx
 	if m.Ours {
-		// same provider: the take-charge our incoming point would have sent
+		// same provider: the take-charge our incoming point would have sent,
+		// for the recipients this transaction settled (a temporarily failed
+		// one is covered by the transaction that retries it)
 		var ours []string
 		for _, r := range results {
-			ours = append(ours, strings.ToLower(r.Rcpt))
+			if !temporary(r.Err) {
+				ours = append(ours, strings.ToLower(r.Rcpt))
+			}
 		}
-		pic, err := d.Provider.PresaInCarico(now, tx, m.MailReceipt, ours)
-		if err != nil {
-			return out, err
+		if len(ours) > 0 {
+			pic, err := d.Provider.PresaInCarico(now, tx, m.MailReceipt, ours)
+			if err != nil {
+				return out, err
+			}
+			out.Txn.Events = append(out.Txn.Events, d.event(now, tx, "presa-in-carico", "", ours, pic.ID))
+			out.Txn.Outbox = append(out.Txn.Outbox, outgoing(pic))
 		}
-		out.Txn.Events = append(out.Txn.Events, d.event(now, tx, "presa-in-carico", "", ours, pic.ID))
-		out.Txn.Outbox = append(out.Txn.Outbox, outgoing(pic))
 	}
 	for _, r := range results {
 		rcpt := strings.ToLower(r.Rcpt)
@@ -166,6 +172,12 @@ func (d *Delivery) Decide(now time.Time, m *Message, mailFrom string, results []
 		}
 	}
 	return out, nil
+}
+
+// temporary reports a failure that Postfix will retry.
+func temporary(err error) bool {
+	var se *smtp.SMTPError
+	return err != nil && !(errors.As(err, &se) && se.Code >= 500)
 }
 
 // primary: To recipients get the requested form; Cc the sintetica one; a

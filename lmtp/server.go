@@ -167,10 +167,6 @@ func (ss *session) LMTPData(r io.Reader, status smtp.StatusCollector) (err error
 		sent    []store.Outgoing
 	)
 	defer func() { ss.report(start, k, results, sent, err) }()
-	now := time.Now()
-	if s.Now != nil {
-		now = s.Now()
-	}
 	m, err := s.Delivery.Classify(raw)
 	if err != nil {
 		s.log().Error("cannot classify, tempfailing", "error", err)
@@ -187,6 +183,11 @@ func (ss *session) LMTPData(r io.Reader, status smtp.StatusCollector) (err error
 	if err != nil {
 		s.log().Error("Dovecot LMTP not available, tempfailing: no receipt until it is back", "dovecot", s.Dovecot, "error", err)
 		return errTemp
+	}
+	// the delivery instant: after Dovecot answered (RFC 6109 §3.3.2)
+	now := time.Now()
+	if s.Now != nil {
+		now = s.Now()
 	}
 	out, err := s.Delivery.Decide(now, m, ss.from, results)
 	if err == nil && (len(out.Txn.Events) > 0 || len(out.Txn.Outbox) > 0) {
@@ -264,14 +265,23 @@ func forward(ctx context.Context, addr, helo, from string, rcpts []string, raw [
 	if _, err := io.Copy(w, bytes.NewReader(raw)); err != nil {
 		return nil, err
 	}
-	_, err = w.CloseWithLMTPResponse()
-	var lerr smtp.LMTPDataError
-	if err != nil && !errors.As(err, &lerr) {
-		return nil, err
+	resp, err := w.CloseWithLMTPResponse()
+	// per-recipient refusals come as an LMTPDataError; anything else (the
+	// connection dropped midway) may come joined with it: then only the
+	// recipients Dovecot explicitly confirmed count as stored
+	lerr, _ := err.(smtp.LMTPDataError)
+	if err != nil && lerr == nil {
+		errors.As(err, &lerr)
 	}
 	for i := range results {
-		if e, ok := lerr[results[i].Rcpt]; ok && results[i].Err == nil {
-			results[i].Err = stripRcpt(e, results[i].Rcpt)
+		r := &results[i]
+		if r.Err != nil {
+			continue
+		}
+		if e, ok := lerr[r.Rcpt]; ok {
+			r.Err = stripRcpt(e, r.Rcpt)
+		} else if _, ok := resp[r.Rcpt]; !ok {
+			r.Err = errTemp // no answer for this recipient: not stored as far as we know
 		}
 	}
 	c.Quit()

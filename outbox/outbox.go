@@ -46,8 +46,10 @@ type Sender struct {
 	drain sync.Mutex // one pass at a time
 }
 
-// batch is how many items DrainOnce fetches at a time.
-const batch = 100
+// batch is how many items DrainOnce claims at a time: few, so that a claim
+// is sent well within its lease even to a slow listener (another sender
+// may take over an item whose lease ended).
+const batch = 10
 
 // DefaultBackoff is 10 s after the first failure, then doubling, capped
 // at 30 min: receipts are due within minutes (a provider promises the
@@ -171,7 +173,10 @@ func (s *Sender) DrainOnce(ctx context.Context) (sent int, err error) {
 			}
 			err := send(c, it)
 			if err == nil {
-				if err := s.Store.MarkSent(it.ID, s.now()); err != nil {
+				if err := s.Store.MarkSent(it.ID, s.now()); errors.Is(err, store.ErrNotPending) {
+					// another sender took it over after the lease and sent it too
+					s.log().Warn("outbox: item sent by another sender too (lease expired)", itemAttrs(it)...)
+				} else if err != nil {
 					// Delivered but not recorded: it will be sent again.
 					s.log().Error("outbox: sent but could not mark sent; it will be sent again",
 						itemAttrs(it, "error", err.Error())...)
