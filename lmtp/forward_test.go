@@ -1,0 +1,82 @@
+package lmtp
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-smtp"
+)
+
+// fakeDovecot answers an LMTP transaction with the given per-recipient
+// lines after DATA, then hangs up (a crash or a dropped connection).
+func fakeDovecot(t *testing.T, afterData []string) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		r := bufio.NewReader(c)
+		c.Write([]byte("220 fake LMTP\r\n"))
+		inData := false
+		for {
+			line, err := r.ReadString('\n')
+			if err != nil {
+				return
+			}
+			switch {
+			case inData && line == ".\r\n":
+				for _, l := range afterData {
+					c.Write([]byte(l + "\r\n"))
+				}
+				return // hang up
+			case inData:
+			case strings.HasPrefix(line, "LHLO"):
+				c.Write([]byte("250-fake\r\n250 PIPELINING\r\n"))
+			case strings.HasPrefix(line, "DATA"):
+				inData = true
+				c.Write([]byte("354 go ahead\r\n"))
+			default:
+				c.Write([]byte("250 2.1.0 ok\r\n"))
+			}
+		}
+	}()
+	return "inet:" + ln.Addr().String()
+}
+
+// A recipient Dovecot never confirmed is not delivered, even when another
+// recipient got an explicit refusal before the connection dropped.
+func TestForwardPartialAnswer(t *testing.T) {
+	addr := fakeDovecot(t, []string{"552 5.2.2 <a@x.example.test> Quota exceeded"})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	res, err := forward(ctx, addr, "pec.example.test", "s@x.example.test", []string{"a@x.example.test", "b@x.example.test"}, []byte("Subject: x\r\n\r\nx\r\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var se *smtp.SMTPError
+	if !errors.As(res[0].Err, &se) || se.Code != 552 {
+		t.Fatalf("a: %v", res[0].Err)
+	}
+	if res[1].Err == nil || !temporary(res[1].Err) {
+		t.Fatalf("b has no confirmation and must count as a temporary failure, got %v", res[1].Err)
+	}
+}
+
+func TestForwardAllConfirmed(t *testing.T) {
+	addr := fakeDovecot(t, []string{"250 2.0.0 <a@x.example.test> Saved", "250 2.0.0 <b@x.example.test> Saved"})
+	res, err := forward(context.Background(), addr, "pec.example.test", "s@x.example.test", []string{"a@x.example.test", "b@x.example.test"}, []byte("Subject: x\r\n\r\nx\r\n"))
+	if err != nil || res[0].Err != nil || res[1].Err != nil {
+		t.Fatalf("%v %+v", err, res)
+	}
+}
