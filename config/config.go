@@ -52,6 +52,11 @@ type Signing struct {
 	Key          string   `toml:"key"`           // PEM PKCS#8, PKCS#1 or EC private key
 	Digest       string   `toml:"digest"`        // sha256 (default), sha1, sha384, sha512
 	TrustedRoots []string `toml:"trusted_roots"` // PEM files: roots of the PEC providers' CA
+	// CRL is how the incoming point uses the signer chain's CRLs (RFC
+	// 6109 §2.2.2): "off", "soft" (default: a revoked certificate makes an
+	// anomaly, an unreachable CRL is logged and the message accepted) or
+	// "hard" (an unreachable CRL tempfails the message).
+	CRL string `toml:"crl"`
 
 	// The key in a PKCS#11 token (HSM, RFC 6109 §5.1) instead of key: set
 	// pkcs11_module and leave key empty. The certificate chain still
@@ -181,6 +186,9 @@ func (c *Config) defaults() {
 	if c.Signing.Digest == "" {
 		c.Signing.Digest = "sha256"
 	}
+	if c.Signing.CRL == "" {
+		c.Signing.CRL = "soft"
+	}
 	if c.Limits.MaxRecipients == 0 {
 		c.Limits.MaxRecipients = 50
 	}
@@ -227,6 +235,9 @@ func (c *Config) check() error {
 	}
 	if _, ok := digests[c.Signing.Digest]; !ok {
 		errs = append(errs, fmt.Sprintf("[signing] digest %q: use sha256, sha384, sha512 or sha1", c.Signing.Digest))
+	}
+	if c.Signing.CRL != "off" && c.Signing.CRL != "soft" && c.Signing.CRL != "hard" {
+		errs = append(errs, fmt.Sprintf("[signing] crl %q: use off, soft or hard", c.Signing.CRL))
 	}
 	errs = append(errs, c.Signing.checkPKCS11()...)
 	for _, v := range []string{c.Policy.OrdinaryMail} {

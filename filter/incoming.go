@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"github.com/pecgo/pec/config"
 	"github.com/pecgo/pec/internal/rawmime"
 	"github.com/pecgo/pec/kind"
+	"github.com/pecgo/pec/revocation"
 	"github.com/pecgo/pec/store"
 	"github.com/pecgo/pec/verify"
 )
@@ -26,6 +28,14 @@ type Incoming struct {
 	Scanner  Scanner
 	Index    func() (Directory, error)
 	Log      *slog.Logger
+	// Revocation checks the signer's verified chain (leaf first) against
+	// the CRLs (RFC 6109 §2.2.2 check 3), as revocation.Checker.Check
+	// does: nil, an error matching revocation.ErrRevoked, or another error
+	// (the CRL is unavailable). nil Revocation: no check.
+	Revocation func(ctx context.Context, chain []*x509.Certificate) error
+	// RevocationHard tempfails a message whose CRL is unavailable; when
+	// false the failure is logged and the message accepted.
+	RevocationHard bool
 }
 
 // Check applies the incoming-point rules to one received message.
@@ -60,6 +70,10 @@ func (in *Incoming) Check(ctx context.Context, env Envelope, raw []byte, now tim
 		} else if v.Err != nil {
 			reason = "messaggio di posta certificata non valido: " + v.Err.Error()
 		} else if r := signingTimeProblem(v.Signature.SigningTime, now); r != "" {
+			reason = r
+		} else if r, retry := in.revoked(ctx, env, v.Signature.Chains, v.Signature.SignerSHA1, name); retry {
+			return tempfail("4.7.0", "PEC: the signer's certificate revocation list is not available, try again later")
+		} else {
 			reason = r
 		}
 	}
@@ -146,6 +160,35 @@ func signingTimeProblem(st, now time.Time) string {
 		return fmt.Sprintf("ora di firma %s nel futuro", st.Format(time.RFC3339))
 	}
 	return ""
+}
+
+// revoked checks the signer's chain against the CRLs: it returns the
+// anomaly reason when a certificate of the chain is revoked, and retry
+// when the CRL is unavailable and RevocationHard is set.
+func (in *Incoming) revoked(ctx context.Context, env Envelope, chains [][]*x509.Certificate, sha1, provider string) (reason string, retry bool) {
+	if in.Revocation == nil || len(chains) == 0 {
+		return "", false
+	}
+	err := in.Revocation(ctx, chains[0])
+	var rev *revocation.RevokedError
+	switch {
+	case err == nil:
+		return "", false
+	case errors.As(err, &rev):
+		who := "" // the leaf, or a CA above it
+		if leaf := chains[0][0]; rev.Serial.Cmp(leaf.SerialNumber) != 0 || rev.Subject != leaf.Subject.String() {
+			who = "CA " + rev.Subject + ", "
+		}
+		return fmt.Sprintf("certificato di firma revocato (%snumero di serie %s, revocato il %s, motivo %s)",
+			who, rev.Serial, rev.RevokedAt.UTC().Format(time.RFC3339), revocation.ReasonName(rev.Reason)), false
+	case errors.Is(err, revocation.ErrRevoked):
+		return "certificato di firma revocato (" + err.Error() + ")", false
+	case in.RevocationHard:
+		in.log().Error("signer's CRL unavailable, tempfailing", "queue_id", env.QueueID, "provider", provider, "signer_sha1", sha1, "error", err)
+		return "", true
+	}
+	in.log().Warn("signer's CRL unavailable, accepting without a revocation check", "queue_id", env.QueueID, "provider", provider, "signer_sha1", sha1, "error", err)
+	return "", false
 }
 
 func inDomains(addr string, domains []string) bool {

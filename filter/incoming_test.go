@@ -4,7 +4,11 @@ import (
 	"bytes"
 	"context"
 	"crypto/x509"
+	"errors"
+	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,6 +22,7 @@ import (
 	"github.com/pecgo/pec/internal/testpki"
 	"github.com/pecgo/pec/kind"
 	"github.com/pecgo/pec/parse"
+	"github.com/pecgo/pec/revocation"
 	"github.com/pecgo/pec/smime"
 )
 
@@ -34,9 +39,12 @@ type incomingEnv struct {
 
 const anna = "anna.blu@pec-b.example.test"
 
-func newIncoming(t *testing.T) *incomingEnv {
+func newIncoming(t *testing.T) *incomingEnv { return newIncomingWith(t, testpki.Options{}) }
+
+// newIncomingWith issues provider A's certificate with opts.
+func newIncomingWith(t *testing.T, opts testpki.Options) *incomingEnv {
 	pki := testpki.New("pec.provider-a.example.test", "pec-b.example.test")
-	aID := pki.Issue("Provider A S.p.A.", "posta-certificata@pec.provider-a.example.test", time.Time{}, time.Time{}, false)
+	aID := pki.IssueWith("Provider A S.p.A.", "posta-certificata@pec.provider-a.example.test", opts)
 	bID := pki.Issue("Provider B S.p.A.", "posta-certificata@pec-b.example.test", time.Time{}, time.Time{}, false)
 	e := &incomingEnv{pki: pki, aID: aID,
 		a: &build.Provider{Name: "Provider A S.p.A.", Domain: "pec.provider-a.example.test", Signer: &smime.Signer{Key: aID.Key, Cert: aID.Cert, Chain: aID.Chain}},
@@ -285,3 +293,99 @@ func TestIncomingVirusNoticeForOurSender(t *testing.T) {
 		}
 	}
 }
+
+// Revocation (RFC 6109 §2.2.2 check 3): provider A's certificate names a
+// CRL on a loopback server; the intermediate signs it.
+func TestIncomingRevocation(t *testing.T) {
+	var crl atomic.Pointer[[]byte] // nil: 404
+	var hits atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		b := crl.Load()
+		if b == nil || r.URL.Path != "/ca1.crl" {
+			http.NotFound(w, r)
+			return
+		}
+		w.Write(*b)
+	}))
+	defer srv.Close()
+	e := newIncomingWith(t, testpki.Options{CRLDistributionPoints: []string{srv.URL + "/ca1.crl"}})
+	other := e.pki.Issue("Provider C S.p.A.", "posta-certificata@pec-c.example.test", time.Time{}, time.Time{}, false)
+	raw, _ := e.envelope(t, e.a, "revoca", luigi)
+	env := filter.Envelope{MailFrom: mario, Rcpts: []string{luigi}}
+	// a fresh checker (empty cache) for each case
+	incoming := func(hard bool) *filter.Incoming {
+		in := e.incoming()
+		c := &revocation.Checker{Client: srv.Client(), Now: func() time.Time { return at }}
+		in.Revocation, in.RevocationHard = c.Check, hard
+		return in
+	}
+	takeCharge := func(t *testing.T, d filter.Decision) {
+		t.Helper()
+		if d.Action != filter.Accept || d.Replace != nil || len(d.Txn.Outbox) != 1 {
+			t.Fatalf("%v %q, %d notices: want the envelope delivered with a take-charge", d.Action, d.Reason, len(d.Txn.Outbox))
+		}
+		if p, _ := parse.Parse(d.Txn.Outbox[0].Data); p.Kind != kind.PresaInCarico {
+			t.Fatalf("%s", p.Kind)
+		}
+	}
+
+	t.Run("clean", func(t *testing.T) {
+		crl.Store(ptr(e.pki.Intermediate.CRL(at.Add(-time.Hour), at.Add(23*time.Hour), testpki.Revoked(other.Cert, at.Add(-time.Hour), 1))))
+		hits.Store(0)
+		for _, hard := range []bool{false, true} {
+			takeCharge(t, incoming(hard).Check(context.Background(), env, raw, at))
+		}
+		if n := hits.Load(); n != 2 {
+			t.Fatalf("%d CRL downloads, want one per checker", n)
+		}
+	})
+	t.Run("revoked", func(t *testing.T) {
+		crl.Store(ptr(e.pki.Intermediate.CRL(at.Add(-time.Hour), at.Add(23*time.Hour), testpki.Revoked(e.aID.Cert, at.Add(-2*time.Hour), 1))))
+		for _, hard := range []bool{false, true} {
+			d := incoming(hard).Check(context.Background(), env, raw, at)
+			if d.Action != filter.Accept || d.Replace == nil || d.Replace.Kind != kind.Anomalia || len(d.Txn.Outbox) != 0 ||
+				!strings.Contains(d.Reason, "certificato di firma revocato (") || !strings.Contains(d.Reason, "keyCompromise") ||
+				!strings.Contains(d.Reason, e.aID.Cert.SerialNumber.String()) {
+				t.Fatalf("hard=%v: %v %q", hard, d.Action, d.Reason)
+			}
+			e.check(t, "anomalia-revoca", d.Replace.Bytes())
+		}
+	})
+	t.Run("unavailable", func(t *testing.T) {
+		crl.Store(nil)
+		d := incoming(true).Check(context.Background(), env, raw, at)
+		if d.Action != filter.TempFail || d.Code != 451 || d.Status != "4.7.0" || len(d.Txn.Events) != 0 {
+			t.Fatalf("hard: %v %d %s %q", d.Action, d.Code, d.Status, d.Reason)
+		}
+		takeCharge(t, incoming(false).Check(context.Background(), env, raw, at))
+		// an expired CRL is no better than none
+		crl.Store(ptr(e.pki.Intermediate.CRL(at.Add(-48*time.Hour), at.Add(-24*time.Hour))))
+		if d := incoming(true).Check(context.Background(), env, raw, at); d.Action != filter.TempFail {
+			t.Fatalf("expired CRL, hard: %v %q", d.Action, d.Reason)
+		}
+	})
+	t.Run("chain", func(t *testing.T) {
+		// the check gets the verified chain, leaf first; it runs only for
+		// a signer found in the index
+		in := e.incoming()
+		var got [][]*x509.Certificate
+		in.Revocation = func(_ context.Context, chain []*x509.Certificate) error {
+			got = append(got, chain)
+			return errors.New("unreachable")
+		}
+		takeCharge(t, in.Check(context.Background(), env, raw, at))
+		if len(got) != 1 || len(got[0]) != 3 || !got[0][0].Equal(e.aID.Cert) || !got[0][1].Equal(e.pki.Intermediate.Cert) || !got[0][2].Equal(e.pki.Root.Cert) {
+			t.Fatalf("chain %v", got)
+		}
+		intruder := e.pki.Issue("Intruso", "posta-certificata@pec.provider-a.example.test", time.Time{}, time.Time{}, false)
+		forged := &build.Provider{Name: "Intruso", Domain: "pec.provider-a.example.test", Signer: &smime.Signer{Key: intruder.Key, Cert: intruder.Cert, Chain: intruder.Chain}}
+		unknown, _ := e.envelope(t, forged, "sconosciuto", luigi)
+		in.RevocationHard = true
+		if d := in.Check(context.Background(), env, unknown, at); d.Replace == nil || len(got) != 1 {
+			t.Fatalf("unknown signer: %v %q, %d checks", d.Action, d.Reason, len(got))
+		}
+	})
+}
+
+func ptr[T any](v T) *T { return &v }

@@ -1,7 +1,7 @@
 // Command pecmilter is the PEC milter for Postfix. On the submission
 // service it is the access point (RFC 6109 §2.2.1): formal checks,
 // antivirus, acceptance and non-acceptance notices, the signed transport
-// envelope. On port 25 it is the incoming point (§2.2.2): signature and
+// envelope. On port 25 it is the incoming point (§2.2.2): signature, CRL and
 // providers'-index checks, take-charge notices, anomaly envelopes, virus
 // notices. It also runs the 12 h / 24 h timers (§3.1.6). Generated
 // notices are queued in the store and sent by the outbox to Postfix's
@@ -19,6 +19,7 @@ import (
 	"github.com/pecgo/pec/config"
 	"github.com/pecgo/pec/filter"
 	"github.com/pecgo/pec/internal/daemon"
+	"github.com/pecgo/pec/revocation"
 	"github.com/pecgo/pec/store"
 	"github.com/pecgo/pec/timer"
 )
@@ -73,6 +74,11 @@ func run(path string, log *slog.Logger) error {
 			return err
 		}
 		in := &filter.Incoming{Provider: d.Provider, Config: cfg, Roots: roots, Scanner: scanner, Index: d.Index.Current, Log: log}
+		if cfg.Signing.CRL != "off" {
+			// the signer chain's CRLs, cached in memory (RFC 6109 §2.2.2)
+			crl := &revocation.Checker{}
+			in.Revocation, in.RevocationHard = crl.Check, cfg.Signing.CRL == "hard"
+		}
 		m := &filter.Milter{Name: "incoming", Role: in, Store: st, Kick: d.Outbox.Kick, Log: log, Observer: observe}
 		servers = append(servers, daemon.Server{Name: "incoming milter", Spec: cfg.Milter.Incoming, Serve: m.Serve})
 	}

@@ -102,8 +102,23 @@ func New(permittedDomains ...string) *PKI {
 // (e.g. posta-certificata@pec.example.test) with O = providerName.
 // notAfter zero means 10 years after Epoch. ec selects an ECDSA P-256 key.
 func (p *PKI) Issue(providerName, addr string, notBefore, notAfter time.Time, ec bool) *Provider {
+	return p.IssueWith(providerName, addr, Options{NotBefore: notBefore, NotAfter: notAfter, EC: ec})
+}
+
+// Options are the optional parts of a provider certificate made by IssueWith.
+type Options struct {
+	NotBefore, NotAfter time.Time // zero: Epoch, Epoch + 10 years
+	EC                  bool      // an ECDSA P-256 key instead of RSA 2048
+	// CRLDistributionPoints are URIs put in the certificate's CRL
+	// distribution points extension (RFC 5280 §4.2.1.13).
+	CRLDistributionPoints []string
+}
+
+// IssueWith is Issue with options.
+func (p *PKI) IssueWith(providerName, addr string, o Options) *Provider {
+	notBefore, notAfter := o.NotBefore, o.NotAfter
 	var key crypto.Signer
-	if ec {
+	if o.EC {
 		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 		if err != nil {
 			panic(err)
@@ -122,10 +137,11 @@ func (p *PKI) Issue(providerName, addr string, notBefore, notAfter time.Time, ec
 		SerialNumber: nextSerial(),
 		Subject:      pkix.Name{Country: []string{"IT"}, Organization: []string{providerName}, CommonName: "Posta Certificata"},
 		NotBefore:    notBefore, NotAfter: notAfter,
-		KeyUsage:       x509.KeyUsageDigitalSignature, // Go marks KeyUsage critical
-		ExtKeyUsage:    []x509.ExtKeyUsage{x509.ExtKeyUsageEmailProtection},
-		EmailAddresses: []string{addr},
-		SubjectKeyId:   ski(key.Public()),
+		KeyUsage:              x509.KeyUsageDigitalSignature, // Go marks KeyUsage critical
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageEmailProtection},
+		EmailAddresses:        []string{addr},
+		SubjectKeyId:          ski(key.Public()),
+		CRLDistributionPoints: o.CRLDistributionPoints,
 		// BasicConstraintsValid false: RFC 6109 §5.5 forbids the extension
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.Intermediate.Cert, key.Public(), p.Intermediate.Key)
@@ -134,6 +150,27 @@ func (p *PKI) Issue(providerName, addr string, notBefore, notAfter time.Time, ec
 	}
 	c, _ := x509.ParseCertificate(der)
 	return &Provider{Cert: c, Key: key, Chain: []*x509.Certificate{p.Intermediate.Cert}}
+}
+
+// CRL returns a DER certificate revocation list signed by ca (normally
+// the intermediate, which issues the providers' certificates), valid from
+// thisUpdate to nextUpdate, listing revoked. Each call gets a higher CRL
+// number.
+func (ca CA) CRL(thisUpdate, nextUpdate time.Time, revoked ...x509.RevocationListEntry) []byte {
+	der, err := x509.CreateRevocationList(rand.Reader, &x509.RevocationList{
+		Number: nextSerial(), ThisUpdate: thisUpdate, NextUpdate: nextUpdate,
+		RevokedCertificateEntries: revoked,
+	}, ca.Cert, ca.Key)
+	if err != nil {
+		panic(err)
+	}
+	return der
+}
+
+// Revoked is the CRL entry revoking cert at the given time for reason (an
+// RFC 5280 §5.3.1 CRLReason code, e.g. 1 keyCompromise).
+func Revoked(cert *x509.Certificate, at time.Time, reason int) x509.RevocationListEntry {
+	return x509.RevocationListEntry{SerialNumber: cert.SerialNumber, RevocationTime: at, ReasonCode: reason}
 }
 
 // Pool returns a pool holding only the root.
