@@ -172,17 +172,17 @@ func newSender(t *testing.T, st *store.Store, addr string, clk *clock) (*Sender,
 	return &Sender{
 		Store:  st,
 		Addr:   addr,
-		Helo:   "pec.example.it",
+		Helo:   "pec.example.test",
 		Now:    clk.Now,
 		Logger: slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	}, logs
 }
 
 func receipt(n int) store.Outgoing {
-	id := fmt.Sprintf("<ack-%d@pec.example.it>", n)
+	id := fmt.Sprintf("<ack-%d@pec.example.test>", n)
 	return store.Outgoing{
-		MailFrom:  "posta-certificata@pec.example.it",
-		Rcpts:     []string{fmt.Sprintf("user%d@pec.example.it", n)},
+		MailFrom:  "posta-certificata@pec.example.test",
+		Rcpts:     []string{fmt.Sprintf("user%d@pec.example.test", n)},
 		Data:      []byte("Message-ID: " + id + "\r\nSubject: ACCETTAZIONE: test\r\n\r\nLine one\r\n.leading dot\r\n..two dots\r\n"),
 		MessageID: id,
 		Kind:      "accettazione",
@@ -191,7 +191,7 @@ func receipt(n int) store.Outgoing {
 
 func commit(t *testing.T, st *store.Store, out ...store.Outgoing) {
 	t.Helper()
-	ev := store.Event{Time: t0, Point: "access", Type: "accettazione", PECID: "opec.1@pec.example.it"}
+	ev := store.Event{Time: t0, Point: "access", Type: "accettazione", PECID: "opec.1@pec.example.test"}
 	for _, o := range out {
 		ev.Related = append(ev.Related, o.MessageID)
 	}
@@ -257,7 +257,7 @@ func TestDeliveredOnce(t *testing.T) {
 	st := openStore(t, "")
 	clk := &clock{t: t0}
 	a, b, c := receipt(1), receipt(2), receipt(3)
-	c.Rcpts = []string{"x@pec.example.it", "y@pec.example.it"}
+	c.Rcpts = []string{"x@pec.example.test", "y@pec.example.test"}
 	commit(t, st, a, b)
 	commit(t, st, c)
 	snd, _ := newSender(t, st, k.addr, clk)

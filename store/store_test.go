@@ -27,17 +27,17 @@ func openTemp(t testing.TB) (*Store, string) {
 }
 
 func acceptance(i int, at time.Time) Txn {
-	id := fmt.Sprintf("opec-%04d@pec.example.it", i)
+	id := fmt.Sprintf("opec-%04d@pec.example.test", i)
 	return Txn{
 		Events: []Event{
 			{Time: at, Point: "access", Type: "accettazione", PECID: id, MsgID: fmt.Sprintf("<orig-%d@client>", i),
-				Sender: "Mario.Rossi@pec.example.it", Recipients: []string{"a@pec.other.it", "b@example.com"},
+				Sender: "Mario.Rossi@pec.example.test", Recipients: []string{"a@pec.other.example.test", "b@example.com"},
 				Subject: fmt.Sprintf("Fattura %d", i), Related: []string{"<ack-" + id + ">"}, Provider: "Example PEC S.p.A.", QueueID: "4XyZ1"},
 			{Time: at, Point: "access", Type: "posta-certificata", PECID: id, MsgID: fmt.Sprintf("<orig-%d@client>", i),
-				Sender: "Mario.Rossi@pec.example.it", Recipients: []string{"a@pec.other.it", "b@example.com"},
+				Sender: "Mario.Rossi@pec.example.test", Recipients: []string{"a@pec.other.example.test", "b@example.com"},
 				Subject: fmt.Sprintf("Fattura %d", i), Related: []string{"<" + id + ">"}, Provider: "Example PEC S.p.A."},
 		},
-		Outbox: []Outgoing{{MailFrom: "posta-certificata@pec.example.it", Rcpts: []string{"mario.rossi@pec.example.it"},
+		Outbox: []Outgoing{{MailFrom: "posta-certificata@pec.example.test", Rcpts: []string{"mario.rossi@pec.example.test"},
 			Data: []byte("Subject: ACCETTAZIONE: Fattura\r\n\r\nbody\r\n"), MessageID: "<ack-" + id + ">", Kind: "accettazione"}},
 	}
 }
@@ -75,7 +75,7 @@ func TestCommitReadBack(t *testing.T) {
 	txn.Events[0].Error = "5.1.1 - Example - indirizzo non valido"
 	txn.Events[1].Recipients = []string{"x\xff@example.com"}
 	txn.Virus = []Quarantined{{Time: t0, PECID: txn.Events[0].PECID, Sender: "s@x", Recipients: []string{"r@y"},
-		Signature: "Eicar-Test-Signature", Data: []byte("X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR")}}
+		Signature: "Eicar-Test-Signature", Data: []byte("infected attachment bytes (test data)")}}
 	if err := s.Commit(txn); err != nil {
 		t.Fatal(err)
 	}
@@ -121,8 +121,8 @@ func TestCommitReadBack(t *testing.T) {
 	}{
 		{Query{}, 2},
 		{Query{MsgID: "<orig-1@client>"}, 2},
-		{Query{Sender: "mario.rossi@PEC.example.it"}, 2},
-		{Query{Recipient: "A@pec.other.it"}, 1},
+		{Query{Sender: "mario.rossi@PEC.example.test"}, 2},
+		{Query{Recipient: "A@pec.other.example.test"}, 1},
 		{Query{Recipient: "nobody@x"}, 0},
 		{Query{From: t0, To: t0.Add(time.Nanosecond)}, 2},
 		{Query{From: t0.Add(time.Nanosecond)}, 0},
@@ -242,7 +242,7 @@ func TestVerifyLogDetects(t *testing.T) {
 	}{
 		{"changed field", []string{"UPDATE events SET subject = 'Fattura 99' WHERE id = 3"}, 3, "row 3 was changed"},
 		{"changed time", []string{"UPDATE events SET time_ns = time_ns + 1 WHERE id = 2"}, 2, "row 2 was changed"},
-		{"changed list", []string{`UPDATE events SET recipients = '["a@pec.other.it"]' WHERE id = 4`}, 4, "row 4 was changed"},
+		{"changed list", []string{`UPDATE events SET recipients = '["a@pec.other.example.test"]' WHERE id = 4`}, 4, "row 4 was changed"},
 		{"deleted row", []string{"DELETE FROM events WHERE id = 3"}, 4, "rows 3..3 removed"},
 		{"deleted first row", []string{"DELETE FROM events WHERE id = 1"}, 2, "rows 1..1 removed"},
 		{"deleted last row", []string{"DELETE FROM events WHERE id = 5"}, 5, "truncated"},
@@ -309,7 +309,7 @@ func TestPurge(t *testing.T) {
 		t.Fatalf("after purge: %+v", ev)
 	}
 	for i, at := range times {
-		v, _ := s.VirusItems(fmt.Sprintf("opec-%04d@pec.example.it", i))
+		v, _ := s.VirusItems(fmt.Sprintf("opec-%04d@pec.example.test", i))
 		if kept := !at.Before(cut); (len(v) == 1) != kept {
 			t.Errorf("virus item at %v: kept=%v, want %v", at, len(v) == 1, kept)
 		}

@@ -74,7 +74,7 @@ func fixtureTxns() []store.Txn {
 			acc("2021-01-10T09:00:00Z", "opec-001.20210110@pec.example.test", "<old1@pec.example.test>", mario, []string{anna}, "posta-certificata", "Vecchio", "", "<env-old1@pec.example.test>"),
 		}},
 		{Events: []store.Event{acc("2021-01-11T10:00:00Z", "opec-002.20210111@pec.example.test", "<old2@pec.example.test>", giulia, []string{anna}, "non-accettazione", "Vecchio virus", "virus: Eicar-Test-Signature", "<nacc-old2@pec.example.test>")},
-			Virus: []store.Quarantined{{Time: utc("2021-01-11T10:00:00Z"), PECID: "opec-002.20210111@pec.example.test", Sender: giulia, Recipients: []string{anna}, Signature: "Eicar-Test-Signature", Data: []byte("X5O!P%@AP")}}},
+			Virus: []store.Quarantined{{Time: utc("2021-01-11T10:00:00Z"), PECID: "opec-002.20210111@pec.example.test", Sender: giulia, Recipients: []string{anna}, Signature: "Eicar-Test-Signature", Data: []byte("infected bytes (test data)")}}},
 		// 2024-03-01 23:30 in Rome: the 1st
 		{Events: []store.Event{
 			acc("2024-03-01T22:30:00Z", "opec-101.20240301@pec.example.test", "<m101@pec.example.test>", mario, []string{anna}, "accettazione", "Fattura marzo", "", "<acc-101@pec.example.test>"),
@@ -88,12 +88,12 @@ func fixtureTxns() []store.Txn {
 		{Events: []store.Event{inc("2024-03-02T09:00:00Z", "opec-xyz.20240302@pec.other.test", "<b1@pec.other.test>", bob, []string{mario}, "presa-in-carico", "Preventivo", otherProv, "", "<pic-b1@pec.example.test>")}},
 		{Events: []store.Event{del("2024-03-02T09:00:01Z", "opec-xyz.20240302@pec.other.test", "<b1@pec.other.test>", bob, []string{mario}, "avvenuta-consegna", "Preventivo", "", "<ac-b1@pec.example.test>")}},
 		{Events: []store.Event{acc("2024-03-02T10:00:00Z", "opec-103.20240302@pec.example.test", "<m103@pec.example.test>", giulia, []string{anna}, "non-accettazione", "Documento", "virus: Eicar-Test-Signature", "<nacc-103@pec.example.test>")},
-			Virus: []store.Quarantined{{Time: utc("2024-03-02T10:00:00Z"), PECID: "opec-103.20240302@pec.example.test", Sender: giulia, Recipients: []string{anna}, Signature: "Eicar-Test-Signature", Data: []byte("X5O!P%@AP")}}},
+			Virus: []store.Quarantined{{Time: utc("2024-03-02T10:00:00Z"), PECID: "opec-103.20240302@pec.example.test", Sender: giulia, Recipients: []string{anna}, Signature: "Eicar-Test-Signature", Data: []byte("infected bytes (test data)")}}},
 		{Events: []store.Event{inc("2024-03-02T11:00:00Z", "", "<n1@ordinary.example.test>", ordinary, []string{mario}, "anomalia", "Offerte", "", "il messaggio non è un messaggio di posta certificata", "<anom-n1@pec.example.test>")}},
 		{Events: []store.Event{
 			inc("2024-03-02T12:00:00Z", "opec-vir.20240302@pec.other.test", "<b2@pec.other.test>", bob, []string{mario}, "rilevazione-virus", "Allegato", otherProv, "virus: Eicar-Test-Signature", "<rv-1@pec.example.test>"),
 			inc("2024-03-02T12:00:00Z", "opec-vir.20240302@pec.other.test", "<b2@pec.other.test>", bob, []string{giulia}, "rilevazione-virus", "Allegato", otherProv, "virus: Eicar-Test-Signature", "<rv-2@pec.example.test>"),
-		}, Virus: []store.Quarantined{{Time: utc("2024-03-02T12:00:00Z"), PECID: "opec-vir.20240302@pec.other.test", Sender: bob, Recipients: []string{mario, giulia}, Signature: "Eicar-Test-Signature", Data: []byte("X5O!P%@AP")}}},
+		}, Virus: []store.Quarantined{{Time: utc("2024-03-02T12:00:00Z"), PECID: "opec-vir.20240302@pec.other.test", Sender: bob, Recipients: []string{mario, giulia}, Signature: "Eicar-Test-Signature", Data: []byte("infected bytes (test data)")}}},
 		{Events: []store.Event{del("2024-03-02T12:30:00Z", "opec-104.20240302@pec.example.test", "<m104@pec.example.test>", giulia, []string{ghost}, "errore-consegna", "Prova", "5.1.1 - Example PEC S.p.A. - casella del destinatario inesistente", "<ec-104@pec.example.test>")}},
 		{Events: []store.Event{acc("2024-03-02T13:00:00Z", "opec-105.20240302@pec.example.test", "<m105@pec.example.test>", mario, []string{anna}, "non-accettazione", "Senza To", "il campo To deve contenere almeno un destinatario", "<nacc-105@pec.example.test>")}},
 		{Events: []store.Event{{Time: utc("2024-03-02T14:00:00Z"), Point: "timer", Type: "preavviso-errore-consegna", PECID: "opec-102.20240302@pec.example.test",
