@@ -8,7 +8,7 @@ export GOFLAGS ?= -buildvcs=false
 export PATH := $(PATH):/usr/local/go/bin
 BINS     = pecmilter pecdeliver pecctl
 
-.PHONY: all build test demo deps vet fuzz bench clean deb
+.PHONY: all build test race demo deps vet fuzz bench clean deb
 
 all: build
 
@@ -25,6 +25,10 @@ vet:
 
 test: deps vet
 	$(GO) test -count=1 -timeout 40m ./...
+
+# every test with the race detector, the daemons of the integration tests too
+race: deps
+	PEC_RACE=1 $(GO) test -race -count=1 -timeout 60m ./...
 
 demo: deps
 	$(GO) test -count=1 -timeout 10m -run '^TestDemo$$' -v ./demo

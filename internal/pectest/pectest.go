@@ -93,7 +93,11 @@ func binaries(t testing.TB) string {
 			return
 		}
 		root := moduleRoot()
-		cmd := exec.Command("go", "build", "-o", dir+"/", "./cmd/pecmilter", "./cmd/pecdeliver", "./cmd/pecctl")
+		args := []string{"build", "-o", dir + "/"}
+		if os.Getenv("PEC_RACE") != "" {
+			args = append(args, "-race") // daemons with the race detector: PEC_RACE=1 go test ./integration/...
+		}
+		cmd := exec.Command("go", append(args, "./cmd/pecmilter", "./cmd/pecdeliver", "./cmd/pecctl")...)
 		cmd.Dir = root
 		cmd.Env = append(os.Environ(), "GOFLAGS=-buildvcs=false")
 		if out, err := cmd.CombinedOutput(); err != nil {
@@ -336,7 +340,13 @@ func (p *Provider) startProc(name string, addrs ...string) {
 	p.mu.Lock()
 	p.procs[name] = cmd
 	p.mu.Unlock()
-	t.Cleanup(func() { p.stopProc(name, syscall.SIGTERM); logf.Close() })
+	t.Cleanup(func() {
+		p.stopProc(name, syscall.SIGTERM)
+		logf.Close()
+		if log := p.ProcLog(name); strings.Contains(log, "WARNING: DATA RACE") || strings.Contains(log, "panic:") {
+			t.Errorf("%s of %s reported a data race or a panic:\n%s", name, p.Domain, log)
+		}
+	})
 	for _, a := range addrs {
 		if err := waitTCP(a, 15*time.Second); err != nil {
 			t.Fatalf("%s of %s did not listen on %s: %v\n%s", name, p.Domain, a, err, p.ProcLog(name))
