@@ -117,6 +117,25 @@ const CacheFileName = "providers.ldif"
 // fetchedAtPrefix starts the cache file's first line, a comment.
 const fetchedAtPrefix = "# fetched-at: "
 
+// signedAtPrefix starts the comment line recording when a signed LDIF was
+// signed (the CMS signing time), against rollbacks.
+const signedAtPrefix = "# signed-at: "
+
+// cachedSignedAt returns the signing time recorded in the cache, if any.
+func (s *Syncer) cachedSignedAt() time.Time {
+	data, err := os.ReadFile(s.CachePath())
+	if err != nil {
+		return time.Time{}
+	}
+	for _, line := range strings.SplitN(string(data), "\n", 4) {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), signedAtPrefix); ok {
+			t, _ := time.Parse(time.RFC3339Nano, strings.TrimSpace(v))
+			return t
+		}
+	}
+	return time.Time{}
+}
+
 // Syncer refreshes the index from Source and keeps the last good snapshot
 // on disk (CacheDir/providers.ldif, LDIF written atomically with a
 // temporary file and a rename) so that it can be served while the source is
@@ -187,6 +206,16 @@ func (s *Syncer) Sync(ctx context.Context) (*Index, []string, error) {
 		log.Error("providers' index: sync failed, keeping the cached index", "err", err)
 		return nil, nil, err
 	}
+	// a validly signed but older file (a replayed copy) must not replace
+	// a newer one: that could bring back a revoked certificate
+	if _, signedAt := ix.SignedBy(); !signedAt.IsZero() {
+		if prev := s.cachedSignedAt(); !prev.IsZero() && signedAt.Before(prev) {
+			err := fmt.Errorf("index: the signed LDIF was signed at %s, before the cached copy (%s): refusing a rollback",
+				signedAt.UTC().Format(time.RFC3339), prev.UTC().Format(time.RFC3339))
+			log.Error("providers' index: sync refused, keeping the cached index", "err", err)
+			return nil, nil, err
+		}
+	}
 	old, _, lerr := s.Load()
 	if lerr != nil && !errors.Is(lerr, fs.ErrNotExist) {
 		log.Warn("providers' index: cached index unreadable, diffing against an empty one", "err", lerr)
@@ -228,8 +257,11 @@ func (s *Syncer) writeCache(ix *Index, at time.Time) error {
 		}
 	}()
 	bw := bufio.NewWriter(f)
-	fmt.Fprintf(bw, "%s%s\n# PEC providers' index (RFC 6109 §4.5), last good copy kept by the index Syncer\n",
-		fetchedAtPrefix, at.UTC().Format(time.RFC3339Nano))
+	fmt.Fprintf(bw, "%s%s\n", fetchedAtPrefix, at.UTC().Format(time.RFC3339Nano))
+	if _, signedAt := ix.SignedBy(); !signedAt.IsZero() {
+		fmt.Fprintf(bw, "%s%s\n", signedAtPrefix, signedAt.UTC().Format(time.RFC3339Nano))
+	}
+	fmt.Fprintf(bw, "# PEC providers' index (RFC 6109 §4.5), last good copy kept by the index Syncer\n")
 	if err := ix.WriteLDIF(bw); err != nil {
 		return fmt.Errorf("index: cache: %w", err)
 	}
