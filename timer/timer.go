@@ -80,23 +80,37 @@ func (r *Runner) RunOnce(ctx context.Context) (int, error) {
 		final = DefaultFinal
 	}
 	n := 0
+	// a row whose notice cannot be built is reported and skipped for this
+	// pass, so that it does not hold back the others
+	skipped := map[[2]string]error{}
 	for {
 		now := r.now()
-		due, err := r.Store.DueTimers(now, warn, final, 100)
+		due, err := r.Store.DueTimers(now, warn, final, len(skipped)+100)
 		if err != nil {
 			return n, err
 		}
-		if len(due) == 0 {
-			return n, nil
-		}
+		progress := false
 		for _, d := range due {
+			key := [2]string{d.PECID, d.Rcpt}
+			if _, ok := skipped[key]; ok {
+				continue
+			}
 			if err := ctx.Err(); err != nil {
 				return n, err
 			}
 			if err := r.notify(now, d); err != nil {
-				return n, err
+				r.log().Error("timeout notice not sent: retried at the next pass", "pec_id", d.PECID, "rcpt", d.Rcpt, "error", err)
+				skipped[key] = err
+				continue
 			}
 			n++
+			progress = true
+		}
+		if !progress {
+			for _, err := range skipped {
+				return n, err
+			}
+			return n, nil
 		}
 	}
 }

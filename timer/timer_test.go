@@ -193,3 +193,21 @@ func TestUnknownMarkIgnored(t *testing.T) {
 	}
 	b.want(b.at(12*time.Hour), false)
 }
+
+// A tracking row whose notice cannot be built does not hold back the
+// others; it is reported and stays due.
+func TestBadRowDoesNotBlock(t *testing.T) {
+	b := newBench(t)
+	if err := b.st.Commit(store.Txn{Track: []store.Tracked{{PECID: "pec0@pec-a.example.test", Rcpt: luigi, Sent: t0.Add(-time.Minute), Tx: []byte("{not json")}}}); err != nil {
+		t.Fatal(err)
+	}
+	b.clock = t0.Add(12 * time.Hour)
+	r := &timer.Runner{Store: b.st, Provider: b.prov, Now: func() time.Time { return b.clock }}
+	n, err := r.RunOnce(context.Background())
+	if n != 1 || err == nil {
+		t.Fatalf("RunOnce = %d, %v; want the good notice sent and the bad row reported", n, err)
+	}
+	if due, _ := b.st.DueTimers(b.clock, timer.DefaultWarn, timer.DefaultFinal, 10); len(due) != 1 || due[0].PECID != "pec0@pec-a.example.test" {
+		t.Fatalf("due after the pass: %+v", due)
+	}
+}
