@@ -60,6 +60,9 @@ func breveEntity(h rawmime.Header, body []byte, top bool) []byte {
 		}
 		return append(headerBytes(h), body...)
 	}
+	if r := []rune(name); len(r) > 100 {
+		name = string(r[:100]) // keep the field well under 998 octets (RFC 5322 §2.1.1)
+	}
 	sum := sha1.Sum(body)
 	var b bytes.Buffer
 	if top {

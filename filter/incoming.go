@@ -27,7 +27,10 @@ type Incoming struct {
 	Roots    *x509.CertPool // the PEC CA roots
 	Scanner  Scanner
 	Index    func() (Directory, error)
-	Log      *slog.Logger
+	// Dispatched reports whether we sent the envelope pecid to rcpt (its
+	// delivery is being tracked); nil trusts the id's domain alone.
+	Dispatched func(pecid, rcpt string) (bool, error)
+	Log        *slog.Logger
 	// Revocation checks the signer's verified chain (leaf first) against
 	// the CRLs (RFC 6109 §2.2.2 check 3), as revocation.Checker.Check
 	// does: nil, an error matching revocation.ErrRevoked, or another error
@@ -53,29 +56,32 @@ func (in *Incoming) Check(ctx context.Context, env Envelope, raw []byte, now tim
 	if v.Message == nil || v.Message.Kind == kind.Ordinaria || v.Signature == nil {
 		// not PEC, or PEC type headers on a message with no signature at
 		// all: ordinary mail, under the mailbox's policy (RFC 6109 §2.2.2)
-		return in.ordinary(ctx, env, o, raw, now)
+		return in.ordinary(ctx, env, o, raw, now, "")
 	}
 	m := v.Message
-	// RFC 6109 §2.2.2 checks 2–4: signature origin, validity, form.
+	// RFC 6109 §2.2.2 check 2–3: a signature that does not verify, or a
+	// signer that is not a provider, make the message "not from PEC":
+	// ordinary mail under the mailbox's policy, wrapped (where accepted)
+	// with the precise reason
+	if v.Signature.SignatureErr != nil {
+		return in.ordinary(ctx, env, o, raw, now, "firma non valida: il messaggio è stato alterato ("+v.Signature.SignatureErr.Error()+")")
+	}
+	name, mailReceipt, domains, err := dir.ProviderFor(v.Signature.Signer)
+	if err != nil {
+		return in.ordinary(ctx, env, o, raw, now,
+			"il certificato di firma (SHA-1 "+v.Signature.SignerSHA1+") non appartiene a un gestore dell'indice: "+err.Error())
+	}
+	// signed by a provider of the index: a failure from here on is an
+	// anomaly for every recipient (checks 3–4, RFC 6109 §7)
 	var reason string
-	var name, mailReceipt string
-	var domains []string
-	switch {
-	case v.Signature.SignatureErr != nil:
-		reason = "firma non valida: il messaggio è stato alterato (" + v.Signature.SignatureErr.Error() + ")"
-	default:
-		name, mailReceipt, domains, err = dir.ProviderFor(v.Signature.Signer)
-		if err != nil {
-			reason = "il certificato di firma (SHA-1 " + v.Signature.SignerSHA1 + ") non appartiene a un gestore dell'indice: " + err.Error()
-		} else if v.Err != nil {
-			reason = "messaggio di posta certificata non valido: " + v.Err.Error()
-		} else if r := signingTimeProblem(v.Signature.SigningTime, now); r != "" {
-			reason = r
-		} else if r, retry := in.revoked(ctx, env, v.Signature.Chains, v.Signature.SignerSHA1, name); retry {
-			return tempfail("4.7.0", "PEC: the signer's certificate revocation list is not available, try again later")
-		} else {
-			reason = r
-		}
+	if v.Err != nil {
+		reason = "messaggio di posta certificata non valido: " + v.Err.Error()
+	} else if r := signingTimeProblem(v.Signature.SigningTime, now); r != "" {
+		reason = r
+	} else if r, retry := in.revoked(ctx, env, v.Signature.Chains, v.Signature.SignerSHA1, name); retry {
+		return tempfail("4.7.0", "PEC: the signer's certificate revocation list is not available, try again later")
+	} else {
+		reason = r
 	}
 	if reason == "" {
 		reason = in.fromDomain(o, domains, name)
@@ -131,6 +137,16 @@ func (in *Incoming) Check(ctx context.Context, env Envelope, raw []byte, now tim
 				in.log().Warn("virus detection notice about a recipient its provider does not manage: ignored", "provider", name, "rcpt", rcpt, "pec_id", tx.ID)
 				continue
 			}
+			if in.Dispatched != nil {
+				ok, err := in.Dispatched(tx.ID, rcpt)
+				if err != nil {
+					return tempfail("4.3.0", "PEC: store not available, try again later")
+				}
+				if !ok {
+					in.log().Warn("virus detection notice about an envelope we did not send to that recipient: ignored", "provider", name, "rcpt", rcpt, "pec_id", tx.ID)
+					continue
+				}
+			}
 			n, err := in.Provider.ErroreConsegnaVirus(now, tx, rcpt, m.Daticert.ErroreEsteso)
 			if err != nil {
 				return tempfail("4.3.0", "PEC: cannot build the virus non-delivery notice: "+err.Error())
@@ -165,11 +181,17 @@ func signingTimeProblem(st, now time.Time) string {
 // revoked checks the signer's chain against the CRLs: it returns the
 // anomaly reason when a certificate of the chain is revoked, and retry
 // when the CRL is unavailable and RevocationHard is set.
+// revocationTimeout bounds the CRL check of one message.
+const revocationTimeout = 15 * time.Second
+
 func (in *Incoming) revoked(ctx context.Context, env Envelope, chains [][]*x509.Certificate, sha1, provider string) (reason string, retry bool) {
 	if in.Revocation == nil || len(chains) == 0 {
 		return "", false
 	}
-	err := in.Revocation(ctx, chains[0])
+	// its own deadline: a slow CRL server must not eat the antivirus's time
+	rctx, cancel := context.WithTimeout(ctx, revocationTimeout)
+	defer cancel()
+	err := in.Revocation(rctx, chains[0])
 	var rev *revocation.RevokedError
 	switch {
 	case err == nil:
@@ -253,7 +275,8 @@ func (in *Incoming) virus(env Envelope, tx *build.Tx, raw []byte, now time.Time,
 // ordinary handles mail that is not PEC (RFC 6109 §2.2.2): per mailbox it
 // is wrapped in an anomaly envelope (default) or refused; a DSN to a PEC
 // sender is always wrapped (PEC-SPEC §6.6 rule 2).
-func (in *Incoming) ordinary(ctx context.Context, env Envelope, o *build.Original, raw []byte, now time.Time) Decision {
+// reason, when not empty, is why a signed message counts as ordinary.
+func (in *Incoming) ordinary(ctx context.Context, env Envelope, o *build.Original, raw []byte, now time.Time, reason string) Decision {
 	res, err := in.Scanner.Scan(ctx, bytes.NewReader(raw))
 	if err != nil {
 		in.log().Error("antivirus unavailable, tempfailing", "queue_id", env.QueueID, "error", err)
@@ -281,9 +304,12 @@ func (in *Incoming) ordinary(ctx context.Context, env Envelope, o *build.Origina
 		d.Txn.Events = []store.Event{in.ordinaryEvent(now, env, o, "rifiuto-posta-ordinaria", "mailbox refuses ordinary mail", refuse)}
 		return d
 	}
-	reason := "il messaggio non è un messaggio di posta certificata"
-	if dsn {
+	switch {
+	case reason != "":
+	case dsn:
 		reason = "notifica di mancata consegna (DSN) da un server di posta ordinaria"
+	default:
+		reason = "il messaggio non è un messaggio di posta certificata"
 	}
 	return in.wrap(env, o, now, accept, refuse, reason, forwards)
 }
@@ -318,7 +344,22 @@ func (in *Incoming) wrap(env Envelope, o *build.Original, now time.Time, accept,
 // let anyone past a mailbox that refuses ordinary mail.
 func isDSN(o *build.Original, env Envelope) bool {
 	mt, params := rawmime.MediaType(o.Header.Get("Content-Type"))
-	return env.MailFrom == "" && mt == "multipart/report" && strings.EqualFold(params["report-type"], "delivery-status")
+	if env.MailFrom != "" || mt != "multipart/report" || !strings.EqualFold(params["report-type"], "delivery-status") {
+		return false
+	}
+	// and it must carry the machine-readable status part (RFC 3464 §2)
+	parts, err := rawmime.Parts(o.Body, params["boundary"])
+	if err != nil {
+		return false
+	}
+	for _, p := range parts {
+		if h, _, err := rawmime.Split(p); err == nil {
+			if pmt, _ := rawmime.MediaType(h.Get("Content-Type")); pmt == "message/delivery-status" {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // ours are the recipients in our managed domains.

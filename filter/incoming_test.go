@@ -159,6 +159,13 @@ func TestIncomingPolicyNotBypassed(t *testing.T) {
 	if d := e.incoming().Check(context.Background(), filter.Envelope{MailFrom: "spam@mail.example.org", Rcpts: []string{anna}}, fake, at); d.Action != filter.Reject {
 		t.Fatalf("unsigned PEC look-alike to a refusing mailbox: %v %q", d.Action, d.Reason)
 	}
+	// signed, but by a key outside the index (anyone can make one): not PEC either
+	intruder := e.pki.Issue("Intruso", "posta-certificata@pec.provider-a.example.test", time.Time{}, time.Time{}, false)
+	forged := &build.Provider{Name: "Intruso", Domain: "pec.provider-a.example.test", Signer: &smime.Signer{Key: intruder.Key, Cert: intruder.Cert, Chain: intruder.Chain}}
+	signed, _ := e.envelope(t, forged, "firmato da chiunque", anna)
+	if d := e.incoming().Check(context.Background(), filter.Envelope{MailFrom: mario, Rcpts: []string{anna}}, signed, at); d.Action != filter.Reject {
+		t.Fatalf("unknown signer to a refusing mailbox: %v %q", d.Action, d.Reason)
+	}
 	dsn := []byte("From: x@mail.example.org\r\nTo: " + anna + "\r\nSubject: s\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=r\r\n\r\n--r\r\n\r\nx\r\n--r--\r\n")
 	if d := e.incoming().Check(context.Background(), filter.Envelope{MailFrom: "x@mail.example.org", Rcpts: []string{anna}}, dsn, at); d.Action != filter.Reject {
 		t.Fatalf("report with a reverse-path to a refusing mailbox: %v %q", d.Action, d.Reason)
@@ -283,6 +290,12 @@ func TestIncomingVirusNoticeForOurSender(t *testing.T) {
 	}
 	e.check(t, "errore-consegna-virus", d.Txn.Outbox[0].Data)
 
+	// with the store's answer: only an envelope we tracked to that recipient
+	in := e.incoming()
+	in.Dispatched = func(pecid, rcpt string) (bool, error) { return false, nil }
+	if d := in.Check(context.Background(), filter.Envelope{MailFrom: n.MailFrom, Rcpts: n.Rcpts}, n.Bytes(), at); len(d.Txn.Outbox) != 0 {
+		t.Fatal("virus notice about an envelope we never sent to that recipient produced a notice")
+	}
 	// about a recipient A does not manage, or an envelope we did not issue: nothing
 	for _, c := range []struct{ id, rcpt string }{{"pec9@pec-b.example.test", "x@pec-c.example.test"}, {"pec9@elsewhere.example.test", "x@pec-a.example.test"}} {
 		tx.ID = c.id

@@ -208,8 +208,14 @@ func (s *Syncer) Sync(ctx context.Context) (*Index, []string, error) {
 	}
 	// a validly signed but older file (a replayed copy) must not replace
 	// a newer one: that could bring back a revoked certificate
-	if _, signedAt := ix.SignedBy(); !signedAt.IsZero() {
-		if prev := s.cachedSignedAt(); !prev.IsZero() && signedAt.Before(prev) {
+	if signer, signedAt := ix.SignedBy(); signer != nil {
+		prev := s.cachedSignedAt()
+		if signedAt.IsZero() && !prev.IsZero() {
+			err := errors.New("index: the signed LDIF has no signing time, the cached copy has one: refusing what could be a rollback")
+			log.Error("providers' index: sync refused, keeping the cached index", "err", err)
+			return nil, nil, err
+		}
+		if !prev.IsZero() && signedAt.Before(prev) {
 			err := fmt.Errorf("index: the signed LDIF was signed at %s, before the cached copy (%s): refusing a rollback",
 				signedAt.UTC().Format(time.RFC3339), prev.UTC().Format(time.RFC3339))
 			log.Error("providers' index: sync refused, keeping the cached index", "err", err)

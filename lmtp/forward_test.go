@@ -80,3 +80,49 @@ func TestForwardAllConfirmed(t *testing.T) {
 		t.Fatalf("%v %+v", err, res)
 	}
 }
+
+// A Dovecot that never answers after DATA: forward gives up when its
+// context ends instead of waiting for go-smtp's own long timeouts.
+func TestForwardHonoursDeadline(t *testing.T) {
+	// a server that stalls: accept, greet, then never answer DATA's end
+	stall, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stall.Close()
+	go func() {
+		c, err := stall.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		r := bufio.NewReader(c)
+		c.Write([]byte("220 slow\r\n"))
+		for {
+			line, err := r.ReadString('\n')
+			if err != nil {
+				return
+			}
+			switch {
+			case strings.HasPrefix(line, "LHLO"):
+				c.Write([]byte("250 slow\r\n"))
+			case strings.HasPrefix(line, "DATA"):
+				c.Write([]byte("354 go\r\n"))
+			case line == ".\r\n":
+				time.Sleep(time.Minute) // never answers in time
+			case strings.HasPrefix(line, "MAIL"), strings.HasPrefix(line, "RCPT"):
+				c.Write([]byte("250 ok\r\n"))
+			}
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	res, err := forward(ctx, "inet:"+stall.Addr().String(), "pec.example.test", "s@x.example.test", []string{"a@x.example.test"}, []byte("Subject: x\r\n\r\nx\r\n"))
+	if took := time.Since(start); took > 5*time.Second {
+		t.Fatalf("forward took %v past a 500 ms deadline", took)
+	}
+	if err == nil && (len(res) != 1 || !temporary(res[0].Err)) {
+		t.Fatalf("no confirmation must not count as delivered: %v %+v", err, res)
+	}
+}

@@ -230,11 +230,16 @@ func forward(ctx context.Context, addr, helo, from string, rcpts []string, raw [
 	if err != nil {
 		return nil, err
 	}
-	if dl, ok := ctx.Deadline(); ok {
-		conn.SetDeadline(dl)
-	}
+	// go-smtp sets its own deadlines per command: bound them by ctx, and
+	// close the connection when ctx ends (a Dovecot that stops reading)
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
 	c := smtp.NewClientLMTP(conn)
 	defer c.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		left := time.Until(dl)
+		c.CommandTimeout, c.SubmissionTimeout = left, left
+	}
 	if err := c.Hello(helo); err != nil {
 		return nil, err
 	}

@@ -155,7 +155,8 @@ func (s *Sender) DrainOnce(ctx context.Context) (sent int, err error) {
 			// on an early return the items after this one go back to due
 			rest := items[i+1:]
 			if it.ID <= maxSeen {
-				continue // already tried in this pass (a zero backoff)
+				s.release([]store.Queued{it}) // already tried in this pass (a zero backoff): due again at once
+				continue
 			}
 			maxSeen, progressed = it.ID, true
 			if err := ctx.Err(); err != nil {
@@ -289,7 +290,9 @@ func (s *Sender) failed(it store.Queued, err error) error {
 	} else {
 		s.log().Warn("outbox: send failed; will retry", attrs...)
 	}
-	if merr := s.Store.MarkRetry(it.ID, err.Error(), next); merr != nil {
+	if merr := s.Store.MarkRetry(it.ID, err.Error(), next); errors.Is(merr, store.ErrNotPending) {
+		return nil // another sender took it over after the lease and sent it
+	} else if merr != nil {
 		s.log().Error("outbox: could not schedule retry", itemAttrs(it, "error", merr.Error())...)
 		return fmt.Errorf("outbox: scheduling retry of %d: %w", it.ID, merr)
 	}

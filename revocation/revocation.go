@@ -92,6 +92,14 @@ type Checker struct {
 	mu      sync.Mutex
 	cache   map[string]*entry
 	flights map[string]*flight
+	failed  map[string]failure // recent failed downloads, not retried before until
+}
+
+// failure is a download that failed; messages arriving meanwhile get the
+// same answer at once instead of waiting for the same unreachable server.
+type failure struct {
+	err   error
+	until time.Time
 }
 
 // entry is one downloaded, verified CRL.
@@ -107,6 +115,9 @@ type flight struct {
 	done chan struct{}
 	e    *entry
 	err  error
+	// cancelled: the downloader gave up because its own context ended,
+	// not because the server failed
+	cancelled bool
 }
 
 // Check checks chain, the leaf first then its issuers up to the root (as
@@ -196,6 +207,10 @@ func (c *Checker) crl(ctx context.Context, url string, issuer *x509.Certificate)
 			c.mu.Unlock()
 			return old, nil
 		}
+		if fl, ok := c.failed[key]; ok && now.Before(fl.until) && (old == nil || !old.validAt(now)) {
+			c.mu.Unlock()
+			return nil, fl.err
+		}
 		if f := c.flights[key]; f != nil {
 			c.mu.Unlock()
 			select {
@@ -203,7 +218,7 @@ func (c *Checker) crl(ctx context.Context, url string, issuer *x509.Certificate)
 			case <-ctx.Done():
 				return nil, fmt.Errorf("%s: %w", url, ctx.Err())
 			}
-			if f.err != nil && ctx.Err() == nil && (errors.Is(f.err, context.Canceled) || errors.Is(f.err, context.DeadlineExceeded)) {
+			if f.err != nil && f.cancelled && ctx.Err() == nil {
 				continue // the downloader gave up on its own deadline: try with ours
 			}
 			return f.e, f.err
@@ -212,11 +227,19 @@ func (c *Checker) crl(ctx context.Context, url string, issuer *x509.Certificate)
 		if c.flights == nil {
 			c.flights = map[string]*flight{}
 			c.cache = map[string]*entry{}
+			c.failed = map[string]failure{}
 		}
 		c.flights[key] = f
 		c.mu.Unlock()
 
 		f.e, f.err = c.fetch(ctx, url, issuer, now)
+		f.cancelled = f.err != nil && ctx.Err() != nil
+		if f.err == nil && old != nil && f.e.crl.ThisUpdate.Before(old.crl.ThisUpdate) {
+			// an older CRL than the one we have (a replayed copy could
+			// drop a revocation): keep ours
+			f.e, f.err = nil, fmt.Errorf("%s: CRL issued %s, older than the cached one (%s)", url,
+				f.e.crl.ThisUpdate.UTC().Format(time.RFC3339), old.crl.ThisUpdate.UTC().Format(time.RFC3339))
+		}
 		if f.err != nil && old != nil && old.validAt(now) {
 			// refresh failed, but the cached CRL has not reached its
 			// nextUpdate: keep using it, try again soon
@@ -229,7 +252,11 @@ func (c *Checker) crl(ctx context.Context, url string, issuer *x509.Certificate)
 		}
 		c.mu.Lock()
 		delete(c.flights, key)
+		if f.err != nil && !f.cancelled {
+			c.failed[key] = failure{err: f.err, until: now.Add(staleRetry)}
+		}
 		if f.err == nil {
+			delete(c.failed, key)
 			c.cache[key] = f.e
 			for k, e := range c.cache {
 				if !e.validAt(now) {

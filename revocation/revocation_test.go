@@ -327,3 +327,42 @@ func TestWaiterContext(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A failed download is remembered for a minute: messages meanwhile get
+// ErrUnavailable at once instead of each waiting for the same server.
+func TestFailureRemembered(t *testing.T) {
+	f := newFixture(t) // nothing published: 404
+	for i := 0; i < 3; i++ {
+		if err := f.ch.Check(context.Background(), f.chain); !errors.Is(err, revocation.ErrUnavailable) {
+			t.Fatalf("check %d: %v", i, err)
+		}
+	}
+	if n := f.srv.hits.Load(); n != 1 {
+		t.Fatalf("%d downloads within the minute, want 1", n)
+	}
+	f.publish()
+	f.clk.Add(61 * time.Second)
+	if err := f.ch.Check(context.Background(), f.chain); err != nil {
+		t.Fatalf("after the minute the CRL is fetched again: %v", err)
+	}
+}
+
+// A CRL older than the cached one (a replayed copy that does not list a
+// later revocation) is refused.
+func TestOlderCRLRefused(t *testing.T) {
+	f := newFixture(t)
+	older := f.pki.Intermediate.CRL(now.Add(-2*time.Hour), now.Add(72*time.Hour)) // clean, issued earlier
+	f.publish(testpki.Revoked(f.leaf.Cert, now.Add(-90*time.Minute), 1))          // issued an hour ago, lists the leaf
+	if err := f.ch.Check(context.Background(), f.chain); !errors.Is(err, revocation.ErrRevoked) {
+		t.Fatal(err)
+	}
+	f.clk.Add(25 * time.Hour) // the cached CRL is due for a refresh
+	f.srv.set("/ca1.crl", older)
+	err := f.ch.Check(context.Background(), f.chain)
+	if err == nil {
+		t.Fatalf("an older CRL made the revoked certificate pass: %v", err)
+	}
+	if !strings.Contains(err.Error(), "older than the cached") {
+		t.Fatalf("%v", err)
+	}
+}

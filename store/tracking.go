@@ -110,19 +110,21 @@ func (s *Store) DueTimers(now time.Time, warn, final time.Duration, limit int) (
 	if limit <= 0 {
 		limit = 100
 	}
+	// one row per recipient: when both notices are due at once (a long
+	// outage) only the final one
 	rows, err := s.db.Query(`
-		SELECT pecid, rcpt, sent_ns, tx, 0 FROM tracking
-		WHERE outcome_ns IS NULL AND notice24_ns IS NULL AND presa_ns IS NULL AND notice12_ns IS NULL AND sent_ns <= ?
-		UNION ALL
-		SELECT pecid, rcpt, sent_ns, tx, 1 FROM tracking
-		WHERE outcome_ns IS NULL AND notice24_ns IS NULL AND sent_ns <= ?
-		ORDER BY 3, 1, 2 LIMIT ?`, now.Add(-warn).UnixNano(), now.Add(-final).UnixNano(), limit)
+		SELECT pecid, rcpt, sent_ns, tx, MAX(final) FROM (
+			SELECT pecid, rcpt, sent_ns, tx, 0 AS final FROM tracking
+			WHERE outcome_ns IS NULL AND notice24_ns IS NULL AND presa_ns IS NULL AND notice12_ns IS NULL AND sent_ns <= ?
+			UNION ALL
+			SELECT pecid, rcpt, sent_ns, tx, 1 AS final FROM tracking
+			WHERE outcome_ns IS NULL AND notice24_ns IS NULL AND sent_ns <= ?)
+		GROUP BY pecid, rcpt ORDER BY sent_ns, pecid, rcpt LIMIT ?`, now.Add(-warn).UnixNano(), now.Add(-final).UnixNano(), limit)
 	if err != nil {
 		return nil, fmt.Errorf("store: due timers: %w", err)
 	}
 	defer rows.Close()
 	var out []Timer
-	seen := map[[2]string]bool{}
 	for rows.Next() {
 		var t Timer
 		var sent int64
@@ -131,17 +133,6 @@ func (s *Store) DueTimers(now time.Time, warn, final time.Duration, limit int) (
 			return nil, fmt.Errorf("store: due timers: %w", err)
 		}
 		t.Sent, t.Final = time.Unix(0, sent).UTC(), final == 1
-		k := [2]string{t.PECID, t.Rcpt}
-		if seen[k] {
-			// both due at once (a long outage): only the final notice
-			for i := range out {
-				if out[i].PECID == t.PECID && out[i].Rcpt == t.Rcpt {
-					out[i].Final = out[i].Final || t.Final
-				}
-			}
-			continue
-		}
-		seen[k] = true
 		out = append(out, t)
 	}
 	return out, rows.Err()

@@ -81,11 +81,13 @@ func (r *Runner) RunOnce(ctx context.Context) (int, error) {
 	}
 	n := 0
 	// a row whose notice cannot be built is reported and skipped for this
-	// pass, so that it does not hold back the others
+	// pass, so that it does not hold back the others; when a whole window
+	// of due rows is skipped ones, look further
 	skipped := map[[2]string]error{}
+	limit := 100
 	for {
 		now := r.now()
-		due, err := r.Store.DueTimers(now, warn, final, len(skipped)+100)
+		due, err := r.Store.DueTimers(now, warn, final, limit)
 		if err != nil {
 			return n, err
 		}
@@ -106,11 +108,15 @@ func (r *Runner) RunOnce(ctx context.Context) (int, error) {
 			n++
 			progress = true
 		}
-		if !progress {
+		switch {
+		case progress:
+		case len(due) < limit:
 			for _, err := range skipped {
 				return n, err
 			}
 			return n, nil
+		default:
+			limit *= 2
 		}
 	}
 }

@@ -2,6 +2,7 @@ package timer_test
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -209,5 +210,23 @@ func TestBadRowDoesNotBlock(t *testing.T) {
 	}
 	if due, _ := b.st.DueTimers(b.clock, timer.DefaultWarn, timer.DefaultFinal, 10); len(due) != 1 || due[0].PECID != "pec0@pec-a.example.test" {
 		t.Fatalf("due after the pass: %+v", due)
+	}
+}
+
+// More bad rows than one query window still do not starve a good one.
+func TestManyBadRowsDoNotStarve(t *testing.T) {
+	b := newBench(t)
+	var bad []store.Tracked
+	for i := 0; i < 150; i++ {
+		bad = append(bad, store.Tracked{PECID: fmt.Sprintf("pec%03d@pec-a.example.test", i), Rcpt: luigi, Sent: t0.Add(-time.Hour), Tx: []byte("{")})
+	}
+	if err := b.st.Commit(store.Txn{Track: bad}); err != nil {
+		t.Fatal(err)
+	}
+	b.clock = t0.Add(23 * time.Hour)
+	r := &timer.Runner{Store: b.st, Provider: b.prov, Now: func() time.Time { return b.clock }}
+	n, err := r.RunOnce(context.Background())
+	if n != 1 || err == nil {
+		t.Fatalf("RunOnce = %d, %v; want the good row's notice despite 150 bad rows", n, err)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"flag"
 	"log/slog"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/pecgo/pec/clamd"
@@ -73,7 +74,16 @@ func run(path string, log *slog.Logger) error {
 		if err != nil {
 			return err
 		}
-		in := &filter.Incoming{Provider: d.Provider, Config: cfg, Roots: roots, Scanner: scanner, Index: d.Index.Current, Log: log}
+		in := &filter.Incoming{Provider: d.Provider, Config: cfg, Roots: roots, Scanner: scanner, Index: d.Index.Current, Log: log,
+			Dispatched: func(pecid, rcpt string) (bool, error) {
+				rows, err := st.Tracking(pecid)
+				for _, r := range rows {
+					if strings.EqualFold(r.Rcpt, rcpt) {
+						return true, err
+					}
+				}
+				return false, err
+			}}
 		if cfg.Signing.CRL != "off" {
 			// the signer chain's CRLs, cached in memory (RFC 6109 §2.2.2)
 			crl := &revocation.Checker{}

@@ -315,6 +315,15 @@ func TestTwoProviders(t *testing.T) {
 		// a virus the access point did not see: an envelope signed by A
 		// straight to B's port 25
 		env := pectest.ForgeEnvelopeBody(t, w.a.Identity, mario, luigi, subj, attachmentBody("eicar.com", testenv.EICAR()))
+		// A believes it sent that envelope (as if its antivirus had missed
+		// the virus): A acts on a virus notice only for envelopes it tracks
+		pe, err := parse.Parse(env)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := w.a.Store().Commit(store.Txn{Track: []store.Tracked{{PECID: pe.Daticert.Identificativo, Rcpt: luigi, Sent: time.Now(), Tx: []byte("{}")}}}); err != nil {
+			t.Fatal(err)
+		}
 		if err := pectest.SendAs(w.b.MXAddr, "", mario, []string{luigi}, env); err != nil {
 			t.Fatal(err)
 		}
