@@ -12,7 +12,6 @@ package parse
 
 import (
 	"bytes"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"mime/quotedprintable"
@@ -159,20 +158,7 @@ func (m *Message) readContent() error {
 func decodeBody(b []byte, cte string) ([]byte, error) {
 	switch strings.ToLower(strings.TrimSpace(cte)) {
 	case "base64":
-		clean := bytes.Map(func(r rune) rune {
-			if r == '\r' || r == '\n' || r == ' ' || r == '\t' {
-				return -1
-			}
-			return r
-		}, b)
-		out, err := base64.StdEncoding.DecodeString(string(clean))
-		if err != nil {
-			out, err = base64.RawStdEncoding.DecodeString(strings.TrimRight(string(clean), "="))
-			if err != nil {
-				return nil, fmt.Errorf("bad base64: %v", err)
-			}
-		}
-		return out, nil
+		return rawmime.DecodeBase64(b)
 	case "quoted-printable":
 		out, err := quotedprintableDecode(b)
 		if err != nil {

@@ -6,7 +6,6 @@ import (
 	"crypto/subtle"
 	"crypto/x509"
 	"encoding/asn1"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"strings"
@@ -122,25 +121,7 @@ func decodeBase64(b []byte, cte string) ([]byte, error) {
 		}
 		return nil, fmt.Errorf("unsupported Content-Transfer-Encoding %q", cte)
 	}
-	clean := bytes.Map(func(r rune) rune {
-		if r == '\r' || r == '\n' || r == ' ' || r == '\t' {
-			return -1
-		}
-		return r
-	}, b)
-	out := make([]byte, base64.StdEncoding.DecodedLen(len(clean)))
-	n, err := base64.StdEncoding.Decode(out, clean)
-	if err != nil {
-		// some writers drop the padding; unpadded input can decode to
-		// more bytes than StdEncoding.DecodedLen allowed for
-		raw := bytes.TrimRight(clean, "=")
-		out = make([]byte, base64.RawStdEncoding.DecodedLen(len(raw)))
-		n, err = base64.RawStdEncoding.Decode(out, raw)
-		if err != nil {
-			return nil, fmt.Errorf("bad base64: %v", err)
-		}
-	}
-	return out[:n], nil
+	return rawmime.DecodeBase64(b)
 }
 
 // VerifyDetached verifies a detached CMS SignedData (DER or BER) over content.

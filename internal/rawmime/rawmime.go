@@ -6,6 +6,7 @@ package rawmime
 
 import (
 	"bytes"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"mime"
@@ -206,4 +207,27 @@ func Parts(body []byte, boundary string) ([][]byte, error) {
 		return nil, fmt.Errorf("rawmime: boundary %q not found in the multipart body", boundary)
 	}
 	return nil, fmt.Errorf("rawmime: multipart body with boundary %q has no closing delimiter", boundary)
+}
+
+// DecodeBase64 decodes a base64 body as mail writers produce it: lines of
+// any length, blanks ignored, padding present or dropped.
+func DecodeBase64(b []byte) ([]byte, error) {
+	clean := bytes.Map(func(r rune) rune {
+		if r == '\r' || r == '\n' || r == ' ' || r == '\t' {
+			return -1
+		}
+		return r
+	}, b)
+	out := make([]byte, base64.StdEncoding.DecodedLen(len(clean)))
+	n, err := base64.StdEncoding.Decode(out, clean)
+	if err != nil {
+		// unpadded input can decode to more bytes than StdEncoding.DecodedLen allowed for
+		raw := bytes.TrimRight(clean, "=")
+		out = make([]byte, base64.RawStdEncoding.DecodedLen(len(raw)))
+		n, err = base64.RawStdEncoding.Decode(out, raw)
+		if err != nil {
+			return nil, fmt.Errorf("bad base64: %v", err)
+		}
+	}
+	return out[:n], nil
 }

@@ -35,15 +35,11 @@ var ErrNoIndex = errors.New("no providers' index loaded yet: check the [index] s
 // without error even when neither works: mail is then tempfailed (fail
 // closed) until a snapshot arrives.
 func OpenIndex(ctx context.Context, cfg *config.Config, interval time.Duration, log *slog.Logger) (*Index, error) {
-	src, err := source(cfg)
+	src, err := IndexSource(cfg)
 	if err != nil {
 		return nil, err
 	}
-	cache := cfg.Index.CacheDir
-	if cache == "" {
-		cache = filepath.Join(filepath.Dir(cfg.Store.Path), "index")
-	}
-	l := &Index{syncer: &index.Syncer{Source: src, CacheDir: cache, Logger: log}, log: log}
+	l := &Index{syncer: &index.Syncer{Source: src, CacheDir: IndexCacheDir(cfg), Logger: log}, log: log}
 	if ix, at, err := l.syncer.Load(); err == nil {
 		l.setAt(ix, at)
 	}
@@ -119,7 +115,8 @@ func (d Directory) ProviderFor(c *x509.Certificate) (string, string, []string, e
 	return p.Name, p.MailReceipt, p.Domains, nil
 }
 
-func source(cfg *config.Config) (index.Source, error) {
+// IndexSource is the configured source of the providers' index.
+func IndexSource(cfg *config.Config) (index.Source, error) {
 	switch {
 	case cfg.Index.LDIF != "":
 		return index.FileSource{Path: cfg.Index.LDIF}, nil
@@ -137,10 +134,6 @@ func source(cfg *config.Config) (index.Source, error) {
 	}
 	return nil, errors.New("[index] needs ldif, signed_ldif or ldap_url: the providers' index tells certified from ordinary recipients")
 }
-
-// IndexSource is the providers' index source the configuration names
-// (pecctl index uses it as the services do).
-func IndexSource(cfg *config.Config) (index.Source, error) { return source(cfg) }
 
 // IndexCacheDir is where the Syncer keeps the last good copy: [index]
 // cache_dir, by default "index" next to the store (as OpenIndex does).
