@@ -133,7 +133,7 @@ func (in *Incoming) Check(ctx context.Context, env Envelope, raw []byte, now tim
 		// about an envelope we issued and a recipient the notice's
 		// provider manages
 		for _, rcpt := range m.Recipients() {
-			if !inDomains(rcpt, domains) {
+			if !InDomains(rcpt, domains) {
 				in.log().Warn("virus detection notice about a recipient its provider does not manage: ignored", "provider", name, "rcpt", rcpt, "pec_id", tx.ID)
 				continue
 			}
@@ -213,7 +213,8 @@ func (in *Incoming) revoked(ctx context.Context, env Envelope, chains [][]*x509.
 	return "", false
 }
 
-func inDomains(addr string, domains []string) bool {
+// InDomains reports whether addr's domain is one of domains (case-insensitive).
+func InDomains(addr string, domains []string) bool {
 	_, dom, _ := strings.Cut(strings.ToLower(addr), "@")
 	for _, d := range domains {
 		if strings.EqualFold(d, dom) {
@@ -241,12 +242,10 @@ func (in *Incoming) fromDomain(o *build.Original, domains []string, provider str
 	if len(o.From) != 1 {
 		return "campo From non valido"
 	}
-	_, dom, _ := strings.Cut(o.From[0], "@")
-	for _, d := range domains {
-		if strings.EqualFold(d, dom) {
-			return ""
-		}
+	if InDomains(o.From[0], domains) {
+		return ""
 	}
+	_, dom, _ := strings.Cut(o.From[0], "@")
 	if in.Config.Policy.FromDomainCheck == "enforce" {
 		return fmt.Sprintf("il dominio del mittente (%s) non è tra i domini gestiti da %s (RFC 6109 §7)", dom, provider)
 	}

@@ -265,12 +265,8 @@ func marks(now time.Time, m *Message) []store.Mark {
 	}
 	var out []store.Mark
 	for _, rcpt := range p.Recipients() {
-		_, dom, _ := strings.Cut(strings.ToLower(rcpt), "@")
-		for _, d := range m.SignerDomains {
-			if strings.EqualFold(d, dom) {
-				out = append(out, store.Mark{PECID: p.Daticert.Identificativo, Rcpt: rcpt, What: what, At: now})
-				break
-			}
+		if filter.InDomains(rcpt, m.SignerDomains) {
+			out = append(out, store.Mark{PECID: p.Daticert.Identificativo, Rcpt: rcpt, What: what, At: now})
 		}
 	}
 	return out
