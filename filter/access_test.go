@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/x509"
 	"errors"
-	"fmt"
 	"io"
 	"strings"
 	"testing"
@@ -229,4 +228,3 @@ func TestAccessRateLimit(t *testing.T) {
 	}
 }
 
-var _ = fmt.Sprint

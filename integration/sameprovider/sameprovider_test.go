@@ -67,8 +67,6 @@ func TestSameProvider(t *testing.T) {
 	a := w.Add(pectest.Spec{Name: "Provider A S.p.A.", Domain: "pec-a.example.test", Domains: []string{"pec-a2.example.test"},
 		Users: []string{mario, anna, bruno}, Extra: "\n[policy]\nordinary_mail = \"refuse\"\n"})
 	w.Start()
-	root := []byte(nil)
-	_ = root
 
 	subj := "stesso gestore"
 	raw := []byte("From: " + mario + "\r\nTo: " + anna + "\r\nCc: " + bruno + "\r\nSubject: " + subj +

@@ -6,7 +6,6 @@ package twoproviders
 import (
 	"bytes"
 	"encoding/base64"
-	"fmt"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -464,4 +463,3 @@ func sorted(s []string) []string {
 	return out
 }
 
-var _ = fmt.Sprint
