@@ -1,7 +1,6 @@
 package build_test
 
 import (
-	"crypto/x509"
 	"runtime"
 	"strings"
 	"sync"
@@ -90,8 +89,7 @@ func benchVerify(b *testing.B, size int) {
 	tx := o.Tx("pec1@pec-a.example.test", o.From[0], func(string) daticert.DestTipo { return daticert.Certificato })
 	m, _ := f.a.TransportEnvelope(at, tx, o, []string{"luigi.verdi@pec-b.example.test"})
 	raw := m.Bytes()
-	pool := x509.NewCertPool()
-	pool.AddCert(f.pki.Root.Cert)
+	pool := f.pki.Pool()
 	b.SetBytes(int64(len(raw)))
 	b.ReportAllocs()
 	b.ResetTimer()

@@ -90,8 +90,17 @@ func DecodeSubject(raw string) string {
 // never stripped). Raw 8-bit text is encoded as RFC 2047 UTF-8 words so the
 // header stays 7-bit.
 func subjectHeader(prefix, raw string) string {
-	if needsEncoding(raw) {
-		return prefix + mime.QEncoding.Encode("utf-8", DecodeSubject(raw))
+	dec := DecodeSubject(raw)
+	control := func(r rune) bool { return r < 0x20 && r != '\t' || r == 0x7f }
+	if needsEncoding(raw) || strings.ContainsFunc(dec, control) {
+		// control characters (raw, or inside encoded-words) become
+		// spaces: strict out, whatever the original carried (PEC-SPEC §6.7)
+		return prefix + mime.QEncoding.Encode("utf-8", strings.Map(func(r rune) rune {
+			if control(r) {
+				return ' '
+			}
+			return r
+		}, dec))
 	}
 	return prefix + raw
 }

@@ -156,7 +156,57 @@ func TestNoHeaderInjectionFromDaticert(t *testing.T) {
 	if m.Rcpts[0] != "maria@pec-a.example.testX-Bad: 1" && strings.ContainsAny(m.Rcpts[0], "\r\n") {
 		t.Errorf("RCPT %q", m.Rcpts[0])
 	}
-	if got := build.DecodeSubject(h.Get("Subject")); got != "AVVISO DI MANCATA CONSEGNA PER VIRUS: "+subj {
+	// and no control character even inside an encoded-word (strict out)
+	if got := build.DecodeSubject(h.Get("Subject")); got != "AVVISO DI MANCATA CONSEGNA PER VIRUS: "+strings.ReplaceAll(subj, "\n", " ") {
 		t.Errorf("Subject decodes to %q", got)
+	}
+}
+
+// A genuine provider's envelope whose Subject and oggetto carry a control
+// character (PEC-SPEC §6.7) is read with U+FFFD in oggetto; what we emit
+// from it never carries such a character: not in the daticert, not in a
+// header field, not even inside an encoded-word.
+func TestControlCharactersNeverEmitted(t *testing.T) {
+	f := newFixture(t)
+	d, err := daticert.Parse([]byte(`<postacert tipo="posta-certificata" errore="nessuno"><intestazione>` +
+		`<mittente>mario.rossi@pec-a.example.test</mittente><destinatari tipo="certificato">luigi.verdi@pec-b.example.test</destinatari>` +
+		`<risposte>mario.rossi@pec-a.example.test</risposte><oggetto>Fattura&#18; 7` + "\x16" + `</oggetto></intestazione>` +
+		`<dati><gestore-emittente>A</gestore-emittente><data zona="+0100"><giorno>23/11/2026</giorno><ora>16:04:05</ora></data>` +
+		`<identificativo>id7@pec-a.example.test</identificativo><msgid>&lt;m7@client.example.test&gt;</msgid></dati></postacert>`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *d.Oggetto != "Fattura\uFFFD 7\uFFFD" || len(d.Repairs) != 2 {
+		t.Fatalf("oggetto %q repairs %q", *d.Oggetto, d.Repairs)
+	}
+	for _, subject := range []string{"Fattura\x12 7\x16", "=?UTF-8?Q?Fattura=12_7=16?=", ""} {
+		tx := build.TxFromDaticert(d, subject)
+		for name, mk := range map[string]func() (*build.Message, error){
+			"presa-in-carico": func() (*build.Message, error) {
+				return f.b.PresaInCarico(at, tx, "posta-certificata@pec-a.example.test", []string{"luigi.verdi@pec-b.example.test"})
+			},
+			"avvenuta-consegna": func() (*build.Message, error) {
+				return f.b.AvvenutaConsegna(at, tx, "luigi.verdi@pec-b.example.test", true, []byte("From: mario.rossi@pec-a.example.test\r\nSubject: x\r\n\r\nciao\r\n"))
+			},
+		} {
+			m, err := mk()
+			if err != nil {
+				t.Fatal(err)
+			}
+			raw := m.Bytes()
+			for i, c := range raw {
+				if c < 0x20 && c != '\r' && c != '\n' && c != '\t' {
+					t.Fatalf("%s (%q): control byte %#x at %d", name, subject, c, i)
+				}
+			}
+			if s := build.DecodeSubject(m.Get("Subject")); strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 }) {
+				t.Fatalf("%s (%q): Subject decodes to %q", name, subject, s)
+			}
+			x, err := m.Daticert.Marshal()
+			if err != nil || bytes.Contains(x, []byte("&#1")) || !bytes.Contains(x, []byte("<oggetto>Fattura\uFFFD 7\uFFFD</oggetto>")) {
+				t.Fatalf("%s: daticert %v\n%s", name, err, x)
+			}
+			conformance.Check(t, name+"-from-control-characters", raw, testpki.PEM(f.pki.Root.Cert))
+		}
 	}
 }

@@ -57,6 +57,11 @@ type Signing struct {
 	// anomaly, an unreachable CRL is logged and the message accepted) or
 	// "hard" (an unreachable CRL tempfails the message).
 	CRL string `toml:"crl"`
+	// SHA1Cutoff: a SHA-1 signature on a certificate of another provider's
+	// chain is accepted when the message was signed before this day
+	// (YYYY-MM-DD, UTC), refused after it; "off" refuses SHA-1 always.
+	// Default 2017-01-01 (PEC-SPEC §6.7: 2014-era chains).
+	SHA1Cutoff string `toml:"sha1_cutoff"`
 
 	// The key in a PKCS#11 token (HSM, RFC 6109 §5.1) instead of key: set
 	// pkcs11_module and leave key empty. The certificate chain still
@@ -239,6 +244,9 @@ func (c *Config) check() error {
 	if c.Signing.CRL != "off" && c.Signing.CRL != "soft" && c.Signing.CRL != "hard" {
 		errs = append(errs, fmt.Sprintf("[signing] crl %q: use off, soft or hard", c.Signing.CRL))
 	}
+	if _, err := c.Signing.sha1Cutoff(); err != nil {
+		errs = append(errs, err.Error())
+	}
 	errs = append(errs, c.Signing.checkPKCS11()...)
 	for _, v := range []string{c.Policy.OrdinaryMail} {
 		if v != "accept" && v != "refuse" {
@@ -400,19 +408,35 @@ func (c *Config) BuildProvider() (*build.Provider, error) {
 	return p, nil
 }
 
-// Roots loads the trusted roots.
-func (c *Config) Roots() (*x509.CertPool, error) {
+// sha1Cutoff reads sha1_cutoff: zero for "off".
+func (s *Signing) sha1Cutoff() (time.Time, error) {
+	switch s.SHA1Cutoff {
+	case "":
+		return smime.DefaultSHA1Cutoff, nil
+	case "off":
+		return time.Time{}, nil
+	}
+	t, err := time.Parse("2006-01-02", s.SHA1Cutoff)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("[signing] sha1_cutoff %q: use a day such as 2017-01-01, or off", s.SHA1Cutoff)
+	}
+	return t, nil
+}
+
+// Roots loads the trusted roots, with the SHA-1 cut-off of [signing].
+func (c *Config) Roots() (*smime.Roots, error) {
 	if len(c.Signing.TrustedRoots) == 0 {
 		return nil, errors.New("[signing] trusted_roots is empty: the incoming point cannot check other providers' chains")
 	}
-	pool := x509.NewCertPool()
+	pool := smime.NewRoots()
+	pool.SHA1Cutoff, _ = c.Signing.sha1Cutoff() // checked at load
 	for _, f := range c.Signing.TrustedRoots {
 		certs, err := LoadCerts(f)
 		if err != nil {
 			return nil, fmt.Errorf("[signing] trusted_roots: %w", err)
 		}
 		for _, ce := range certs {
-			pool.AddCert(ce)
+			pool.Add(ce)
 		}
 	}
 	return pool, nil

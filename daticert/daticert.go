@@ -98,6 +98,12 @@ type Postacert struct {
 	Ricezione        []string
 	ErroreEsteso     string
 	hasErroreEsteso  bool
+
+	// Repairs lists what Parse replaced to read an ill-formed document
+	// (PEC-SPEC §6.7: control characters some providers copy from the
+	// Subject into oggetto). Set only by Parse; Marshal never emits such
+	// characters.
+	Repairs []string
 }
 
 // SetTime fills zona, giorno and ora from t in loc (RFC 6109 §4.4: local
@@ -306,6 +312,7 @@ type xmlDoc struct {
 // trailing bytes after the root) and rejects anything that is not well
 // formed or lacks an element the DTD requires, with an error that names it.
 func Parse(data []byte) (*Postacert, error) {
+	data, repairs := repairChars(data)
 	var d xmlDoc
 	dec := xml.NewDecoder(bytes.NewReader(data))
 	dec.CharsetReader = charsetReader
@@ -316,7 +323,7 @@ func Parse(data []byte) (*Postacert, error) {
 	if err := checkElementContent(data); err != nil {
 		return nil, err
 	}
-	p := &Postacert{Tipo: Tipo(strings.TrimSpace(d.Tipo)), Errore: Nessuno} // the DTD default
+	p := &Postacert{Tipo: Tipo(strings.TrimSpace(d.Tipo)), Errore: Nessuno, Repairs: repairs} // errore: the DTD default
 	if d.Errore != nil {
 		p.Errore = Errore(strings.TrimSpace(*d.Errore))
 	}
@@ -393,6 +400,61 @@ func Parse(data []byte) (*Postacert, error) {
 		p.SetErroreEsteso(strings.TrimSpace(*da.ErroreEsteso))
 	}
 	return p, nil
+}
+
+// replacement stands for a character XML 1.0 cannot carry; as a character
+// reference it is right in any document encoding.
+const replacement = "&#xFFFD;"
+
+// charRef matches a decimal or hexadecimal character reference.
+var charRef = regexp.MustCompile(`&#(?:[0-9]{1,10}|[xX][0-9a-fA-F]{1,8});`)
+
+// repairChars replaces what makes a genuine provider's daticert ill-formed
+// XML 1.0 (§2.2 Char) and nothing else: raw C0 control characters other
+// than tab, CR and LF, and character references to any character outside
+// Char (such as &#18;). It returns the document unchanged when there is
+// nothing to repair, and one note per kind of repair.
+func repairChars(data []byte) ([]byte, []string) {
+	var notes []string
+	if i := bytes.IndexFunc(data, func(r rune) bool { return r < 0x20 && r != '\t' && r != '\n' && r != '\r' }); i >= 0 {
+		var b bytes.Buffer
+		n := 0
+		for _, c := range data {
+			if c < 0x20 && c != '\t' && c != '\n' && c != '\r' {
+				b.WriteString(replacement)
+				n++
+				continue
+			}
+			b.WriteByte(c)
+		}
+		notes = append(notes, fmt.Sprintf("daticert: %d raw control character(s) (first U+%04X) are not XML 1.0: replaced by U+FFFD to read the document", n, data[i]))
+		data = b.Bytes()
+	}
+	var bad []string
+	data = charRef.ReplaceAllFunc(data, func(ref []byte) []byte {
+		s := string(ref[2 : len(ref)-1])
+		var v uint64
+		var err error
+		if s[0] == 'x' || s[0] == 'X' {
+			_, err = fmt.Sscanf(s[1:], "%x", &v)
+		} else {
+			_, err = fmt.Sscanf(s, "%d", &v)
+		}
+		if err == nil && xmlChar(v) {
+			return ref
+		}
+		bad = append(bad, string(ref))
+		return []byte(replacement)
+	})
+	if len(bad) > 0 {
+		notes = append(notes, fmt.Sprintf("daticert: character reference(s) %s to characters XML 1.0 does not allow: replaced by U+FFFD to read the document", strings.Join(bad, " ")))
+	}
+	return data, notes
+}
+
+// xmlChar reports whether v is an XML 1.0 Char (§2.2).
+func xmlChar(v uint64) bool {
+	return v == 0x9 || v == 0xA || v == 0xD || v >= 0x20 && v <= 0xD7FF || v >= 0xE000 && v <= 0xFFFD || v >= 0x10000 && v <= 0x10FFFF
 }
 
 // decodeRoot decodes the root element and ignores whatever follows it

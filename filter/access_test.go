@@ -227,4 +227,3 @@ func TestAccessRateLimit(t *testing.T) {
 		t.Fatalf("under the limit: %v %s", d.Action, d.Reason)
 	}
 }
-

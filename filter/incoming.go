@@ -15,6 +15,7 @@ import (
 	"github.com/pecgo/pec/internal/rawmime"
 	"github.com/pecgo/pec/kind"
 	"github.com/pecgo/pec/revocation"
+	"github.com/pecgo/pec/smime"
 	"github.com/pecgo/pec/store"
 	"github.com/pecgo/pec/verify"
 )
@@ -24,7 +25,7 @@ import (
 type Incoming struct {
 	Provider *build.Provider
 	Config   *config.Config // managed domains, ordinary-mail policy, From-domain check
-	Roots    *x509.CertPool // the PEC CA roots
+	Roots    *smime.Roots   // the PEC CA roots, with the SHA-1 cut-off
 	Scanner  Scanner
 	Index    func() (Directory, error)
 	// Dispatched reports whether we sent the envelope pecid to rcpt (its
@@ -59,6 +60,11 @@ func (in *Incoming) Check(ctx context.Context, env Envelope, raw []byte, now tim
 		return in.ordinary(ctx, env, o, raw, now, "")
 	}
 	m := v.Message
+	if len(v.Warnings) > 0 {
+		// quirks of genuine providers' messages (PEC-SPEC §6.7): read
+		// anyway, never a reason for an anomaly
+		in.log().Warn("PEC message read despite quirks", "queue_id", env.QueueID, "signer_sha1", v.Signature.SignerSHA1, "warnings", v.Warnings)
+	}
 	// RFC 6109 §2.2.2 check 2–3: a signature that does not verify, or a
 	// signer that is not a provider, make the message "not from PEC":
 	// ordinary mail under the mailbox's policy, wrapped (where accepted)

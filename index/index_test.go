@@ -429,7 +429,7 @@ func TestSignedLDIF(t *testing.T) {
 	ldif := TestLDIF(f.alpha, f.betaP)
 	der := signed(t, ldif, f.igpec)
 
-	ix, err := LoadSignedLDIF(der, f.pki.Pool())
+	ix, err := LoadSignedLDIF(der, f.pki.Pool().Pool())
 	if err != nil {
 		t.Fatalf("valid signed LDIF: %v", err)
 	}
@@ -440,11 +440,11 @@ func TestSignedLDIF(t *testing.T) {
 		t.Errorf("SignedBy = %v, %v", c, at)
 	}
 	pemData := pem.EncodeToMemory(&pem.Block{Type: "PKCS7", Bytes: der})
-	if _, err := LoadSignedLDIF(pemData, f.pki.Pool()); err != nil {
+	if _, err := LoadSignedLDIF(pemData, f.pki.Pool().Pool()); err != nil {
 		t.Errorf("PEM form: %v", err)
 	}
 	b64 := []byte(base64.StdEncoding.EncodeToString(der))
-	if _, err := LoadSignedLDIF(b64, f.pki.Pool()); err != nil {
+	if _, err := LoadSignedLDIF(b64, f.pki.Pool().Pool()); err != nil {
 		t.Errorf("base64 form: %v", err)
 	}
 
@@ -455,15 +455,15 @@ func TestSignedLDIF(t *testing.T) {
 			t.Errorf("%s: (%v, %v), want an error containing %q", name, ix, err, want)
 		}
 	}
-	refused("one byte changed", tamper(t, der, "managedDomains: pec.beta"), f.pki.Pool(), "does not match its signature")
+	refused("one byte changed", tamper(t, der, "managedDomains: pec.beta"), f.pki.Pool().Pool(), "does not match its signature")
 	other := testpki.New("example.test")
 	stranger := other.Issue("IGPEC", "igpec@igpec.example.test", time.Time{}, time.Time{}, true)
-	refused("signer not chaining to the roots", signed(t, ldif, stranger), f.pki.Pool(), "certificate")
-	refused("signer not chaining to the roots (2)", signed(t, ldif, stranger), f.pki.Pool(), "unknown authority")
-	refused("unsigned LDIF", ldif, f.pki.Pool(), "not signed")
+	refused("signer not chaining to the roots", signed(t, ldif, stranger), f.pki.Pool().Pool(), "certificate")
+	refused("signer not chaining to the roots (2)", signed(t, ldif, stranger), f.pki.Pool().Pool(), "unknown authority")
+	refused("unsigned LDIF", ldif, f.pki.Pool().Pool(), "not signed")
 	refused("no roots", der, nil, "no trust roots")
-	refused("garbage", []byte("hello"), f.pki.Pool(), "not a CMS SignedData")
-	refused("truncated", der[:len(der)/2], f.pki.Pool(), "not a CMS SignedData")
+	refused("garbage", []byte("hello"), f.pki.Pool().Pool(), "not a CMS SignedData")
+	refused("truncated", der[:len(der)/2], f.pki.Pool().Pool(), "not a CMS SignedData")
 }
 
 type logBuffer struct {
@@ -571,7 +571,7 @@ func TestSyncerSigned(t *testing.T) {
 
 	t.Run("file", func(t *testing.T) {
 		path := filepath.Join(t.TempDir(), "igpec.ldif.p7m")
-		s, logs := newSyncer(t, FileSource{Path: path, Signed: true, Roots: f.pki.Pool()}, time.Now())
+		s, logs := newSyncer(t, FileSource{Path: path, Signed: true, Roots: f.pki.Pool().Pool()}, time.Now())
 		os.WriteFile(path, good1, 0o644)
 		if _, _, err := s.Sync(context.Background()); err != nil {
 			t.Fatal(err)
@@ -609,7 +609,7 @@ func TestSyncerSigned(t *testing.T) {
 		}))
 		defer srv.Close()
 		set := func(b []byte) { mu.Lock(); body = b; mu.Unlock() }
-		s, _ := newSyncer(t, URLSource{URL: srv.URL + "/igpec.ldif.p7m", Roots: f.pki.Pool(), Client: srv.Client()}, time.Now())
+		s, _ := newSyncer(t, URLSource{URL: srv.URL + "/igpec.ldif.p7m", Roots: f.pki.Pool().Pool(), Client: srv.Client()}, time.Now())
 
 		if _, lines, err := s.Sync(context.Background()); err != nil || len(lines) != 2 {
 			t.Fatalf("first sync: %q, %v", lines, err)

@@ -31,7 +31,7 @@ func TestSyncerRefusesRollback(t *testing.T) {
 
 	dir := t.TempDir()
 	file := filepath.Join(dir, "index.p7m")
-	s := &Syncer{Source: FileSource{Path: file, Signed: true, Roots: pki.Pool()}, CacheDir: filepath.Join(dir, "cache")}
+	s := &Syncer{Source: FileSource{Path: file, Signed: true, Roots: pki.Pool().Pool()}, CacheDir: filepath.Join(dir, "cache")}
 	os.WriteFile(file, newer, 0o644)
 	if _, _, err := s.Sync(context.Background()); err != nil {
 		t.Fatal(err)

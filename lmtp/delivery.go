@@ -9,7 +9,6 @@
 package lmtp
 
 import (
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"strings"
@@ -22,6 +21,7 @@ import (
 	"github.com/pecgo/pec/daticert"
 	"github.com/pecgo/pec/filter"
 	"github.com/pecgo/pec/kind"
+	"github.com/pecgo/pec/smime"
 	"github.com/pecgo/pec/store"
 	"github.com/pecgo/pec/verify"
 )
@@ -30,7 +30,7 @@ import (
 type Delivery struct {
 	Provider *build.Provider
 	Config   *config.Config
-	Roots    *x509.CertPool
+	Roots    *smime.Roots
 	Index    func() (filter.Directory, error)
 }
 

@@ -278,13 +278,13 @@ type Report struct {
 // count, first prev_hash, last hash and gaps. When a .tsr is present it is
 // checked too (status, token signature, message imprint = hash of the
 // .p7s). The first problem found is returned as the error.
-func Verify(dir, day string, roots *x509.CertPool) (*Report, error) {
+func Verify(dir, day string, roots *smime.Roots) (*Report, error) {
 	return VerifyEach(dir, day, roots, nil)
 }
 
 // VerifyEach is Verify calling fn (if not nil) with every row, after the
 // row's own hash has been checked. An error from fn stops the check.
-func VerifyEach(dir, day string, roots *x509.CertPool, fn func(Row) error) (*Report, error) {
+func VerifyEach(dir, day string, roots *smime.Roots, fn func(Row) error) (*Report, error) {
 	files := PathsFor(dir, day)
 	rep := &Report{Files: files}
 	data, err := os.ReadFile(files.Data)
@@ -310,7 +310,7 @@ func VerifyEach(dir, day string, roots *x509.CertPool, fn func(Row) error) (*Rep
 		return rep, fmt.Errorf("logarchive: %s: %w", files.Data, err)
 	}
 	if reply, err := os.ReadFile(files.Reply); err == nil {
-		ts, warn, err := checkReply(reply, sig, roots)
+		ts, warn, err := checkReply(reply, sig, roots.Pool())
 		if err != nil {
 			return rep, fmt.Errorf("logarchive: %s: %w", files.Reply, err)
 		}

@@ -92,7 +92,7 @@ func TestTimestamp(t *testing.T) {
 	srv := httptest.NewServer(tsa)
 	defer srv.Close()
 
-	ts, warn, err := logarchive.Timestamp(context.Background(), srv.Client(), srv.URL, dir, "2024-03-02", e.pki.Pool())
+	ts, warn, err := logarchive.Timestamp(context.Background(), srv.Client(), srv.URL, dir, "2024-03-02", e.pki.Pool().Pool())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,7 +121,7 @@ func TestTimestamp(t *testing.T) {
 	}
 	// a TSA outside the trusted roots: a warning, not a failure
 	tsr, _ := os.ReadFile(files.Reply)
-	if _, warn, err := logarchive.CheckTimestamp(tsr, sig, testpki.New("pec.example.test").Pool()); err != nil || len(warn) != 1 || !strings.Contains(warn[0], "does not chain") {
+	if _, warn, err := logarchive.CheckTimestamp(tsr, sig, testpki.New("pec.example.test").Pool().Pool()); err != nil || len(warn) != 1 || !strings.Contains(warn[0], "does not chain") {
 		t.Errorf("foreign TSA: %v, %v", warn, err)
 	}
 	// a changed .tsr fails
@@ -165,7 +165,7 @@ func TestTimestampFailures(t *testing.T) {
 			c.setup(a)
 			srv := httptest.NewServer(a)
 			defer srv.Close()
-			_, _, err := logarchive.Timestamp(context.Background(), srv.Client(), srv.URL, dir, "2024-03-02", e.pki.Pool())
+			_, _, err := logarchive.Timestamp(context.Background(), srv.Client(), srv.URL, dir, "2024-03-02", e.pki.Pool().Pool())
 			if err == nil || !strings.Contains(err.Error(), c.want) {
 				t.Errorf("err = %v, want %q", err, c.want)
 			}
@@ -236,7 +236,7 @@ ess_cert_id_alg = sha256
 		w.Write(resp)
 	}))
 	defer srv.Close()
-	ts, warn, err := logarchive.Timestamp(context.Background(), srv.Client(), srv.URL, dir, "2024-03-02", e.pki.Pool())
+	ts, warn, err := logarchive.Timestamp(context.Background(), srv.Client(), srv.URL, dir, "2024-03-02", e.pki.Pool().Pool())
 	if err != nil {
 		t.Fatal(err)
 	}

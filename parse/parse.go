@@ -14,10 +14,13 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"mime"
 	"mime/quotedprintable"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/pecgo/pec/daticert"
+	"github.com/pecgo/pec/internal/charset"
 	"github.com/pecgo/pec/internal/rawmime"
 	"github.com/pecgo/pec/kind"
 )
@@ -35,6 +38,10 @@ type Message struct {
 	// Original is the message carried inside: postacert.eml of an envelope
 	// or receipt, the received message of an anomaly envelope.
 	Original []byte
+	// Warnings are quirks of genuine providers' messages that were read
+	// anyway (PEC-SPEC §6.7): a repaired daticert, a Subject that is not
+	// the daticert oggetto.
+	Warnings []string
 }
 
 // Errors that tell why a message claiming to be PEC is not well formed.
@@ -101,7 +108,56 @@ func Parse(raw []byte) (*Message, error) {
 	if m.Daticert.Tipo != claimed.Tipo() {
 		return m, fmt.Errorf("%w: header says %s, daticert tipo is %s", ErrTypeMismatch, claimed, m.Daticert.Tipo)
 	}
+	if w := subjectMismatch(h.Get("Subject"), claimed.SubjectPrefix(), m.Daticert.Oggetto); w != "" {
+		m.Warnings = append(m.Warnings, w)
+	}
 	return m, nil
+}
+
+var wordDecoder = &mime.WordDecoder{CharsetReader: charset.Reader}
+
+// subjectMismatch compares the Subject, decoded and without its type
+// prefix, with the daticert oggetto. The outer header fields are not
+// signed (RFC 6109 §4.3): a Subject edited after signing still verifies,
+// so a difference is worth a warning; the daticert is what the provider
+// certified. Line folding, whitespace and characters XML cannot carry do
+// not count. The whole Subject may be one encoded-word, prefix included.
+func subjectMismatch(subject, prefix string, oggetto *string) string {
+	dec, err := wordDecoder.DecodeHeader(subject)
+	if err != nil {
+		dec = subject
+	}
+	want := ""
+	if oggetto != nil {
+		want = *oggetto
+	}
+	got := normSubject(dec)
+	p := normSubject(prefix)
+	switch {
+	case strings.HasPrefix(strings.ToUpper(got), strings.ToUpper(p)):
+		got = strings.TrimSpace(got[len(p):])
+	default:
+		// another provider's wording of the prefix: up to the first colon
+		if _, rest, ok := strings.Cut(got, ": "); ok {
+			got = rest
+		}
+	}
+	if got == normSubject(want) {
+		return ""
+	}
+	return fmt.Sprintf("Subject %q differs from the daticert oggetto %q: the outer header fields are not signed, the daticert is what the provider certified", dec, want)
+}
+
+// normSubject collapses whitespace and drops control characters and
+// U+FFFD (what daticert.Parse puts for them).
+func normSubject(s string) string {
+	s = strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f || r == utf8.RuneError {
+			return ' '
+		}
+		return r
+	}, s)
+	return strings.Join(strings.Fields(s), " ")
 }
 
 // readContent walks the signed multipart/mixed for daticert.xml and the
@@ -145,6 +201,7 @@ func (m *Message) readContent() error {
 				return err
 			}
 			m.Daticert = d
+			m.Warnings = append(m.Warnings, d.Repairs...)
 		case pmt == "message/rfc822":
 			if m.Original == nil {
 				m.Original = pbody

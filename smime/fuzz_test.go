@@ -1,7 +1,6 @@
 package smime_test
 
 import (
-	"crypto/x509"
 	"os"
 	"testing"
 
@@ -13,14 +12,14 @@ import (
 // whose root certificate (public, no key) is testdata/fuzzroot.pem, so
 // the fuzzer starts from messages whose signature and chain verify.
 func FuzzVerify(f *testing.F) {
-	roots := x509.NewCertPool()
+	roots := smime.NewRoots()
 	pem, err := os.ReadFile("testdata/fuzzroot.pem")
-	if err != nil || !roots.AppendCertsFromPEM(pem) {
+	if err != nil || !roots.AppendPEM(pem) {
 		f.Fatalf("testdata/fuzzroot.pem: %v", err)
 	}
 	f.Add([]byte("Content-Type: multipart/signed; protocol=\"application/pkcs7-signature\"; micalg=sha-256; boundary=x\r\n\r\n--x\r\nA\r\n--x\r\nContent-Type: application/pkcs7-signature\r\n\r\nMIAGCSqGSIb3DQEHAqCAMIACAQExADALBgkqhkiG9w0BBwEAAA==\r\n--x--\r\n"))
 	f.Fuzz(func(t *testing.T, raw []byte) {
-		for _, pool := range []*x509.CertPool{nil, roots} {
+		for _, pool := range []*smime.Roots{nil, roots} {
 			r, err := smime.Verify(raw, pool)
 			if err != nil {
 				if r != nil {

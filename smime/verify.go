@@ -44,6 +44,10 @@ type Result struct {
 	// ErrNoRoots when no roots were given.
 	ChainErr error
 	Chains   [][]*x509.Certificate
+	// ChainNote says how the chain was judged when that is not plain
+	// crypto/x509: SHA-1 certificate signatures accepted because the
+	// message was signed before Roots.SHA1Cutoff (PEC-SPEC §6.7).
+	ChainNote string
 
 	// Content is the signed entity (the first body part) in canonical form.
 	Content []byte
@@ -67,7 +71,7 @@ var (
 // non-nil only when raw is not a signed message at all or its signature
 // part cannot be decoded; a signature that does not verify is reported in
 // Result.SignatureErr, an untrusted chain in Result.ChainErr.
-func Verify(raw []byte, roots *x509.CertPool) (*Result, error) {
+func Verify(raw []byte, roots *Roots) (*Result, error) {
 	raw = rawmime.CRLF(raw)
 	h, body, err := rawmime.Split(raw)
 	if err != nil {
@@ -77,7 +81,7 @@ func Verify(raw []byte, roots *x509.CertPool) (*Result, error) {
 }
 
 // VerifyEntity is Verify for an entity already split into header and body.
-func VerifyEntity(h rawmime.Header, body []byte, roots *x509.CertPool) (*Result, error) {
+func VerifyEntity(h rawmime.Header, body []byte, roots *Roots) (*Result, error) {
 	mt, params := rawmime.MediaType(h.Get("Content-Type"))
 	if mt != "multipart/signed" {
 		return nil, fmt.Errorf("%w (Content-Type is %s)", ErrNotSigned, mt)
@@ -125,7 +129,7 @@ func decodeBase64(b []byte, cte string) ([]byte, error) {
 }
 
 // VerifyDetached verifies a detached CMS SignedData (DER or BER) over content.
-func VerifyDetached(content, cms []byte, roots *x509.CertPool) (r *Result, err error) {
+func VerifyDetached(content, cms []byte, roots *Roots) (r *Result, err error) {
 	defer func() {
 		// the CMS parser is third-party code fed with hostile input
 		if p := recover(); p != nil {
@@ -244,7 +248,7 @@ func signatureAlgorithm(oid asn1.ObjectIdentifier, h crypto.Hash) (x509.Signatur
 	return 0, fmt.Errorf("smime: unsupported signature algorithm %v", oid)
 }
 
-func checkChain(r *Result, roots *x509.CertPool) error {
+func checkChain(r *Result, roots *Roots) error {
 	at := r.SigningTime
 	if at.IsZero() {
 		at = time.Now()
@@ -263,12 +267,41 @@ func checkChain(r *Result, roots *x509.CertPool) error {
 		}
 	}
 	chains, err := r.Signer.Verify(x509.VerifyOptions{
-		Roots: roots, Intermediates: inter, CurrentTime: at,
+		Roots: roots.pool, Intermediates: inter, CurrentTime: at,
 		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny},
 	})
-	if err != nil {
+	if err == nil {
+		r.Chains = chains
+		return nil
+	}
+	if !hasSHA1(r.Certificates) && !hasSHA1(roots.certs) {
 		return fmt.Errorf("smime: signer certificate does not chain to a trusted root at %s: %v", at.Format(time.RFC3339), err)
 	}
-	r.Chains = chains
+	// crypto/x509 refuses SHA-1 certificate signatures; 2014-era provider
+	// chains carry them (PEC-SPEC §6.7). Judged at the signing time, they
+	// are accepted for messages signed before the cut-off only.
+	if roots.SHA1Cutoff.IsZero() || r.SigningTime.IsZero() || !r.SigningTime.Before(roots.SHA1Cutoff) {
+		cut := "never"
+		if !roots.SHA1Cutoff.IsZero() {
+			cut = "only for messages signed before " + roots.SHA1Cutoff.Format(time.RFC3339)
+		}
+		return fmt.Errorf("smime: signer certificate does not chain to a trusted root at %s: %v (SHA-1 certificate signatures are accepted %s)",
+			at.Format(time.RFC3339), err, cut)
+	}
+	var inters []*x509.Certificate
+	for _, c := range r.Certificates {
+		if c != r.Signer {
+			inters = append(inters, c)
+		}
+	}
+	chain, lerr := legacyChain(r.Signer, inters, roots, at)
+	if lerr != nil {
+		return fmt.Errorf("smime: signer certificate does not chain to a trusted root at %s: %v; checked with SHA-1 allowed: %v", at.Format(time.RFC3339), err, lerr)
+	}
+	r.Chains = [][]*x509.Certificate{chain}
+	if hasSHA1(chain) {
+		r.ChainNote = fmt.Sprintf("chain includes SHA-1 certificate signatures, accepted because the message was signed at %s, before the cut-off %s",
+			at.Format(time.RFC3339), roots.SHA1Cutoff.Format(time.RFC3339))
+	}
 	return nil
 }

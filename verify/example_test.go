@@ -1,10 +1,10 @@
 package verify_test
 
 import (
-	"crypto/x509"
 	"fmt"
 	"os"
 
+	"github.com/pecgo/pec/smime"
 	"github.com/pecgo/pec/verify"
 )
 
@@ -17,8 +17,8 @@ func ExampleMessage() {
 		panic(err)
 	}
 	rootPEM, _ := os.ReadFile("../build/testdata/golden/root.pem")
-	roots := x509.NewCertPool()
-	roots.AppendCertsFromPEM(rootPEM)
+	roots := smime.NewRoots()
+	roots.AppendPEM(rootPEM)
 
 	r := verify.Message(raw, roots)
 	if !r.Valid() {

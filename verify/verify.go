@@ -27,8 +27,14 @@ type Report struct {
 	Message   *parse.Message // nil only when the input has no header section
 	Signature *smime.Result  // nil when the message is not signed or the CMS is unreadable
 	// Err is the first reason the message is not a valid PEC message, nil
-	// when it is one. ErrNotPEC for ordinary mail.
+	// when it is one. ErrNotPEC for ordinary mail. A signature failure
+	// comes before a daticert problem: it decides whether the message is
+	// PEC at all (PEC-SPEC §6.7).
 	Err error
+	// Warnings are quirks of genuine providers' messages that do not make
+	// them invalid (PEC-SPEC §6.7): a repaired daticert, a Subject that
+	// differs from oggetto, a micalg that names another digest.
+	Warnings []string
 }
 
 // ErrNotPEC is the Report.Err of a message with no PEC type header.
@@ -40,34 +46,41 @@ func (r *Report) Valid() bool { return r.Err == nil }
 
 // Message verifies raw against roots; nil roots checks the signature only
 // (Signature.ChainErr is then smime.ErrNoRoots and does not count).
-func Message(raw []byte, roots *x509.CertPool) *Report {
+func Message(raw []byte, roots *smime.Roots) *Report {
 	r := &Report{}
-	m, err := parse.Parse(raw)
+	m, perr := parse.Parse(raw)
 	r.Message = m
 	if m == nil {
-		r.Err = err
+		r.Err = perr
 		return r
 	}
+	r.Warnings = append(r.Warnings, m.Warnings...)
+	var serr error
 	if m.Signed {
-		res, serr := smime.Verify(raw, roots)
-		r.Signature = res
-		if serr != nil && err == nil {
-			err = serr
-		}
+		r.Signature, serr = smime.Verify(raw, roots)
 	}
+	s := r.Signature
 	switch {
-	case err != nil:
-		r.Err = err
-	case m.Kind == kind.Ordinaria:
+	case m.Kind == kind.Ordinaria && perr == nil:
 		r.Err = ErrNotPEC
-	case r.Signature.SignatureErr != nil:
-		r.Err = r.Signature.SignatureErr
-	case roots != nil && r.Signature.ChainErr != nil:
-		r.Err = r.Signature.ChainErr
-	case r.Signature.MicalgMismatch:
-		r.Err = fmt.Errorf("verify: micalg=%q does not name the CMS digest %v (RFC 5751 §3.4.3.2)", r.Signature.Micalg, r.Signature.Digest)
+	case serr != nil:
+		r.Err = serr
+	case s != nil && s.SignatureErr != nil:
+		r.Err = s.SignatureErr
+	case s != nil && roots != nil && s.ChainErr != nil:
+		r.Err = s.ChainErr
+	case perr != nil:
+		r.Err = perr
 	default:
-		r.Err = checkFrom(m.Header, r.Signature.Signer)
+		r.Err = checkFrom(m.Header, s.Signer)
+	}
+	if s != nil && s.SignatureErr == nil && s.MicalgMismatch {
+		// RFC 5751 §3.4.3.2: receivers recover from a wrong micalg; the
+		// CMS signature alone decides
+		r.Warnings = append(r.Warnings, fmt.Sprintf("micalg=%q does not name the CMS digest %v: verified with the CMS digest (RFC 5751 §3.4.3.2)", s.Micalg, s.Digest))
+	}
+	if s != nil && s.ChainNote != "" {
+		r.Warnings = append(r.Warnings, s.ChainNote)
 	}
 	return r
 }

@@ -621,7 +621,7 @@ func logArchive(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	ts, warn, err := logarchive.Timestamp(ctx, nil, *tsa, *dir, *day, roots)
+	ts, warn, err := logarchive.Timestamp(ctx, nil, *tsa, *dir, *day, roots.Pool())
 	if err != nil {
 		return fail(stderr, cmd, fmt.Errorf("%v: the archive is written and signed but not time-stamped; run the same command again (with --tsa) to time-stamp it", err))
 	}

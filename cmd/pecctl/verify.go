@@ -1,7 +1,6 @@
 package main
 
 import (
-	"crypto/x509"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -10,8 +9,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pecgo/pec/config"
 	"github.com/pecgo/pec/daticert"
 	"github.com/pecgo/pec/kind"
+	"github.com/pecgo/pec/smime"
 	"github.com/pecgo/pec/verify"
 )
 
@@ -49,7 +50,11 @@ type fileJSON struct {
 	Kind           string        `json:"kind"`
 	HeaderType     string        `json:"header_type"`
 	SignatureValid bool          `json:"signature_valid"`
-	ChainValid     *bool         `json:"chain_valid"` // null when no --ca was given
+	ChainValid     *bool         `json:"chain_valid"`   // null when the chain was not checked
+	ChainChecked   bool          `json:"chain_checked"` // false: no trusted roots, the result is the signature's only
+	Roots          string        `json:"roots"`         // where the trusted roots came from
+	ChainNote      string        `json:"chain_note,omitempty"`
+	Warnings       []string      `json:"warnings"`
 	SigningTime    *time.Time    `json:"signing_time"`
 	SignerSubject  string        `json:"signer_subject"`
 	SignerSHA1     string        `json:"signer_sha1"`
@@ -57,13 +62,92 @@ type fileJSON struct {
 	Error          string        `json:"error"`
 }
 
-const verifyUsage = `usage: pecctl verify [--ca FILE]... [--json] FILE...
+const verifyUsage = `usage: pecctl verify [--ca FILE]... [--sha1-cutoff DAY|off] [-config FILE] [--json] FILE...
 
-Verifies PEC messages: S/MIME signature, and with --ca the signer's chain to
-those roots at the CMS signing time; prints kind, type header, daticert,
-signer and the first error. Exit status 0 when every file verifies, 1 when
-one does not, 2 on usage errors.
+Verifies PEC messages: the S/MIME signature and the signer's chain at the
+CMS signing time; prints kind, type header, daticert, signer, warnings and
+the first error. Trusted roots: the --ca files; without --ca, [signing]
+trusted_roots of the configuration (-config, default ` + config.DefaultPath + `)
+when it exists; else the system's roots. SHA-1 certificate signatures are
+accepted in chains of messages signed before --sha1-cutoff (default: the
+configuration's sha1_cutoff, else 2017-01-01). When no roots are found the
+chain is not checked and the output says so: exit status 0 then means "the
+signature verifies", nothing more. Exit status 0 when every file verifies,
+1 when one does not, 2 on usage errors.
 `
+
+// systemRootFiles are where Linux distributions keep the CA bundle (the
+// list crypto/x509 searches, which does not expose the certificates).
+var systemRootFiles = []string{
+	"/etc/ssl/certs/ca-certificates.crt", // Debian, Ubuntu
+	"/etc/pki/tls/certs/ca-bundle.crt",   // Fedora, RHEL
+	"/etc/ssl/ca-bundle.pem",             // openSUSE
+	"/etc/ssl/cert.pem",                  // Alpine
+}
+
+// verifyRoots finds the trusted roots: --ca, the configuration, the
+// system; nil roots and "none" when there are none.
+func verifyRoots(cas []string, cfgPath string, cfgGiven bool, cutoff string) (*smime.Roots, string, error) {
+	var roots *smime.Roots
+	source := "none"
+	switch {
+	case len(cas) > 0:
+		roots = smime.NewRoots()
+		for _, f := range cas {
+			pem, err := os.ReadFile(f)
+			if err != nil {
+				return nil, "", err
+			}
+			if !roots.AppendPEM(pem) {
+				return nil, "", fmt.Errorf("%s holds no PEM certificate", f)
+			}
+		}
+		source = "--ca " + strings.Join(cas, ",")
+	default:
+		if _, err := os.Stat(cfgPath); err == nil || cfgGiven {
+			cfg, err := loadConfig(cfgPath)
+			if err != nil {
+				return nil, "", err
+			}
+			if len(cfg.Signing.TrustedRoots) > 0 {
+				if roots, err = cfg.Roots(); err != nil {
+					return nil, "", err
+				}
+				source = "configuration " + cfgPath + " [signing] trusted_roots"
+				if cutoff == "" {
+					return roots, source, nil
+				}
+				break
+			}
+		}
+		files := systemRootFiles
+		if f := os.Getenv("SSL_CERT_FILE"); f != "" {
+			files = []string{f} // as crypto/x509: it replaces the list
+		}
+		for _, f := range files {
+			if pem, err := os.ReadFile(f); err == nil {
+				roots = smime.NewRoots()
+				if roots.AppendPEM(pem) {
+					source = "system " + f
+					break
+				}
+				roots = nil
+			}
+		}
+	}
+	if roots != nil && cutoff != "" {
+		if cutoff == "off" {
+			roots.SHA1Cutoff = time.Time{}
+		} else {
+			t, err := time.Parse("2006-01-02", cutoff)
+			if err != nil {
+				return nil, "", fmt.Errorf("--sha1-cutoff %q: use a day such as 2017-01-01, or off", cutoff)
+			}
+			roots.SHA1Cutoff = t
+		}
+	}
+	return roots, source, nil
+}
 
 func cmdVerify(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("verify", flag.ContinueOnError)
@@ -72,6 +156,8 @@ func cmdVerify(args []string, stdout, stderr io.Writer) int {
 	var cas multi
 	fs.Var(&cas, "ca", "PEM file of trusted roots (repeatable)")
 	asJSON := fs.Bool("json", false, "one JSON object per file")
+	cfgPath := fs.String("config", config.DefaultPath, "configuration file whose trusted_roots are used without --ca")
+	cutoff := fs.String("sha1-cutoff", "", "accept SHA-1 certificate signatures in chains of messages signed before this day (YYYY-MM-DD), or off")
 	var files []string
 	for {
 		if err := fs.Parse(args); err != nil {
@@ -87,25 +173,18 @@ func cmdVerify(args []string, stdout, stderr io.Writer) int {
 		fs.Usage()
 		return 2
 	}
-	var roots *x509.CertPool
-	if len(cas) > 0 {
-		roots = x509.NewCertPool()
-		for _, f := range cas {
-			pem, err := os.ReadFile(f)
-			if err != nil {
-				fmt.Fprintf(stderr, "pecctl verify: %v\n", err)
-				return 2
-			}
-			if !roots.AppendCertsFromPEM(pem) {
-				fmt.Fprintf(stderr, "pecctl verify: %s holds no PEM certificate\n", f)
-				return 2
-			}
-		}
+	cfgGiven := false
+	fs.Visit(func(f *flag.Flag) { cfgGiven = cfgGiven || f.Name == "config" })
+	roots, source, err := verifyRoots(cas, *cfgPath, cfgGiven, *cutoff)
+	if err != nil {
+		fmt.Fprintf(stderr, "pecctl verify: %v\n", err)
+		return 2
 	}
 	status := 0
 	enc := json.NewEncoder(stdout)
 	for _, f := range files {
 		out := verifyFile(f, roots)
+		out.Roots = source
 		// a file verifies when it is a well-formed PEC message whose
 		// signature (and chain, with --ca) verified: any error counts
 		ok := out.Error == "" && out.SignatureValid && (out.ChainValid == nil || *out.ChainValid)
@@ -121,14 +200,15 @@ func cmdVerify(args []string, stdout, stderr io.Writer) int {
 	return status
 }
 
-func verifyFile(file string, roots *x509.CertPool) fileJSON {
-	out := fileJSON{File: file, Kind: string(kind.Ordinaria)}
+func verifyFile(file string, roots *smime.Roots) fileJSON {
+	out := fileJSON{File: file, Kind: string(kind.Ordinaria), ChainChecked: roots != nil, Warnings: []string{}}
 	raw, err := os.ReadFile(file)
 	if err != nil {
 		out.Error = err.Error()
 		return out
 	}
 	r := verify.Message(raw, roots)
+	out.Warnings = append(out.Warnings, r.Warnings...)
 	if m := r.Message; m != nil {
 		out.Kind = jsonKind(m.Kind, m.HeaderType)
 		if tr := m.Header.Get("X-Trasporto"); tr != "" {
@@ -150,6 +230,7 @@ func verifyFile(file string, roots *x509.CertPool) fileJSON {
 			t := s.SigningTime
 			out.SigningTime = &t
 		}
+		out.ChainNote = s.ChainNote
 		if s.Signer != nil {
 			out.SignerSubject = s.Signer.Subject.String()
 			out.SignerSHA1 = s.SignerSHA1
@@ -198,7 +279,12 @@ func printText(w io.Writer, o fileJSON) {
 	}
 	fmt.Fprintf(w, "  signature:       %s\n", yesNo(o.SignatureValid))
 	if o.ChainValid != nil {
-		fmt.Fprintf(w, "  chain:           %s\n", yesNo(*o.ChainValid))
+		fmt.Fprintf(w, "  chain:           %s (roots: %s)\n", yesNo(*o.ChainValid), o.Roots)
+	} else {
+		fmt.Fprintf(w, "  chain:           NOT CHECKED: no trusted roots (pass --ca FILE); a valid result means the signature only\n")
+	}
+	if o.ChainNote != "" {
+		fmt.Fprintf(w, "  chain note:      %s\n", o.ChainNote)
 	}
 	if o.SigningTime != nil {
 		fmt.Fprintf(w, "  signing time:    %s\n", o.SigningTime.Format(time.RFC3339))
@@ -227,6 +313,9 @@ func printText(w io.Writer, o fileJSON) {
 		for _, r := range d.Ricezione {
 			fmt.Fprintf(w, "    ricezione:     %s\n", r)
 		}
+	}
+	for _, x := range o.Warnings {
+		fmt.Fprintf(w, "  warning:         %s\n", x)
 	}
 	if o.Error != "" {
 		fmt.Fprintf(w, "  error:           %s\n", o.Error)

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"crypto"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/pecgo/pec/build"
 	"github.com/pecgo/pec/daticert"
+	"github.com/pecgo/pec/internal/pectest"
 	"github.com/pecgo/pec/internal/testpki"
 	"github.com/pecgo/pec/parse"
 	"github.com/pecgo/pec/smime"
@@ -134,7 +136,7 @@ func TestVerifyGoldenWithCA(t *testing.T) {
 			t.Errorf("no report for %s", f)
 		}
 	}
-	if strings.Count(out, "  signature:       valid\n") != len(files) || strings.Count(out, "  chain:           valid\n") != len(files) {
+	if strings.Count(out, "  signature:       valid\n") != len(files) || strings.Count(out, "  chain:           valid (roots: --ca "+goldenRoot()+")\n") != len(files) {
 		t.Fatalf("not every file valid:\n%s", out)
 	}
 	if strings.Contains(out, "error:") || errOut != "" {
@@ -142,24 +144,67 @@ func TestVerifyGoldenWithCA(t *testing.T) {
 	}
 }
 
+// noSystemRoots hides the system's CA bundle from pecctl verify.
+func noSystemRoots(t *testing.T) {
+	t.Setenv("SSL_CERT_FILE", filepath.Join(t.TempDir(), "no-such-bundle.pem"))
+}
+
+// No --ca, no configuration, no system roots: the chain is not checked,
+// and the output says so; exit 0 means the signature only.
 func TestVerifyGoldenWithoutCA(t *testing.T) {
+	noSystemRoots(t)
 	files := allGolden(t)
+	missingCfg := filepath.Join(t.TempDir(), "pec.toml")
 	code, out, errOut := runCmd(append([]string{"verify"}, files...)...)
 	if code != 0 {
 		t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
 	}
-	if strings.Contains(out, "chain:") {
-		t.Fatalf("chain reported without --ca:\n%s", out)
+	if n := strings.Count(out, "  chain:           NOT CHECKED: no trusted roots (pass --ca FILE); a valid result means the signature only\n"); n != len(files) {
+		t.Fatalf("%d of %d files say the chain was not checked:\n%s", n, len(files), out)
 	}
-	// --json: chain_valid is null without --ca
+	// --json: chain_valid is null, chain_checked false, roots none
 	code, out, _ = runCmd(append([]string{"verify", "--json"}, files...)...)
 	if code != 0 {
 		t.Fatalf("exit %d", code)
 	}
 	for _, o := range jsonLines(t, out) {
-		if string(o["chain_valid"]) != "null" || string(o["signature_valid"]) != "true" {
-			t.Fatalf("chain_valid %s signature_valid %s", o["chain_valid"], o["signature_valid"])
+		if string(o["chain_valid"]) != "null" || string(o["signature_valid"]) != "true" || string(o["chain_checked"]) != "false" || str(t, o["roots"]) != "none" {
+			t.Fatalf("chain_valid %s signature_valid %s chain_checked %s roots %s", o["chain_valid"], o["signature_valid"], o["chain_checked"], o["roots"])
 		}
+	}
+	// an explicit -config that does not exist is a usage error
+	if code, _, errOut := runCmd("verify", "-config", missingCfg, files[0]); code != 2 || !strings.Contains(errOut, "not found") {
+		t.Fatalf("missing -config: exit %d %q", code, errOut)
+	}
+}
+
+// Without --ca: the configuration's trusted_roots, else the system roots.
+func TestVerifyDefaultRoots(t *testing.T) {
+	file := goldenFile("avvenuta-consegna-completa")
+	// the system bundle (SSL_CERT_FILE) holding the test root
+	t.Setenv("SSL_CERT_FILE", goldenRoot())
+	code, out, errOut := runCmd("verify", "--json", "-config", filepath.Join(t.TempDir(), "absent.toml"), file)
+	if code != 2 {
+		t.Fatalf("explicit missing config: exit %d %s %s", code, out, errOut)
+	}
+	code, out, errOut = runCmd("verify", "--json", file)
+	o := jsonLines(t, out)
+	if code != 0 || len(o) != 1 || string(o[0]["chain_valid"]) != "true" || str(t, o[0]["roots"]) != "system "+goldenRoot() {
+		t.Fatalf("system roots: exit %d\n%s\n%s", code, out, errOut)
+	}
+	// a configuration whose trusted_roots is another root: it wins over the system's
+	other := filepath.Join(t.TempDir(), "other.pem")
+	os.WriteFile(other, testpki.PEM(testpki.New("pec-b.example.test").Root.Cert), 0o644)
+	cfg := writeVerifyConfig(t, other)
+	code, out, _ = runCmd("verify", "--json", "-config", cfg, file)
+	o = jsonLines(t, out)
+	if code != 1 || string(o[0]["chain_valid"]) != "false" || !strings.HasPrefix(str(t, o[0]["roots"]), "configuration "+cfg) {
+		t.Fatalf("configuration roots: exit %d\n%s", code, out)
+	}
+	cfg = writeVerifyConfig(t, goldenRoot())
+	code, out, _ = runCmd("verify", "-config", cfg, file)
+	if code != 0 || !strings.Contains(out, "  chain:           valid (roots: configuration "+cfg+" [signing] trusted_roots)\n") {
+		t.Fatalf("configuration roots: exit %d\n%s", code, out)
 	}
 }
 
@@ -177,6 +222,7 @@ func TestVerifyFlagsAfterFiles(t *testing.T) {
 }
 
 func TestVerifyFlippedByte(t *testing.T) {
+	noSystemRoots(t)
 	bad := flipSigned(t, t.TempDir(), "posta-certificata")
 	for _, ca := range [][]string{nil, {"--ca", goldenRoot()}} {
 		args := append(append([]string{"verify", "--json"}, ca...), goldenFile("accettazione"), bad)
@@ -213,7 +259,7 @@ func TestVerifyOtherRoot(t *testing.T) {
 	}
 	// text form says so too
 	code, out, _ = runCmd("verify", "--ca", other, goldenFile("avvenuta-consegna-completa"))
-	if code != 1 || !strings.Contains(out, "  chain:           INVALID\n") {
+	if code != 1 || !strings.Contains(out, "  chain:           INVALID (roots: --ca "+other+")\n") {
 		t.Fatalf("exit %d\n%s", code, out)
 	}
 }
@@ -255,6 +301,7 @@ func TestVerifyUsageErrors(t *testing.T) {
 // An unreadable file is reported and makes the exit status 1, the other
 // files are still verified.
 func TestVerifyUnreadableFile(t *testing.T) {
+	noSystemRoots(t)
 	missing := filepath.Join(t.TempDir(), "absent.eml")
 	code, out, _ := runCmd("verify", "--json", missing, goldenFile("accettazione"))
 	if code != 1 {
@@ -267,7 +314,7 @@ func TestVerifyUnreadableFile(t *testing.T) {
 }
 
 var (
-	fileKeys     = []string{"chain_valid", "daticert", "error", "file", "header_type", "kind", "signature_valid", "signer_sha1", "signer_subject", "signing_time"}
+	fileKeys     = []string{"chain_checked", "chain_valid", "daticert", "error", "file", "header_type", "kind", "roots", "signature_valid", "signer_sha1", "signer_subject", "signing_time", "warnings"}
 	daticertKeys = []string{"consegna", "destinatari", "errore", "errore_esteso", "gestore_emittente", "giorno", "identificativo", "mittente", "msgid", "oggetto", "ora", "ricevuta", "ricezione", "risposte", "tipo", "zona"}
 	sha1RE       = regexp.MustCompile(`^[0-9a-f]{40}$`)
 )
@@ -436,13 +483,15 @@ func TestVerifyBuiltAtTestTime(t *testing.T) {
 		t.Fatalf("got %+v\nwant daticert %+v", got, want)
 	}
 
+	// a micalg naming another digest is a warning: the CMS signature
+	// alone decides (RFC 5751 §3.4.3.2)
 	code, out, _ = runCmd("verify", "--json", "--ca", root, mismatch)
-	if code != 1 {
+	if code != 0 {
 		t.Fatalf("micalg mismatch: exit %d\n%s", code, out)
 	}
 	var mm fileJSON
 	json.Unmarshal([]byte(out), &mm)
-	if !mm.SignatureValid || mm.ChainValid == nil || !*mm.ChainValid || !strings.Contains(mm.Error, "micalg") {
+	if !mm.SignatureValid || mm.ChainValid == nil || !*mm.ChainValid || mm.Error != "" || len(mm.Warnings) != 1 || !strings.Contains(mm.Warnings[0], `micalg="sha1" does not name the CMS digest SHA-256`) {
 		t.Fatalf("micalg mismatch: %+v", mm)
 	}
 }
@@ -455,4 +504,126 @@ func jsonEqual(t *testing.T, a, b any) bool {
 		t.Fatal(err1, err2)
 	}
 	return bytes.Equal(x, y)
+}
+
+// writeVerifyConfig writes a configuration whose only trust is roots.
+func writeVerifyConfig(t *testing.T, roots string) string {
+	t.Helper()
+	cfg := filepath.Join(t.TempDir(), "pec.toml")
+	conf := "[provider]\nname = \"Provider A S.p.A.\"\ndomain = \"pec-a.example.test\"\n\n[signing]\ntrusted_roots = [\"" + roots + "\"]\n"
+	if err := os.WriteFile(cfg, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// Messages built the way genuine providers built theirs (PEC-SPEC §6.7),
+// through pecctl verify --json: each verifies, with its daticert read and
+// the quirk named in warnings or chain_note.
+func TestVerifyProviderQuirks(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name string, raw []byte) string {
+		f := filepath.Join(dir, name+".eml")
+		if err := os.WriteFile(f, raw, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	envelopeBy := func(id *testpki.Provider, domain string, h crypto.Hash, at time.Time, subject string) []byte {
+		p := &build.Provider{Name: "Old PEC S.p.A.", Domain: domain, Signer: &smime.Signer{Key: id.Key, Cert: id.Cert, Chain: id.Chain, Hash: h}}
+		o, err := build.ParseOriginal([]byte("From: mario.rossi@" + domain + "\r\nTo: luigi.verdi@pec-b.example.test\r\nSubject: " + subject + "\r\nMessage-ID: <q1@client.example.org>\r\n\r\nciao\r\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		tx := o.Tx(p.NewIDAt(at), o.From[0], func(string) daticert.DestTipo { return daticert.Certificato })
+		m, err := p.TransportEnvelope(at, tx, o, []string{"luigi.verdi@pec-b.example.test"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m.Bytes()
+	}
+	type result struct {
+		fileJSON
+		Daticert *daticertJSON `json:"daticert"`
+	}
+	check := func(t *testing.T, file, root string, wantCode int) result {
+		t.Helper()
+		code, out, errOut := runCmd("verify", "--json", "--ca", root, file)
+		var r result
+		if err := json.Unmarshal([]byte(out), &r); err != nil {
+			t.Fatalf("%v: %s %s", err, out, errOut)
+		}
+		if code != wantCode {
+			t.Fatalf("exit %d, want %d\n%s", code, wantCode, out)
+		}
+		return r
+	}
+
+	t.Run("SHA-1 chain of 2015", func(t *testing.T) {
+		old := testpki.NewSHA1(t, testpki.SHA1Options{})
+		at := time.Date(2015, 6, 1, 10, 0, 0, 0, time.UTC)
+		f := write("sha1", envelopeBy(old.Provider, "pec-old.example.test", crypto.SHA1, at, "prova"))
+		root := filepath.Join(old.Dir, "root.pem")
+		r := check(t, f, root, 0)
+		if !r.SignatureValid || r.ChainValid == nil || !*r.ChainValid || !strings.Contains(r.ChainNote, "SHA-1") || r.Daticert == nil {
+			t.Fatalf("%+v", r)
+		}
+		// the same chain for a message signed after the cut-off: refused
+		code, out, _ := runCmd("verify", "--json", "--ca", root, "--sha1-cutoff", "2015-01-01", f)
+		if code != 1 || !strings.Contains(out, `"chain_valid":false`) || !strings.Contains(out, "accepted only for messages signed before 2015-01-01") {
+			t.Fatalf("cut-off 2015-01-01: exit %d %s", code, out)
+		}
+	})
+
+	pki := testpki.New("pec-q.example.test")
+	id := pki.Issue("Quirky PEC S.p.A.", "posta-certificata@pec-q.example.test", time.Time{}, time.Time{}, false)
+	root := filepath.Join(dir, "root.pem")
+	os.WriteFile(root, testpki.PEM(pki.Root.Cert), 0o644)
+	at := time.Date(2026, 3, 4, 10, 0, 0, 0, time.UTC)
+	plain := envelopeBy(id, "pec-q.example.test", crypto.SHA256, at, "Fattura 7")
+
+	for _, tc := range []struct{ name, oggetto, warn string }{
+		{"reference &#18; in oggetto", "Fattura&#18; 7", "&#18;"},
+		{"raw U+0016 in oggetto", "Fattura\x16 7", "U+0016"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			raw := pectest.Resign(t, id, plain, at, func(x []byte) []byte {
+				return bytes.Replace(x, []byte("<oggetto>Fattura 7</oggetto>"), []byte("<oggetto>"+tc.oggetto+"</oggetto>"), 1)
+			}, nil)
+			r := check(t, write("ctl", raw), root, 0)
+			if r.Daticert == nil || r.Daticert.Oggetto == nil || *r.Daticert.Oggetto != "Fattura\uFFFD 7" || len(r.Warnings) != 1 || !strings.Contains(r.Warnings[0], tc.warn) {
+				t.Fatalf("%+v", r)
+			}
+		})
+	}
+	for _, tc := range []struct{ micalg, warn string }{
+		{`micalg=sha256`, ""}, {`micalg="sha-256"`, ""}, {`micalg=SHA-256`, ""},
+		{`micalg=sha-1`, `micalg="sha-1" does not name the CMS digest SHA-256`},
+	} {
+		t.Run(tc.micalg, func(t *testing.T) {
+			raw := bytes.Replace(plain, []byte(`micalg="sha-256"`), []byte(tc.micalg), 1)
+			r := check(t, write("micalg", raw), root, 0)
+			if r.Daticert == nil || (tc.warn == "") != (len(r.Warnings) == 0) || tc.warn != "" && !strings.Contains(r.Warnings[0], tc.warn) {
+				t.Fatalf("%+v", r)
+			}
+		})
+	}
+	t.Run("Subject edited after signing", func(t *testing.T) {
+		raw := bytes.Replace(plain, []byte("Subject: POSTA CERTIFICATA: Fattura 7"), []byte("Subject: POSTA CERTIFICATA: Fattura 8"), 1)
+		r := check(t, write("subject", raw), root, 0)
+		if len(r.Warnings) != 1 || !strings.Contains(r.Warnings[0], `oggetto "Fattura 7"`) {
+			t.Fatalf("%+v", r)
+		}
+	})
+	t.Run("broken signature and broken daticert", func(t *testing.T) {
+		raw := pectest.Resign(t, id, plain, at, func(x []byte) []byte {
+			return bytes.Replace(x, []byte("<gestore-emittente>"), []byte("<gestore-emittente x=>"), 1)
+		}, nil)
+		i := bytes.Index(raw, []byte("Content-Type: text/plain"))
+		raw[i+len("Content-Type: text/plai")] = 'N'
+		r := check(t, write("both", raw), root, 1)
+		if !strings.Contains(r.Error, "digest mismatch") {
+			t.Fatalf("error %q, want the signature's first", r.Error)
+		}
+	})
 }

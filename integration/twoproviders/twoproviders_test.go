@@ -462,4 +462,3 @@ func sorted(s []string) []string {
 	sort.Strings(out)
 	return out
 }
-

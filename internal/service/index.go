@@ -126,9 +126,9 @@ func IndexSource(cfg *config.Config) (index.Source, error) {
 			return nil, err
 		}
 		if strings.HasPrefix(cfg.Index.SignedLDIF, "https://") || strings.HasPrefix(cfg.Index.SignedLDIF, "http://") {
-			return index.URLSource{URL: cfg.Index.SignedLDIF, Roots: roots}, nil
+			return index.URLSource{URL: cfg.Index.SignedLDIF, Roots: roots.Pool()}, nil
 		}
-		return index.FileSource{Path: cfg.Index.SignedLDIF, Signed: true, Roots: roots}, nil
+		return index.FileSource{Path: cfg.Index.SignedLDIF, Signed: true, Roots: roots.Pool()}, nil
 	case cfg.Index.LDAPURL != "":
 		return index.LDAPSource{LDAPConfig: index.LDAPConfig{URL: cfg.Index.LDAPURL, BaseDN: cfg.Index.LDAPBase}}, nil
 	}

@@ -20,6 +20,8 @@ import (
 	"path/filepath"
 	"sync"
 	"time"
+
+	"github.com/pecgo/pec/smime"
 )
 
 // CA is a certificate with its key.
@@ -173,12 +175,8 @@ func Revoked(cert *x509.Certificate, at time.Time, reason int) x509.RevocationLi
 	return x509.RevocationListEntry{SerialNumber: cert.SerialNumber, RevocationTime: at, ReasonCode: reason}
 }
 
-// Pool returns a pool holding only the root.
-func (p *PKI) Pool() *x509.CertPool {
-	pool := x509.NewCertPool()
-	pool.AddCert(p.Root.Cert)
-	return pool
-}
+// Pool returns trusted roots holding only the root.
+func (p *PKI) Pool() *smime.Roots { return smime.NewRoots(p.Root.Cert) }
 
 // PEM encodes certificates.
 func PEM(certs ...*x509.Certificate) []byte {
