@@ -282,6 +282,67 @@ func TestTwoProviders(t *testing.T) {
 		}
 	})
 
+	// Envelopes of A built the way genuine providers built theirs
+	// (PEC-SPEC §6.7, issue: every real provider's message is read): B's
+	// incoming point treats each as valid PEC, the recipient gets the
+	// envelope, A's service mailbox the take-charge, the sender the
+	// delivery receipt; the quirk is logged, and what B emits is strict.
+	t.Run("provider-quirks", func(t *testing.T) {
+		oggetto := func(subj, with string) func([]byte) []byte {
+			return func(x []byte) []byte {
+				y := bytes.Replace(x, []byte("<oggetto>"+subj+"</oggetto>"), []byte("<oggetto>"+with+"</oggetto>"), 1)
+				if bytes.Equal(x, y) {
+					t.Fatalf("test bug: no oggetto %q", subj)
+				}
+				return y
+			}
+		}
+		for _, tc := range []struct {
+			subj string
+			make func(subj string, env []byte) []byte
+			warn string
+		}{
+			{"quirk control reference", func(subj string, env []byte) []byte {
+				return pectest.Resign(t, w.a.Identity, env, time.Now(), oggetto(subj, "quirk&#18; control reference"), nil)
+			}, "&#18;"},
+			{"quirk control raw", func(subj string, env []byte) []byte {
+				return pectest.Resign(t, w.a.Identity, env, time.Now(), oggetto(subj, "quirk\x16 control raw"), nil)
+			}, "U+0016"},
+			{"quirk micalg no dash", func(subj string, env []byte) []byte {
+				return bytes.Replace(env, []byte(`micalg="sha-256"`), []byte(`micalg=sha256`), 1)
+			}, ""},
+			{"quirk micalg wrong digest", func(subj string, env []byte) []byte {
+				return bytes.Replace(env, []byte(`micalg="sha-256"`), []byte(`micalg=sha-1`), 1)
+			}, `micalg=\"sha-1\" does not name the CMS digest`},
+			{"quirk subject edited", func(subj string, env []byte) []byte {
+				return bytes.Replace(env, []byte("Subject: POSTA CERTIFICATA: "+subj), []byte("Subject: POSTA CERTIFICATA: "+subj+" (edited)"), 1)
+			}, "differs from the daticert oggetto"},
+		} {
+			t.Run(strings.ReplaceAll(tc.subj, " ", "-"), func(t *testing.T) {
+				env := tc.make(tc.subj, pectest.ForgeEnvelope(t, w.a.Identity, mario, luigi, tc.subj))
+				if err := pectest.SendAs(w.b.MXAddr, "", mario, []string{luigi}, env); err != nil {
+					t.Fatal(err)
+				}
+				if m := box(t, w.b, luigi, tc.subj, 1)[0]; m.Kind != kind.PostaCertificata {
+					t.Fatalf("recipient got %s, want the envelope as valid PEC", m.Kind)
+				}
+				pic := box(t, w.a, w.a.ServiceAddr(), tc.subj, 1)[0]
+				if pic.Kind != kind.PresaInCarico {
+					t.Fatalf("A's service mailbox got %s", pic.Kind)
+				}
+				w.check(t, "presa-in-carico-"+tc.subj, pic)
+				rc := box(t, w.a, mario, tc.subj, 1)[0]
+				if rc.Kind != kind.AvvenutaConsegna || rc.Daticert.Consegna != luigi {
+					t.Fatalf("sender got %s", kinds([]*parse.Message{rc}))
+				}
+				w.check(t, "avvenuta-consegna-"+tc.subj, rc)
+				if tc.warn != "" && !strings.Contains(w.b.ProcLog("pecmilter"), tc.warn) {
+					t.Errorf("B's incoming point did not log the quirk %q", tc.warn)
+				}
+			})
+		}
+	})
+
 	t.Run("forged-envelopes", func(t *testing.T) {
 		// signed by a certificate that is not in the index
 		other := w.w.PKI.Issue("Intruso S.r.l.", "posta-certificata@pec-a.example.test", time.Time{}, time.Time{}, false)
