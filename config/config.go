@@ -94,6 +94,12 @@ type Milter struct {
 	Access   string `toml:"access"`   // e.g. inet:127.0.0.1:8891 or unix:/run/pec/access.sock
 	Incoming string `toml:"incoming"` // the port-25 role
 	Metrics  string `toml:"metrics"`  // host:port of the Prometheus endpoint; "" disables
+	// QueueConfirmation "on" (default): an acceptance becomes effective
+	// only when Postfix has queued the transport envelope, confirmed by
+	// the recipient pec-queued+<token>@<provider domain> that Postfix
+	// delivers to pecdeliver. "off": effective when the milter answers
+	// (Postfix may still fail to queue: an acceptance for mail never sent).
+	QueueConfirmation string `toml:"queue_confirmation"`
 }
 
 // Deliver is pecdeliver's LMTP front and the Dovecot LMTP behind it.
@@ -219,6 +225,9 @@ func (c *Config) defaults() {
 	if c.Reinject.Helo == "" {
 		c.Reinject.Helo = "localhost"
 	}
+	if c.Milter.QueueConfirmation == "" {
+		c.Milter.QueueConfirmation = "on"
+	}
 	if c.Policy.OrdinaryMail == "" {
 		c.Policy.OrdinaryMail = "accept"
 	}
@@ -240,6 +249,9 @@ func (c *Config) check() error {
 	}
 	if _, ok := digests[c.Signing.Digest]; !ok {
 		errs = append(errs, fmt.Sprintf("[signing] digest %q: use sha256, sha384, sha512 or sha1", c.Signing.Digest))
+	}
+	if c.Milter.QueueConfirmation != "on" && c.Milter.QueueConfirmation != "off" {
+		errs = append(errs, fmt.Sprintf("[milter] queue_confirmation %q: use on or off", c.Milter.QueueConfirmation))
 	}
 	if c.Signing.CRL != "off" && c.Signing.CRL != "soft" && c.Signing.CRL != "hard" {
 		errs = append(errs, fmt.Sprintf("[signing] crl %q: use off, soft or hard", c.Signing.CRL))

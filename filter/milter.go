@@ -37,13 +37,19 @@ type Milter struct {
 	Observer func(role string, d Decision, elapsed time.Duration)
 	// RequireAuth refuses MAIL FROM without SASL authentication (submission).
 	RequireAuth bool
+	// ConfirmDomain, when set, holds the transaction of every message the
+	// role turns into a transport envelope until Postfix has queued it:
+	// the milter adds the confirmation recipient QueuedAddress(ConfirmDomain,
+	// token), which Postfix must route to the delivery point (queued.go,
+	// store.HoldUntilQueued). Empty: committed before Postfix queues.
+	ConfirmDomain string
 }
 
 // Server returns a go-milter server for m.
 func (m *Milter) Server() *milter.Server {
 	return &milter.Server{
 		NewMilter: func() milter.Milter { return &session{m: m} },
-		Actions:   milter.OptAddHeader | milter.OptChangeHeader | milter.OptChangeBody | milter.OptRemoveRcpt,
+		Actions:   milter.OptAddHeader | milter.OptChangeHeader | milter.OptChangeBody | milter.OptAddRcpt | milter.OptRemoveRcpt,
 		Protocol:  milter.OptHeaderLeadingSpace | milter.OptNoUnknown,
 	}
 }
@@ -137,7 +143,16 @@ func (s *session) Body(m *milter.Modifier) (milter.Response, error) {
 	defer cancel()
 	now := s.m.Clock.now()
 	d := s.m.Role.Check(ctx, s.env, s.raw(), now)
-	if len(d.Txn.Events) > 0 || len(d.Txn.Outbox) > 0 || len(d.Txn.Virus) > 0 {
+	// an acceptance is true only once Postfix has queued the envelope:
+	// hold it until then (store/held.go)
+	token := ""
+	if s.m.ConfirmDomain != "" && d.Action == Accept && d.Replace != nil {
+		token = NewQueuedToken()
+		if err := s.m.Store.HoldUntilQueued(token, s.env.QueueID, now, d.Txn); err != nil {
+			s.log().Error("store hold failed: tempfailing so the client keeps the message", "role", s.m.Name, "queue_id", s.env.QueueID, "error", err)
+			d = tempfail("4.3.0", "PEC: store not available, try again later")
+		}
+	} else if len(d.Txn.Events) > 0 || len(d.Txn.Outbox) > 0 || len(d.Txn.Virus) > 0 {
 		if err := s.m.Store.Commit(d.Txn); err != nil {
 			s.log().Error("store commit failed: tempfailing so the client keeps the message", "role", s.m.Name, "queue_id", s.env.QueueID, "error", err)
 			d = tempfail("4.3.0", "PEC: store not available, try again later")
@@ -152,6 +167,9 @@ func (s *session) Body(m *milter.Modifier) (milter.Response, error) {
 	if d.Replace != nil {
 		attrs = append(attrs, "pec_id", d.Replace.ID, "kind", d.Replace.Kind)
 	}
+	if token != "" && d.Action == Accept {
+		attrs = append(attrs, "held_until_queued", true)
+	}
 	s.log().Info("message", attrs...)
 	switch d.Action {
 	case Reject, TempFail:
@@ -164,11 +182,16 @@ func (s *session) Body(m *milter.Modifier) (milter.Response, error) {
 			return nil, err
 		}
 	}
+	if token != "" {
+		if err := m.AddRecipient(QueuedAddress(s.m.ConfirmDomain, token)); err != nil {
+			return nil, err // Postfix is gone: it queues nothing, the hold is never confirmed
+		}
+	}
 	if d.Replace != nil {
 		if err := s.replace(m, d.Replace); err != nil {
-			// the store holds the receipt already; tempfail keeps the mail
-			// with the client. The resulting duplicate acceptance on retry
-			// is logged and visible: better than a lost message.
+			// tempfail keeps the mail with the client; a held acceptance
+			// is never confirmed (without ConfirmDomain the receipt is in
+			// the store already and a retry makes a second, visible one)
 			s.log().Error("rewriting the message failed", "queue_id", s.env.QueueID, "error", err)
 			return milter.NewResponseStr('y', "451 4.3.0 PEC: internal error, try again later"), nil
 		}

@@ -13,6 +13,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/pecgo/pec/config"
+	"github.com/pecgo/pec/filter"
 	"github.com/pecgo/pec/kind"
 	"github.com/pecgo/pec/store"
 )
@@ -127,12 +128,13 @@ func (s *Server) log() *slog.Logger {
 func (s *Server) NewSession(c *smtp.Conn) (smtp.Session, error) { return &session{s: s}, nil }
 
 type session struct {
-	s     *Server
-	from  string
-	rcpts []string
+	s        *Server
+	from     string
+	rcpts    []string
+	confirms []string // confirmation recipients (filter.QueuedAddress), answered at RCPT
 }
 
-func (ss *session) Reset()        { ss.from, ss.rcpts = "", nil }
+func (ss *session) Reset()        { ss.from, ss.rcpts, ss.confirms = "", nil, nil }
 func (ss *session) Logout() error { return nil }
 
 func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
@@ -143,7 +145,33 @@ func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
 // Rcpt accepts every recipient: for PEC mailboxes the outcome is decided
 // at delivery, as a receipt (PEC-SPEC §6.6 rule 7).
 func (ss *session) Rcpt(to string, opts *smtp.RcptOptions) error {
+	if token, ok := filter.QueuedToken(to, ss.s.Delivery.Provider.Domain); ok {
+		return ss.confirmQueued(to, token)
+	}
 	ss.rcpts = append(ss.rcpts, to)
+	return nil
+}
+
+// confirmQueued: Postfix delivers the confirmation recipient only from a
+// queued message, so the access point's held acceptance becomes effective
+// now (store/held.go). Never a permanent failure: Postfix would bounce it
+// to the sender; a store failure is temporary and Postfix retries.
+func (ss *session) confirmQueued(rcpt, token string) error {
+	s := ss.s
+	found, err := s.Store.ConfirmQueued(token)
+	if err != nil {
+		s.log().Error("cannot make a held acceptance effective, tempfailing: Postfix retries", "rcpt", rcpt, "error", err)
+		return errTemp
+	}
+	if !found {
+		s.log().Warn("confirmation for no held acceptance (confirmed already, or dropped as never queued)", "rcpt", rcpt)
+	} else {
+		s.log().Info("acceptance effective: Postfix queued the envelope", "token", token)
+		if s.Kick != nil {
+			s.Kick()
+		}
+	}
+	ss.confirms = append(ss.confirms, rcpt)
 	return nil
 }
 
@@ -159,6 +187,12 @@ func (ss *session) LMTPData(r io.Reader, status smtp.StatusCollector) (err error
 	raw, err := io.ReadAll(r)
 	if err != nil {
 		return err
+	}
+	for _, rcpt := range ss.confirms {
+		status.SetStatus(rcpt, nil)
+	}
+	if len(ss.rcpts) == 0 {
+		return nil // only confirmation recipients
 	}
 	start := time.Now()
 	var (

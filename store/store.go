@@ -40,7 +40,7 @@ import (
 )
 
 // schemaVersion is the PRAGMA user_version of a store written by this code.
-const schemaVersion = 1
+const schemaVersion = 2
 
 // migrations[i] upgrades a store from user_version i to i+1.
 var migrations = []string{
@@ -115,6 +115,16 @@ CREATE TABLE virus (
 ) STRICT;
 CREATE INDEX virus_pecid ON virus(pecid);
 CREATE INDEX virus_time  ON virus(time_ns);
+`,
+	// 1 -> 2: acceptances held until Postfix has queued the envelope (held.go)
+	trackingSchema + `
+ALTER TABLE tracking ADD COLUMN held TEXT;  -- token of a held transaction; NULL: effective
+CREATE TABLE held (
+	token      TEXT PRIMARY KEY,
+	queue_id   TEXT NOT NULL,
+	created_ns INTEGER NOT NULL,
+	txn        BLOB NOT NULL     -- JSON of the Txn, without its timer rows
+) STRICT;
 `,
 }
 
@@ -500,59 +510,81 @@ func appendEvents(tx *sql.Tx, rows []eventRow) error {
 // with synchronous=FULL: when it returns nil the transaction is on disk;
 // when it returns an error nothing of txn was written.
 func (s *Store) Commit(txn Txn) error {
-	if len(txn.Events) == 0 && len(txn.Outbox) == 0 && len(txn.Virus) == 0 && len(txn.Track) == 0 && len(txn.Marks) == 0 {
+	if txn.empty() {
 		return nil
 	}
+	c, err := prepareTxn(txn)
+	if err != nil {
+		return fmt.Errorf("store: commit: %w", err)
+	}
+	if err := s.write(c.apply); err != nil {
+		return fmt.Errorf("store: commit: %w", err)
+	}
+	return nil
+}
+
+func (t Txn) empty() bool {
+	return len(t.Events) == 0 && len(t.Outbox) == 0 && len(t.Virus) == 0 && len(t.Track) == 0 && len(t.Marks) == 0
+}
+
+// preparedTxn is a Txn checked and encoded, ready to be written inside a
+// database transaction.
+type preparedTxn struct {
+	txn Txn
+	evs []eventRow
+}
+
+func prepareTxn(txn Txn) (*preparedTxn, error) {
 	evs := make([]eventRow, 0, len(txn.Events))
 	for _, e := range txn.Events {
 		r, err := prepareEvent(e)
 		if err != nil {
-			return fmt.Errorf("store: commit: %w", err)
+			return nil, err
 		}
 		evs = append(evs, r)
 	}
 	for i, o := range txn.Outbox {
 		if len(o.Rcpts) == 0 {
-			return fmt.Errorf("store: commit: outgoing %d (%s): no recipients", i, o.MessageID)
+			return nil, fmt.Errorf("outgoing %d (%s): no recipients", i, o.MessageID)
 		}
 		if len(o.Data) == 0 {
-			return fmt.Errorf("store: commit: outgoing %d (%s): empty data", i, o.MessageID)
+			return nil, fmt.Errorf("outgoing %d (%s): empty data", i, o.MessageID)
 		}
 	}
 	for i, v := range txn.Virus {
 		if !validTime(v.Time) {
-			return fmt.Errorf("store: commit: virus item %d (%s): Time %v is zero or out of range", i, v.PECID, v.Time)
+			return nil, fmt.Errorf("virus item %d (%s): Time %v is zero or out of range", i, v.PECID, v.Time)
 		}
 	}
+	return &preparedTxn{txn: txn, evs: evs}, nil
+}
+
+// apply writes the transaction inside tx.
+func (c *preparedTxn) apply(tx *sql.Tx) error {
+	txn := c.txn
 	now := time.Now().UnixNano()
-	err := s.write(func(tx *sql.Tx) error {
-		if err := appendEvents(tx, evs); err != nil {
-			return err
-		}
-		for _, o := range txn.Outbox {
-			_, err := tx.Exec(`INSERT INTO outbox (created_ns, mail_from, rcpts, data, message_id, kind) VALUES (?, ?, ?, ?, ?, ?)`,
-				now, o.MailFrom, encodeList(o.Rcpts), o.Data, o.MessageID, o.Kind)
-			if err != nil {
-				return fmt.Errorf("inserting outgoing %s: %w", o.MessageID, err)
-			}
-		}
-		for _, v := range txn.Virus {
-			data := v.Data
-			if data == nil {
-				data = []byte{}
-			}
-			_, err := tx.Exec(`INSERT INTO virus (time_ns, pecid, sender, recipients, signature, data) VALUES (?, ?, ?, ?, ?, ?)`,
-				v.Time.UnixNano(), v.PECID, v.Sender, encodeList(v.Recipients), v.Signature, data)
-			if err != nil {
-				return fmt.Errorf("inserting virus item for %s: %w", v.PECID, err)
-			}
-		}
-		return commitTracking(tx, txn)
-	})
-	if err != nil {
-		return fmt.Errorf("store: commit: %w", err)
+	if err := appendEvents(tx, c.evs); err != nil {
+		return err
 	}
-	return nil
+	for _, o := range txn.Outbox {
+		_, err := tx.Exec(`INSERT INTO outbox (created_ns, mail_from, rcpts, data, message_id, kind) VALUES (?, ?, ?, ?, ?, ?)`,
+			now, o.MailFrom, encodeList(o.Rcpts), o.Data, o.MessageID, o.Kind)
+		if err != nil {
+			return fmt.Errorf("inserting outgoing %s: %w", o.MessageID, err)
+		}
+	}
+	for _, v := range txn.Virus {
+		data := v.Data
+		if data == nil {
+			data = []byte{}
+		}
+		_, err := tx.Exec(`INSERT INTO virus (time_ns, pecid, sender, recipients, signature, data) VALUES (?, ?, ?, ?, ?, ?)`,
+			v.Time.UnixNano(), v.PECID, v.Sender, encodeList(v.Recipients), v.Signature, data)
+		if err != nil {
+			return fmt.Errorf("inserting virus item for %s: %w", v.PECID, err)
+		}
+	}
+	return commitTracking(tx, txn)
 }
 
 // ---- outbox ----

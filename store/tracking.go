@@ -115,10 +115,10 @@ func (s *Store) DueTimers(now time.Time, warn, final time.Duration, limit int) (
 	rows, err := s.db.Query(`
 		SELECT pecid, rcpt, sent_ns, tx, MAX(final) FROM (
 			SELECT pecid, rcpt, sent_ns, tx, 0 AS final FROM tracking
-			WHERE outcome_ns IS NULL AND notice24_ns IS NULL AND presa_ns IS NULL AND notice12_ns IS NULL AND sent_ns <= ?
+			WHERE outcome_ns IS NULL AND notice24_ns IS NULL AND presa_ns IS NULL AND notice12_ns IS NULL AND sent_ns <= ? AND held IS NULL
 			UNION ALL
 			SELECT pecid, rcpt, sent_ns, tx, 1 AS final FROM tracking
-			WHERE outcome_ns IS NULL AND notice24_ns IS NULL AND sent_ns <= ?)
+			WHERE outcome_ns IS NULL AND notice24_ns IS NULL AND sent_ns <= ? AND held IS NULL)
 		GROUP BY pecid, rcpt ORDER BY sent_ns, pecid, rcpt LIMIT ?`, now.Add(-warn).UnixNano(), now.Add(-final).UnixNano(), limit)
 	if err != nil {
 		return nil, fmt.Errorf("store: due timers: %w", err)

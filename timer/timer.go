@@ -59,8 +59,11 @@ type Runner struct {
 	Now      func() time.Time
 	Warn     time.Duration // default 12 h
 	Final    time.Duration // default 23 h
-	Kick     func()
-	Log      *slog.Logger
+	// HeldTimeout: an acceptance held for longer without Postfix's
+	// confirmation is dropped (store/held.go); default DefaultHeldTimeout.
+	HeldTimeout time.Duration
+	Kick        func()
+	Log         *slog.Logger
 }
 
 func (r *Runner) now() time.Time {
@@ -159,6 +162,28 @@ func (r *Runner) notify(now time.Time, d store.Timer) error {
 	return nil
 }
 
+// DefaultHeldTimeout is how long a held acceptance waits for Postfix's
+// confirmation: Postfix keeps a queued message (and so the confirmation
+// recipient) at most maximal_queue_lifetime = 1 d (RFC 6109 §2.2.2), plus
+// an hour of margin. Normally the confirmation comes within seconds.
+const DefaultHeldTimeout = 25 * time.Hour
+
+// DropUnqueued drops the held acceptances that Postfix never confirmed:
+// their messages were never queued, so the sender gets no acceptance and
+// the log no row (store.DropUnqueued). It returns how many.
+func (r *Runner) DropUnqueued() (int, error) {
+	timeout := r.HeldTimeout
+	if timeout == 0 {
+		timeout = DefaultHeldTimeout
+	}
+	dropped, err := r.Store.DropUnqueued(r.now().Add(-timeout))
+	for _, h := range dropped {
+		r.log().Error("acceptance dropped: Postfix never confirmed that it queued the transport envelope; no acceptance was sent and the log has no row for it",
+			"queue_id", h.QueueID, "pec_ids", h.PECIDs, "held_since", h.Created, "waited", timeout)
+	}
+	return len(dropped), err
+}
+
 // Run checks every interval (default 1 min) until ctx is done.
 func (r *Runner) Run(ctx context.Context, interval time.Duration) {
 	if interval == 0 {
@@ -169,6 +194,9 @@ func (r *Runner) Run(ctx context.Context, interval time.Duration) {
 	for {
 		if _, err := r.RunOnce(ctx); err != nil && ctx.Err() == nil {
 			r.log().Error("timers", "error", err)
+		}
+		if _, err := r.DropUnqueued(); err != nil && ctx.Err() == nil {
+			r.log().Error("held acceptances", "error", err)
 		}
 		select {
 		case <-ctx.Done():

@@ -230,3 +230,40 @@ func TestManyBadRowsDoNotStarve(t *testing.T) {
 		t.Fatalf("RunOnce = %d, %v; want the good row's notice despite 150 bad rows", n, err)
 	}
 }
+
+// An acceptance held for a message Postfix never queued: no timer notice
+// ever, and after the held timeout it is dropped with its timer rows.
+func TestHeldNeverQueued(t *testing.T) {
+	b := newBench(t)
+	subj := "mai accodato"
+	tx := &build.Tx{ID: "pec2@pec-a.example.test", MsgID: "<m2@client.example.test>", Mittente: mario, Risposte: mario,
+		Oggetto: &subj, Subject: subj, Destinatari: []daticert.Destinatario{{Addr: luigi, Tipo: daticert.Certificato}}}
+	track, err := timer.Track(tx, []string{luigi}, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := store.Event{Time: t0, Point: "access", Type: "accettazione", PECID: tx.ID, Sender: mario, Recipients: []string{luigi}}
+	if err := b.st.HoldUntilQueued("0123456789abcdef0123456789abcdef", "QX1", t0, store.Txn{Events: []store.Event{ev}, Track: track}); err != nil {
+		t.Fatal(err)
+	}
+	// the tracked envelope of newBench gets its notices; the held one none
+	for _, n := range b.at(25 * time.Hour) {
+		if n.Daticert.Identificativo == tx.ID {
+			t.Fatalf("a timer notice for an acceptance Postfix never confirmed: %s", n.Kind)
+		}
+	}
+	r := &timer.Runner{Store: b.st, Provider: b.prov, Now: func() time.Time { return t0.Add(24 * time.Hour) }}
+	if n, err := r.DropUnqueued(); err != nil || n != 0 {
+		t.Fatalf("dropped %d before the timeout: %v", n, err)
+	}
+	r.Now = func() time.Time { return t0.Add(timer.DefaultHeldTimeout + time.Second) }
+	if n, err := r.DropUnqueued(); err != nil || n != 1 {
+		t.Fatalf("dropped %d after the timeout: %v", n, err)
+	}
+	if rows, _ := b.st.Tracking(tx.ID); len(rows) != 0 {
+		t.Fatalf("timer rows left: %+v", rows)
+	}
+	if evs, _ := b.st.Events(store.Query{PECID: tx.ID}); len(evs) != 0 {
+		t.Fatalf("log rows for mail never queued: %+v", evs)
+	}
+}

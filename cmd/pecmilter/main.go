@@ -67,6 +67,11 @@ func run(path string, log *slog.Logger) error {
 			},
 		}
 		m := &filter.Milter{Name: "access", Role: access, Store: st, Kick: d.Outbox.Kick, Log: log, RequireAuth: true, Observer: observe}
+		if cfg.Milter.QueueConfirmation == "on" {
+			// Postfix routes the provider's domain to pecdeliver, which
+			// makes held acceptances effective (filter/queued.go)
+			m.ConfirmDomain = d.Provider.Domain
+		}
 		servers = append(servers, daemon.Server{Name: "access milter", Spec: cfg.Milter.Access, Serve: m.Serve})
 	}
 	if cfg.Milter.Incoming != "" {

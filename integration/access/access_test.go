@@ -24,6 +24,7 @@ import (
 	"github.com/pecgo/pec/internal/testpki"
 	"github.com/pecgo/pec/kind"
 	"github.com/pecgo/pec/parse"
+	"github.com/pecgo/pec/store"
 )
 
 const (
@@ -43,7 +44,11 @@ func setup(t *testing.T) *fixture {
 	w := pectest.NewWorld(t, "pec-a.example.test", "pec-b.example.test")
 	sink := pectest.StartSink(t)
 	a := w.Add(pectest.Spec{Name: "Provider A S.p.A.", Domain: "pec-a.example.test", Users: []string{mario, "altro@pec-a.example.test"},
-		SinkAll: sink, Extra: "\n[limits]\nmax_recipients = 3\nmax_size_times_rcpts = 30000\n"})
+		SinkAll: sink, Extra: "\n[limits]\nmax_recipients = 3\nmax_size_times_rcpts = 30000\n",
+		// Postfix refuses, after the access milter accepted it, the
+		// envelope of a message titled "never queued": as when it
+		// crashes or cannot write its queue file at that instant
+		PostfixMain: []string{"milter_header_checks = regexp:{ {/^Subject: POSTA CERTIFICATA: never queued/ REJECT refused after the milter} }"}})
 	w.Add(pectest.Spec{Name: "Provider B S.p.A.", Domain: "pec-b.example.test", IndexOnly: true})
 	w.Start()
 	return &fixture{w: w, a: a, sink: sink}
@@ -248,12 +253,58 @@ func TestAccessPoint(t *testing.T) {
 		f.a.Signal("pecmilter", syscall.SIGHUP)
 	})
 
+	// RFC 6109 §3.1.4: no acceptance for mail Postfix did not queue. The
+	// milter accepted and signed, then Postfix refused to queue: no
+	// acceptance leaves, the log has no row, no timer runs; the held
+	// transaction is dropped once Postfix could no longer confirm it.
+	t.Run("never-queued", func(t *testing.T) {
+		err := f.a.Send(mario, []string{luigi}, message(mario, luigi, "", "", "never queued", "x"))
+		if code(err) != 550 && code(err) != 554 {
+			t.Fatalf("Postfix did not refuse the test message after the milter: %v", err)
+		}
+		// a message sent after it is accepted and confirmed: when its
+		// acceptance has left, the refused one's would have too
+		if err := f.a.Send(mario, []string{luigi}, message(mario, luigi, "", "", "queued after", "x")); err != nil {
+			t.Fatal(err)
+		}
+		f.sink.Wait(t, 1, 30*time.Second, func(m pectest.SinkMessage) bool { return subjectHas("queued after")(m) && kindOf(m) == kind.Accettazione })
+		time.Sleep(time.Second)
+		for _, m := range f.sink.Messages() {
+			if subjectHas("never queued")(m) {
+				t.Fatalf("%s left for a message Postfix never queued", kindOf(m))
+			}
+		}
+		st := f.a.Store()
+		ev, err := st.Events(store.Query{Type: "accettazione"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range ev {
+			if strings.Contains(e.Subject, "never queued") {
+				t.Fatalf("log row for a message Postfix never queued: %+v", e)
+			}
+		}
+		if n, err := st.HeldCount(); err != nil || n != 1 {
+			t.Fatalf("held acceptances %d (%v), want the refused one", n, err)
+		}
+		dropped, err := st.DropUnqueued(time.Now().Add(time.Minute))
+		if err != nil || len(dropped) != 1 {
+			t.Fatalf("dropped %+v %v", dropped, err)
+		}
+		if rows, _ := st.Tracking(dropped[0].PECIDs[0]); len(rows) != 0 {
+			t.Fatalf("timer rows of the never-queued envelope: %+v", rows)
+		}
+	})
+
 	t.Run("crash-before-receipt", func(t *testing.T) {
-		// hold the outbox: the re-injection address points nowhere
+		// hold the outbox: the re-injection address points nowhere, for
+		// pecdeliver too (it shares the outbox, and it makes the held
+		// acceptance effective once Postfix has queued the envelope)
 		f.a.StopMilter()
-		f.a.KillDeliver() // pecdeliver shares the outbox: keep it from sending
+		f.a.KillDeliver()
 		f.a.WriteConfig("127.0.0.1:9")
 		f.a.StartMilter()
+		f.a.StartDeliver()
 		if err := f.a.Send(mario, []string{luigi}, message(mario, luigi, "", "", "crash test", "x")); err != nil {
 			t.Fatal(err)
 		}
@@ -267,10 +318,19 @@ func TestAccessPoint(t *testing.T) {
 			}
 		}
 		// the operator sees the held receipt
-		if out, code := f.a.Pecctl("outbox", "list"); code != 0 || !strings.Contains(out, "accettazione") || !strings.Contains(out, "1 unsent") {
-			t.Fatalf("pecctl outbox list (%d):\n%s", code, out)
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			out, code := f.a.Pecctl("outbox", "list")
+			if code == 0 && strings.Contains(out, "accettazione") && strings.Contains(out, "1 unsent") {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("pecctl outbox list (%d):\n%s", code, out)
+			}
+			time.Sleep(200 * time.Millisecond)
 		}
 		f.a.KillMilter()
+		f.a.KillDeliver()
 		f.a.WriteConfig(f.a.ReinjectAddr)
 		f.a.StartMilter()
 		f.a.StartDeliver()

@@ -62,6 +62,8 @@ type Spec struct {
 	SinkAll *Sink
 	// IndexOnly lists the provider in the index without running it.
 	IndexOnly bool
+	// PostfixMain are extra main.cf lines for the provider's Postfix.
+	PostfixMain []string
 }
 
 // Provider is one running provider.
@@ -225,7 +227,10 @@ func (p *Provider) start() {
 	}
 	defaultTransport := "smtp:[" + host(w.Ordinary.Addr) + "]:" + port(w.Ordinary.Addr)
 	if p.SinkAll != nil {
-		tm = nil
+		// only the access milter's queue confirmation still goes to
+		// pecdeliver (filter/queued.go; recipient_delimiter = + makes
+		// the table's pec-queued@domain match pec-queued+TOKEN@domain)
+		tm = []string{"pec-queued@" + p.Domain + "=lmtp:inet:" + p.DeliverAddr}
 		defaultTransport = "smtp:[" + host(p.SinkAll.Addr) + "]:" + port(p.SinkAll.Addr)
 	}
 	main := []string{
@@ -238,10 +243,12 @@ func (p *Provider) start() {
 		"milter_default_action = tempfail",
 		"smtpd_delay_reject = yes",
 		"lmtp_destination_recipient_limit = 50",
+		"recipient_delimiter = +",
 	}
 	if len(tm) > 0 {
 		main = append(main, "transport_maps = inline:{ "+strings.Join(tm, ", ")+" }")
 	}
+	main = append(main, p.PostfixMain...)
 	sub := "smtpd -o smtpd_sasl_auth_enable=yes -o smtpd_sasl_type=dovecot -o smtpd_sasl_path=inet:" + p.Dovecot.AuthAddr +
 		" -o smtpd_tls_security_level=none -o smtpd_tls_auth_only=no -o smtpd_sasl_security_options=noanonymous" +
 		" -o mynetworks=127.0.0.2/32 -o smtpd_relay_restrictions=permit_sasl_authenticated,reject" +
