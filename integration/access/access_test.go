@@ -267,7 +267,9 @@ func TestAccessPoint(t *testing.T) {
 		if err := f.a.Send(mario, []string{luigi}, message(mario, luigi, "", "", "queued after", "x")); err != nil {
 			t.Fatal(err)
 		}
-		f.sink.Wait(t, 1, 30*time.Second, func(m pectest.SinkMessage) bool { return subjectHas("queued after")(m) && kindOf(m) == kind.Accettazione })
+		f.sink.Wait(t, 1, 30*time.Second, func(m pectest.SinkMessage) bool {
+			return subjectHas("queued after")(m) && kindOf(m) == kind.Accettazione
+		})
 		time.Sleep(time.Second)
 		for _, m := range f.sink.Messages() {
 			if subjectHas("never queued")(m) {
