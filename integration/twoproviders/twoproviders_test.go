@@ -5,7 +5,9 @@ package twoproviders
 
 import (
 	"bytes"
+	"crypto/x509"
 	"encoding/base64"
+	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -13,6 +15,7 @@ import (
 	"time"
 
 	"github.com/pecgo/pec/daticert"
+	"github.com/pecgo/pec/index"
 	"github.com/pecgo/pec/internal/conformance"
 	"github.com/pecgo/pec/internal/pectest"
 	"github.com/pecgo/pec/internal/rawmime"
@@ -467,6 +470,68 @@ func TestTwoProviders(t *testing.T) {
 			}
 		}
 		t.Logf("report of provider A for %s:\n%s", day, out)
+	})
+
+	// A provider whose chain is signed with SHA-1 (2014-era, PEC-SPEC §6.7):
+	// live traffic is signed after the default cut-off (2017-01-01), so B
+	// wraps it in an anomaly envelope; with sha1_cutoff moved past today it
+	// is valid PEC and taken in charge.
+	t.Run("sha1-chain", func(t *testing.T) {
+		old := testpki.NewSHA1(t, testpki.SHA1Options{LeafEnd: "20300101000000Z", LeafEmail: "posta-certificata@pec-old.example.test", Provider: "Old PEC S.p.A."})
+		const sender = "anna@pec-old.example.test"
+		// B trusts the old root and the index lists the old provider
+		roots, err := os.ReadFile(w.w.RootPEM)
+		if err != nil {
+			t.Fatal(err)
+		}
+		oldRoot, _ := os.ReadFile(filepath.Join(old.Dir, "root.pem"))
+		if err := os.WriteFile(w.w.RootPEM, append(append([]byte{}, roots...), oldRoot...), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		w.w.WriteIndex(index.TestProvider{Name: "Old PEC S.p.A.", MailReceipt: "posta-certificata@pec-old.example.test",
+			Domains: []string{"pec-old.example.test"}, Certs: []*x509.Certificate{old.Provider.Cert}})
+		cfg, err := os.ReadFile(w.b.ConfigPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		restart := func(conf []byte) {
+			if err := os.WriteFile(w.b.ConfigPath, conf, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			w.b.StopMilter()
+			w.b.StartMilter()
+		}
+		t.Cleanup(func() {
+			os.WriteFile(w.w.RootPEM, roots, 0o644)
+			w.w.WriteIndex()
+			restart(cfg)
+		})
+		restart(cfg)
+		env := pectest.ForgeEnvelope(t, old.Provider, sender, luigi, "sha1 chain today")
+		if err := pectest.SendAs(w.b.MXAddr, "", sender, []string{luigi}, env); err != nil {
+			t.Fatal(err)
+		}
+		if m := box(t, w.b, luigi, "sha1 chain today", 1)[0]; m.Kind != kind.Anomalia {
+			t.Fatalf("SHA-1 chain signed today, default cut-off: got %s, want an anomaly", m.Kind)
+		}
+		later := bytes.Replace(cfg, []byte("[signing]\n"), []byte("[signing]\nsha1_cutoff = \"2099-01-01\"\n"), 1)
+		if bytes.Equal(later, cfg) {
+			t.Fatal("test bug: no [signing] section in the configuration")
+		}
+		restart(later)
+		env = pectest.ForgeEnvelope(t, old.Provider, sender, luigi, "sha1 chain cut-off 2099")
+		if err := pectest.SendAs(w.b.MXAddr, "", sender, []string{luigi}, env); err != nil {
+			t.Fatal(err)
+		}
+		if m := box(t, w.b, luigi, "sha1 chain cut-off 2099", 1)[0]; m.Kind != kind.PostaCertificata {
+			t.Fatalf("SHA-1 chain, cut-off 2099: got %s, want the envelope as valid PEC", m.Kind)
+		}
+		// the take-charge goes to the old provider's mailReceipt (not
+		// running here: the ordinary-mail sink)
+		w.w.Ordinary.Wait(t, 1, 30*time.Second, func(m pectest.SinkMessage) bool {
+			p, err := parse.Parse(m.Data)
+			return err == nil && p.Kind == kind.PresaInCarico && strings.Contains(p.Header.Get("Subject"), "sha1 chain cut-off 2099")
+		})
 	})
 
 	t.Run("log", func(t *testing.T) {
