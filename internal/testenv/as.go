@@ -154,3 +154,39 @@ func SocketDir(t testing.TB) string {
 	}
 	return d
 }
+
+// SendmailAs submits msg with Postfix's sendmail(1) to the sandbox as the
+// account would from a shell, and returns sendmail's output and error.
+// For any user but root, sendmail reads /etc/postfix/main.cf first, so it
+// runs in a private mount namespace where the sandbox's configuration
+// directory is mounted on /etc/postfix (nothing changes outside it).
+func (p *Postfix) SendmailAs(t testing.TB, acct Account, from string, rcpts []string, msg []byte) (string, error) {
+	t.Helper()
+	sendmail := mustLook(t, "sendmail")
+	args := append([]string{"-i", "-f", from, "--"}, rcpts...)
+	var cmd *exec.Cmd
+	if acct.Cred.Uid == 0 {
+		cmd = exec.Command(sendmail, append([]string{"-C", p.ConfDir}, args...)...)
+	} else {
+		Need(t, "unshare", "setpriv", "mount")
+		groups := "--clear-groups"
+		if len(acct.Cred.Groups) > 0 {
+			var g []string
+			for _, id := range acct.Cred.Groups {
+				g = append(g, strconv.FormatUint(uint64(id), 10))
+			}
+			groups = "--groups=" + strings.Join(g, ",")
+		}
+		argv := []string{"-m", "--", "/bin/sh", "-c", `mount --bind "$0" /etc/postfix || exit 99; exec "$@"`, p.ConfDir,
+			"setpriv", "--reuid=" + strconv.FormatUint(uint64(acct.Cred.Uid), 10),
+			"--regid=" + strconv.FormatUint(uint64(acct.Cred.Gid), 10), groups, sendmail}
+		cmd = exec.Command(mustLook(t, "unshare"), append(argv, args...)...)
+	}
+	cmd.Stdin = strings.NewReader(string(msg))
+	cmd.Dir = "/"
+	out, err := cmd.CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); ok && ee.ExitCode() == 99 {
+		t.Fatalf("testenv: cannot mount the sandbox configuration on /etc/postfix in a private namespace:\n%s", out)
+	}
+	return string(out), err
+}
