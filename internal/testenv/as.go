@@ -85,26 +85,10 @@ var ErrDenied = errors.New("permission denied")
 // process would, and returns the server's first line (the SMTP/LMTP
 // greeting; "" for a milter, which waits for the client). A refusal by
 // the kernel's permission checks wraps ErrDenied. The child is this test
-// binary (see HelperMain), copied where the account can run it.
+// binary (see HelperMain).
 func DialAs(t testing.TB, acct Account, network, addr string) (string, error) {
 	t.Helper()
-	NeedRoot(t, "running a child process as another user")
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := newDir(t, "as")
-	bin := filepath.Join(dir, "dial")
-	copyFile(t, exe, bin, 0o755)
-	cmd := exec.Command(bin)
-	cmd.Env = []string{dialEnv + "=" + network + " " + addr}
-	cmd.Dir = "/"
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: acct.Cred}
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("testenv: dialing %s as %s: %v\n%s", addr, acct.Name, err, out)
-	}
-	res := strings.TrimSpace(string(out))
+	res := RunSelfAs(t, acct, dialEnv+"="+network+" "+addr)
 	switch {
 	case strings.HasPrefix(res, "ok:"):
 		return strings.TrimSpace(strings.TrimPrefix(res, "ok:")), nil
@@ -112,6 +96,30 @@ func DialAs(t testing.TB, acct Account, network, addr string) (string, error) {
 		return "", fmt.Errorf("%w: %s", ErrDenied, strings.TrimSpace(strings.TrimPrefix(res, "denied:")))
 	}
 	return "", errors.New(res)
+}
+
+// RunSelfAs runs this test binary as the account (uid, gid and groups)
+// with only env in its environment, from a copy the account can execute,
+// and returns its trimmed output. TestMain must recognise env, do the
+// work and exit (HelperMain does so for DialAs).
+func RunSelfAs(t testing.TB, acct Account, env ...string) string {
+	t.Helper()
+	NeedRoot(t, "running a child process as another user")
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(newDir(t, "as"), "child")
+	copyFile(t, exe, bin, 0o755)
+	cmd := exec.Command(bin)
+	cmd.Env = env
+	cmd.Dir = "/"
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: acct.Cred}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("testenv: running %v as %s: %v\n%s", env, acct.Name, err, out)
+	}
+	return strings.TrimSpace(string(out))
 }
 
 func copyFile(t testing.TB, from, to string, mode os.FileMode) {
