@@ -10,7 +10,9 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/BurntSushi/toml"
@@ -89,10 +91,11 @@ type Clamd struct {
 	Timeout Duration `toml:"timeout"` // default 60s
 }
 
-// Milter is where pecmilter listens: one listener per role.
+// Milter is where pecmilter listens: one listener per role. Use unix
+// sockets (see Listen): on TCP any local process can ask for a signature.
 type Milter struct {
-	Access   string `toml:"access"`   // e.g. inet:127.0.0.1:8891 or unix:/run/pec/access.sock
-	Incoming string `toml:"incoming"` // the port-25 role
+	Access   string `toml:"access"`   // e.g. unix:/run/pec/access.sock
+	Incoming string `toml:"incoming"` // the port-25 role, e.g. unix:/run/pec/incoming.sock
 	Metrics  string `toml:"metrics"`  // host:port of the Prometheus endpoint; "" disables
 	// QueueConfirmation "on" (default): an acceptance becomes effective
 	// only when Postfix has queued the transport envelope, confirmed by
@@ -104,14 +107,16 @@ type Milter struct {
 
 // Deliver is pecdeliver's LMTP front and the Dovecot LMTP behind it.
 type Deliver struct {
-	Listen  string `toml:"listen"`  // inet:127.0.0.1:10024 or unix:/run/pec/lmtp.sock
-	Dovecot string `toml:"dovecot"` // inet:127.0.0.1:24 or unix:/run/dovecot/lmtp
+	Listen  string `toml:"listen"`  // unix:/run/pec/lmtp.sock (or inet:HOST:PORT, open to every local process)
+	Dovecot string `toml:"dovecot"` // unix:/run/dovecot/lmtp (a socket only user pec may use)
 	Metrics string `toml:"metrics"`
 }
 
 // Reinject is the Postfix listener with no milters that takes generated messages.
 type Reinject struct {
-	Address string `toml:"address"` // host:port, e.g. 127.0.0.1:10026
+	// Address is unix:/path (Postfix's public/pec-reinject, reachable by
+	// group postdrop only) or host:port (any local process can reach it).
+	Address string `toml:"address"`
 	Helo    string `toml:"helo"`
 }
 
@@ -513,27 +518,123 @@ func loadKey(path string) (crypto.Signer, error) {
 }
 
 // Listen opens a listener from "inet:HOST:PORT" or "unix:/path" (the
-// Postfix milter notation). A unix socket is made writable by everyone:
-// Postfix connects as user postfix; protect it with the directory's mode.
+// Postfix milter notation).
+//
+// A unix socket is how only Postfix gets to ask for a signature: the
+// access milter signs transport envelopes for whoever presents
+// {auth_authen} (RFC 6109 §2.2.1), the incoming milter and the delivery
+// point sign receipts (§3.2, §3.3). So the socket is made mode 0660 with
+// the group of its directory, and the directory must not let others in:
+//
+//   - the directory (filepath.Dir of the path) is created mode 0750 when
+//     it is missing; when it exists and grants group write or anything to
+//     others, it is tightened to 0750 (keeping a setgid bit) if we own it
+//     and refused otherwise;
+//   - a stale socket of an earlier run is removed; any other file there is
+//     an error;
+//   - the socket gets mode 0660 and the directory's group: the owner (user
+//     pec), that group's members and root can connect, nobody else.
+//
+// The packaged layout is /run/pec owned pec:postfix, mode 2750
+// (packaging/tmpfiles/pec.conf): Postfix's user reaches the sockets through
+// the group, and the setgid bit gives new sockets that group with no chown.
+// Without the setgid bit the group is set with chown, which a non-root
+// process can do only for a group it belongs to.
+//
+// A TCP listener takes connections from every local process: use it only
+// when asked to, and say so (daemon.Serve logs a warning).
 func Listen(spec string) (net.Listener, error) {
 	network, addr, err := SplitAddr(spec)
 	if err != nil {
 		return nil, err
 	}
 	if network == "unix" {
-		os.Remove(addr)
+		return listenUnix(spec, addr)
 	}
 	ln, err := net.Listen(network, addr)
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", spec, err)
 	}
-	if network == "unix" {
-		if err := os.Chmod(addr, 0o666); err != nil {
-			ln.Close()
-			return nil, err
+	return ln, nil
+}
+
+// SocketDirMode and SocketMode are the modes Listen gives a unix socket's
+// directory (when it creates it) and the socket.
+const (
+	SocketDirMode os.FileMode = 0o750
+	SocketMode    os.FileMode = 0o660
+)
+
+func listenUnix(spec, path string) (net.Listener, error) {
+	dir := filepath.Dir(path)
+	gid, err := socketDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", spec, err)
+	}
+	if fi, err := os.Lstat(path); err == nil {
+		if fi.Mode().Type() != os.ModeSocket {
+			return nil, fmt.Errorf("listen on %s: %s exists and is not a socket: remove it or choose another path", spec, path)
+		}
+		os.Remove(path) // a socket left by an earlier run
+	}
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", spec, err)
+	}
+	fail := func(err error) (net.Listener, error) {
+		ln.Close()
+		return nil, fmt.Errorf("listen on %s: %w", spec, err)
+	}
+	if err := os.Chmod(path, SocketMode); err != nil {
+		return fail(err)
+	}
+	fi, err := os.Lstat(path)
+	if err != nil {
+		return fail(err)
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Gid != gid {
+		if err := os.Lchown(path, -1, int(gid)); err != nil {
+			return fail(fmt.Errorf("giving the socket the group %d of %s: %w (make the directory setgid, e.g. install -d -o pec -g postfix -m 2750 %s, so sockets get its group)",
+				gid, dir, err, dir))
 		}
 	}
 	return ln, nil
+}
+
+// socketDir makes sure dir exists and lets no one but its owner and group
+// in, and returns its group.
+func socketDir(dir string) (gid uint32, err error) {
+	fi, err := os.Stat(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		if err := os.Mkdir(dir, SocketDirMode); err != nil {
+			return 0, fmt.Errorf("creating the socket directory: %w (create it as root: install -d -o pec -g postfix -m 2750 %s)", err, dir)
+		}
+		if err := os.Chmod(dir, SocketDirMode); err != nil { // the umask may have taken bits away
+			return 0, err
+		}
+		fi, err = os.Stat(dir)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("socket directory: %w", err)
+	}
+	if !fi.IsDir() {
+		return 0, fmt.Errorf("%s is not a directory", dir)
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return 0, fmt.Errorf("socket directory %s: no owner information", dir)
+	}
+	if fi.Mode().Perm()&0o027 != 0 {
+		if int(st.Uid) != os.Geteuid() {
+			return 0, fmt.Errorf("socket directory %s is mode %04o and owned by uid %d: other local processes could reach or replace the socket; make it install -d -o pec -g postfix -m 2750 %s",
+				dir, fi.Mode().Perm(), st.Uid, dir)
+		}
+		mode := fi.Mode().Perm()&^0o027 | fi.Mode()&(os.ModeSetgid|os.ModeSticky)
+		if err := os.Chmod(dir, mode); err != nil {
+			return 0, fmt.Errorf("tightening the socket directory %s to %04o: %w", dir, mode.Perm(), err)
+		}
+	}
+	return st.Gid, nil
 }
 
 // SplitAddr splits "inet:HOST:PORT", "unix:/path" or a bare "HOST:PORT".

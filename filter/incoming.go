@@ -301,7 +301,10 @@ func (in *Incoming) ordinary(ctx context.Context, env Envelope, o *build.Origina
 		}
 		accept = append(accept, r)
 		if fwd != "" {
-			forwards = append(forwards, store.Outgoing{MailFrom: env.MailFrom, Rcpts: []string{fwd}, Data: raw, Kind: "inoltro-posta-ordinaria"})
+			// Sent as posta-certificata@: the re-injection listener takes
+			// no other sender (it must relay nothing for anyone else), and a
+			// forwarder's bounces belong to the forwarder.
+			forwards = append(forwards, store.Outgoing{MailFrom: in.Provider.ServiceAddr(), Rcpts: []string{fwd}, Data: raw, Kind: "inoltro-posta-ordinaria"})
 		}
 	}
 	if len(accept) == 0 {

@@ -218,6 +218,9 @@ func TestIncomingOrdinaryMail(t *testing.T) {
 	if len(d.Txn.Outbox) != 1 || d.Txn.Outbox[0].Rcpts[0] != "carla@mail.example.org" || !bytes.Equal(d.Txn.Outbox[0].Data, raw) {
 		t.Fatalf("forward copy: %+v", d.Txn.Outbox)
 	}
+	if from := d.Txn.Outbox[0].MailFrom; from != "posta-certificata@"+e.b.Domain {
+		t.Errorf("forward copy MAIL FROM %q, want our posta-certificata@ (the only sender re-injection takes)", from)
+	}
 	// only anna: refused at SMTP level
 	d = in.Check(context.Background(), filter.Envelope{MailFrom: paolo, Rcpts: []string{anna}}, raw, at)
 	if d.Action != filter.Reject || d.Code != 554 {

@@ -1,6 +1,7 @@
 // Package outbox sends the generated messages (receipts, notices) that the
 // store holds in its outbox to an SMTP listener: the Postfix re-injection
-// smtpd (one without milters).
+// smtpd (one without milters), on a unix socket that only our processes
+// can reach (postfix-examples/master.cf.pec: pec-reinject).
 //
 // An item is marked sent only after the server answered 250 to DATA, so a
 // crash at any point loses nothing; the price is that a crash between that
@@ -20,6 +21,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"github.com/pecgo/pec/config"
 	"github.com/pecgo/pec/store"
 )
 
@@ -29,7 +31,7 @@ const claimLease = 10 * time.Minute
 // Sender drains the outbox of Store to Addr.
 type Sender struct {
 	Store    *store.Store
-	Addr     string                           // host:port of the Postfix re-injection listener
+	Addr     string                           // the Postfix re-injection listener: unix:/path, or host:port / inet:host:port
 	Helo     string                           // default "localhost"
 	Now      func() time.Time                 // default time.Now
 	Logger   *slog.Logger                     // default slog.Default()
@@ -224,8 +226,12 @@ func (s *Sender) release(items []store.Queued) {
 
 // dial connects and greets; stop must be called when done with the client.
 func (s *Sender) dial(ctx context.Context) (c *smtp.Client, stop func() bool, err error) {
+	network, addr, err := config.SplitAddr(s.Addr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("[reinject] address: %w", err)
+	}
 	d := net.Dialer{Timeout: 30 * time.Second}
-	conn, err := d.DialContext(ctx, "tcp", s.Addr)
+	conn, err := d.DialContext(ctx, network, addr)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -99,9 +99,15 @@ func TestUnitsLeastPrivilege(t *testing.T) {
 			t.Errorf("%s: ReadWritePaths %v, want %v", u, rw, wantRW)
 		}
 		if daemon {
-			// shared by both daemons: stopping one must not delete the other's sockets
-			if !contains(lookup(d, "RuntimeDirectory"), "pec") || !contains(lookup(d, "RuntimeDirectoryPreserve"), "yes") {
-				t.Errorf("%s: want RuntimeDirectory=pec with RuntimeDirectoryPreserve=yes", u)
+			// /run/pec comes from tmpfiles.d (pec:postfix 2750): a
+			// RuntimeDirectory= would make it pec:pec on every start, and
+			// Postfix could no longer reach the sockets
+			if len(lookup(d, "RuntimeDirectory")) > 0 {
+				t.Errorf("%s: RuntimeDirectory=%v; /run/pec belongs to packaging/tmpfiles/pec.conf", u, lookup(d, "RuntimeDirectory"))
+			}
+			// the re-injection socket is in Postfix's public/ (postfix:postdrop 0710)
+			if g := lookup(d, "SupplementaryGroups"); len(g) != 1 || g[0] != "postdrop" {
+				t.Errorf("%s: SupplementaryGroups=%v, want postdrop", u, g)
 			}
 			if !contains(lookup(d, "Restart"), "on-failure") || !contains(lookup(d, "WantedBy"), "multi-user.target") {
 				t.Errorf("%s: want Restart=on-failure and WantedBy=multi-user.target", u)
@@ -253,7 +259,8 @@ func TestBuildDeb(t *testing.T) {
 		"/usr/share/doc/pec/postfix-examples/main.cf.pec":         "-rw-r--r--",
 		"/usr/share/doc/pec/postfix-examples/master.cf.pec":       "-rw-r--r--",
 		"/usr/share/doc/pec/postfix-examples/dovecot/10-pec.conf": "-rw-r--r--",
-		"/": "drwxr-xr-x",
+		"/usr/lib/tmpfiles.d/pec.conf":                            "-rw-r--r--",
+		"/":                                                       "drwxr-xr-x",
 	}
 	for _, u := range units(t) {
 		want["/lib/systemd/system/"+u] = "-rw-r--r--"
@@ -281,6 +288,10 @@ func TestBuildDeb(t *testing.T) {
 	root, ctl := filepath.Join(tmp, "root"), filepath.Join(tmp, "ctl")
 	run(t, "dpkg-deb", "-x", deb, root)
 	run(t, "dpkg-deb", "-e", deb, ctl)
+	tf, _ := os.ReadFile("tmpfiles/pec.conf")
+	if got, _ := os.ReadFile(filepath.Join(root, "usr/lib/tmpfiles.d/pec.conf")); !bytes.Equal(got, tf) {
+		t.Error("/usr/lib/tmpfiles.d/pec.conf differs from packaging/tmpfiles/pec.conf")
+	}
 	ex, _ := os.ReadFile("../pec.toml.example")
 	if got, _ := os.ReadFile(filepath.Join(root, "etc/pec/pec.toml")); !bytes.Equal(got, ex) {
 		t.Error("/etc/pec/pec.toml differs from pec.toml.example")
@@ -351,7 +362,8 @@ func TestBuildDeb(t *testing.T) {
 		}
 	}
 	post, _ := os.ReadFile(filepath.Join(ctl, "postinst"))
-	for _, s := range []string{"adduser --system", "/var/lib/pec", "getent passwd pec"} {
+	for _, s := range []string{"adduser --system", "/var/lib/pec", "getent passwd pec",
+		"systemd-tmpfiles --create pec.conf", "install -d -o pec -g postfix -m 2750 /run/pec"} {
 		if !strings.Contains(string(post), s) {
 			t.Errorf("postinst lacks %q", s)
 		}

@@ -17,6 +17,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"math/big"
 	"net"
 	"os"
@@ -49,6 +50,15 @@ const (
 )
 
 var exampleFiles = []string{"main.cf.pec", "master.cf.pec", "dovecot/10-pec.conf"}
+
+func TestMain(m *testing.M) {
+	testenv.HelperMain() // the child of testenv.DialAs
+	os.Exit(m.Run())
+}
+
+// pecUser stands in for the pec account in the examples' Dovecot: an
+// existing account that is neither root, postfix nor nobody.
+const pecUser = "daemon"
 
 var placeholderRE = regexp.MustCompile(`@[A-Z][A-Z0-9_]*@`)
 
@@ -161,7 +171,6 @@ func TestProductionValues(t *testing.T) {
 		"MILTER_ACCESS":   cfg.Milter.Access,
 		"MILTER_INCOMING": cfg.Milter.Incoming,
 		"DELIVER_LMTP":    cfg.Deliver.Listen,
-		"REINJECT_LISTEN": cfg.Reinject.Address,
 		"PEC_DOMAIN":      cfg.Provider.Domain,
 		"PEC_DOMAINS":     strings.Join(cfg.Provider.ManagedDomains, ", "),
 	} {
@@ -169,8 +178,30 @@ func TestProductionValues(t *testing.T) {
 			t.Errorf("README: @%s@ = %q in production, pec.toml.example says %q", k, prod[k], want)
 		}
 	}
-	if want := "inet:127.0.0.1:" + prod["DOVECOT_LMTP_PORT"]; cfg.Deliver.Dovecot != want {
-		t.Errorf("pec.toml.example [deliver] dovecot = %q, README's Dovecot LMTP is %q", cfg.Deliver.Dovecot, want)
+	// Debian's Dovecot base_dir is /run/dovecot; 10-pec.conf restricts its
+	// "lmtp" socket to @PEC_USER@
+	if want := "unix:/run/dovecot/lmtp"; cfg.Deliver.Dovecot != want {
+		t.Errorf("pec.toml.example [deliver] dovecot = %q, want 10-pec.conf's socket %q", cfg.Deliver.Dovecot, want)
+	}
+	if want := "unix:" + prod["POSTFIX_SPOOL"] + "/public/pec-reinject"; cfg.Reinject.Address != want {
+		t.Errorf("pec.toml.example [reinject] address = %q, want master.cf.pec's socket %q", cfg.Reinject.Address, want)
+	}
+	if prod["PEC_USER"] != "pec" {
+		t.Errorf("README: @PEC_USER@ = %q in production, the package's account is pec", prod["PEC_USER"])
+	}
+	// no TCP listener: on TCP any local process could ask for a signature
+	// (milters), deliver past the delivery point (LMTP) or relay unchecked
+	// (re-injection)
+	for name, spec := range map[string]string{
+		"[milter] access": cfg.Milter.Access, "[milter] incoming": cfg.Milter.Incoming,
+		"[deliver] listen": cfg.Deliver.Listen, "[deliver] dovecot": cfg.Deliver.Dovecot,
+		"[reinject] address": cfg.Reinject.Address,
+	} {
+		if network, addr, err := config.SplitAddr(spec); err != nil || network != "unix" {
+			t.Errorf("pec.toml.example %s = %q, want a unix socket", name, spec)
+		} else if name != "[reinject] address" && name != "[deliver] dovecot" && filepath.Dir(addr) != "/run/pec" {
+			t.Errorf("pec.toml.example %s = %q: the package's socket directory is /run/pec", name, spec)
+		}
 	}
 }
 
@@ -194,6 +225,8 @@ func TestRules(t *testing.T) {
 		"smtpd_milters":                  "",
 		"non_smtpd_milters":              "",
 		"smtpd_tls_security_level":       "may",
+		"authorized_submit_users":        "root",
+		"relay_transport":                "pec-lmtp:@DELIVER_LMTP@",
 	} {
 		if v, ok := have[k]; !ok || v != want {
 			t.Errorf("main.cf.pec: %s = %q (set: %v), want %q", k, v, ok, want)
@@ -208,6 +241,8 @@ func TestRules(t *testing.T) {
 		"-o smtpd_milters=@MILTER_ACCESS@", "-o smtpd_milters=@MILTER_INCOMING@",
 		"-o cleanup_service_name=cleanup-sub", "-o message_drop_headers=content-length",
 		"-o smtpd_sasl_type=dovecot", "-o smtpd_sasl_path=private/auth",
+		"pec-reinject unix n ", "-o smtpd_sender_restrictions=check_sender_access,inline:{posta-certificata@@PEC_DOMAIN@=OK},reject",
+		"pec-lmtp  unix  -       -       n ",
 	} {
 		if !strings.Contains(string(m), s) {
 			t.Errorf("master.cf.pec lacks %q", s)
@@ -215,6 +250,19 @@ func TestRules(t *testing.T) {
 	}
 	if strings.Contains(string(m), "reject_sender_login_mismatch") && !strings.Contains(string(m), "Do not add reject_sender_login_mismatch") {
 		t.Error("master.cf.pec must not reject sender/login mismatches (the access milter sends a notice)")
+	}
+	// the only inet services are the two public ones
+	for _, l := range mainLines(string(m)) {
+		if f := strings.Fields(l); len(f) > 1 && f[1] == "inet" && f[0] != "@SUBMISSION_LISTEN@" && f[0] != "@SMTP_LISTEN@" {
+			t.Errorf("master.cf.pec has an inet service besides submission and port 25: %q", l)
+		}
+	}
+	d, err := os.ReadFile("dovecot/10-pec.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(d), "inet_listener lmtp") || !strings.Contains(string(d), "unix_listener lmtp {\n    mode = 0600\n    user = @PEC_USER@") {
+		t.Error("10-pec.conf: Dovecot's LMTP must be a unix socket for @PEC_USER@ only (mode 0600), with no inet listener")
 	}
 }
 
@@ -352,17 +400,17 @@ func mailUser(t *testing.T) (u *user.User, group string) {
 }
 
 // dovecotVars are the 10-pec.conf values of a test instance rooted in dir.
-func dovecotVars(t *testing.T, dir, spool string, lmtpPort int, quota string) map[string]string {
+func dovecotVars(t *testing.T, dir, spool string, quota string) map[string]string {
 	u, g := mailUser(t)
 	return map[string]string{
-		"PEC_DOMAIN":        domain,
-		"POSTFIX_SPOOL":     spool,
-		"DOVECOT_LMTP_PORT": strconv.Itoa(lmtpPort),
-		"DOVECOT_USERS":     filepath.Join(dir, "users"),
-		"VMAIL_USER":        u.Username,
-		"VMAIL_GROUP":       g,
-		"MAIL_ROOT":         filepath.Join(dir, "mail"),
-		"MAILBOX_QUOTA":     quota,
+		"PEC_DOMAIN":    domain,
+		"POSTFIX_SPOOL": spool,
+		"PEC_USER":      pecUser,
+		"DOVECOT_USERS": filepath.Join(dir, "users"),
+		"VMAIL_USER":    u.Username,
+		"VMAIL_GROUP":   g,
+		"MAIL_ROOT":     filepath.Join(dir, "mail"),
+		"MAILBOX_QUOTA": quota,
 	}
 }
 
@@ -396,12 +444,12 @@ func TestDoveconf(t *testing.T) {
 	look(t, "doveconf")
 	t.Run("minimal", func(t *testing.T) {
 		dir := shortDir(t, "pec-dc-")
-		vars := dovecotVars(t, dir, "/var/spool/postfix", 10024, "2G")
+		vars := dovecotVars(t, dir, "/var/spool/postfix", "2G")
 		write(t, filepath.Join(dir, "10-pec.conf"), render(t, "dovecot/10-pec.conf", vars), 0o644)
 		write(t, filepath.Join(dir, "dovecot.conf"), dovecotBase(dir), 0o644)
 		out := doveconf(t, filepath.Join(dir, "dovecot.conf"))
 		for _, want := range []string{
-			"unix_listener /var/spool/postfix/private/auth", "port = 10024", "address = 127.0.0.1",
+			"unix_listener /var/spool/postfix/private/auth", "unix_listener lmtp {\n    mode = 0600\n    user = " + pecUser,
 			"quota = maildir:User quota", "quota_rule = *:storage=2G", "mail_plugins = \" quota\"",
 			"driver = passwd-file", "postmaster_address = postmaster@" + domain,
 		} {
@@ -429,11 +477,11 @@ func TestDoveconf(t *testing.T) {
 		}
 		b = regexp.MustCompile(`(?m)^!include auth-system\.conf\.ext`).ReplaceAll(b, []byte("#$0"))
 		write(t, auth, string(b), 0o644)
-		vars := dovecotVars(t, dir, "/var/spool/postfix", 24, "2G")
+		vars := dovecotVars(t, dir, "/var/spool/postfix", "2G")
 		write(t, filepath.Join(etc, "conf.d", "10-pec.conf"), render(t, "dovecot/10-pec.conf", vars), 0o644)
 		out := doveconf(t, filepath.Join(etc, "dovecot.conf"))
 		for _, want := range []string{
-			"unix_listener /var/spool/postfix/private/auth", "port = 24", "mail_location = maildir:~/Maildir",
+			"unix_listener /var/spool/postfix/private/auth", "mode = 0600\n    user = " + pecUser, "mail_location = maildir:~/Maildir",
 			"quota = maildir:User quota", "driver = passwd-file",
 		} {
 			if !strings.Contains(out, want) {
@@ -447,7 +495,7 @@ func TestDoveconf(t *testing.T) {
 }
 
 // postfixVars are main.cf.pec's and master.cf.pec's test values.
-func postfixVars(cert, key string, deliverLMTP, sub, mx, reinject, access, incoming string) map[string]string {
+func postfixVars(cert, key string, deliverLMTP, sub, mx, access, incoming string) map[string]string {
 	return map[string]string{
 		"PEC_DOMAINS":       domain,
 		"DELIVER_LMTP":      deliverLMTP,
@@ -455,7 +503,7 @@ func postfixVars(cert, key string, deliverLMTP, sub, mx, reinject, access, incom
 		"TLS_KEY":           key,
 		"SUBMISSION_LISTEN": sub,
 		"SMTP_LISTEN":       mx,
-		"REINJECT_LISTEN":   reinject,
+		"PEC_DOMAIN":        domain,
 		"MILTER_ACCESS":     access,
 		"MILTER_INCOMING":   incoming,
 	}
@@ -484,8 +532,8 @@ func TestPostfixStockDebian(t *testing.T) {
 		os.Chown(data, uid, gid)
 	}
 	cert, key := selfSigned(t, dir, "mx."+domain)
-	vars := postfixVars(cert, key, "inet:127.0.0.1:10024", "submission", "smtp", "127.0.0.1:10026",
-		"inet:127.0.0.1:8891", "unix:/run/pec/incoming.sock")
+	vars := postfixVars(cert, key, "unix:/run/pec/lmtp.sock", "submission", "smtp",
+		"unix:/run/pec/access.sock", "unix:/run/pec/incoming.sock")
 
 	// Sandbox paths only; everything else is Postfix's default plus ours.
 	base := fmt.Sprintf("compatibility_level = 3.6\nconfig_directory = %s\nqueue_directory = %s\ndata_directory = %s\n"+
@@ -502,14 +550,15 @@ func TestPostfixStockDebian(t *testing.T) {
 
 	out, err := exec.Command(postconf, "-c", conf, "-n").CombinedOutput()
 	quiet(t, "postconf -n", string(out), err)
-	for _, want := range []string{"relay_recipient_maps =", "maximal_queue_lifetime = 1d", "relay_transport = lmtp:inet:127.0.0.1:10024"} {
+	for _, want := range []string{"relay_recipient_maps =", "maximal_queue_lifetime = 1d", "relay_transport = pec-lmtp:unix:/run/pec/lmtp.sock",
+		"authorized_submit_users = root"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("postconf -n lacks %q", want)
 		}
 	}
 	out, err = exec.Command(postconf, "-c", conf, "-M").CombinedOutput()
 	quiet(t, "postconf -M", string(out), err)
-	for _, want := range []string{"submission inet", "smtp       inet", "127.0.0.1:10026 inet", "cleanup-sub unix"} {
+	for _, want := range []string{"submission inet", "smtp       inet", "pec-reinject unix n", "pec-lmtp unix - - n", "cleanup-sub unix"} {
 		if !strings.Contains(strings.Join(strings.Fields(string(out)), " "), strings.Join(strings.Fields(want), " ")) {
 			t.Errorf("postconf -M lacks %q:\n%s", want, out)
 		}
@@ -517,10 +566,16 @@ func TestPostfixStockDebian(t *testing.T) {
 	// -P lists the -o overrides; postconf warns about unknown ones.
 	out, err = exec.Command(postconf, "-c", conf, "-P").CombinedOutput()
 	quiet(t, "postconf -P", string(out), err)
-	if !strings.Contains(string(out), "submission/inet/smtpd_milters = inet:127.0.0.1:8891") ||
-		!strings.Contains(string(out), "smtp/inet/smtpd_milters = unix:/run/pec/incoming.sock") ||
-		!strings.Contains(string(out), "cleanup-sub/unix/message_drop_headers = content-length") {
-		t.Errorf("postconf -P:\n%s", out)
+	for _, want := range []string{
+		"submission/inet/smtpd_milters = unix:/run/pec/access.sock",
+		"smtp/inet/smtpd_milters = unix:/run/pec/incoming.sock",
+		"cleanup-sub/unix/message_drop_headers = content-length",
+		"pec-reinject/unix/smtpd_milters =",
+		"pec-reinject/unix/smtpd_sender_restrictions = check_sender_access,inline:{posta-certificata@" + domain + "=OK},reject",
+	} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("postconf -P lacks %q:\n%s", want, out)
+		}
 	}
 
 	if os.Geteuid() != 0 {
@@ -595,11 +650,13 @@ func (m *testMilter) Body(mod *milter.Modifier) (milter.Response, error) {
 	return milter.RespAccept, nil
 }
 
-// startMilter serves an accept-everything milter on a loopback port and
-// returns its Postfix address ("inet:127.0.0.1:PORT"), its log and a stop
-// function (also run at cleanup).
-func startMilter(t *testing.T, role string) (string, *milterLog, func()) {
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+// startMilter serves an accept-everything milter on the unix socket
+// sockDir/ROLE.sock, made by config.Listen as pecmilter makes it, and
+// returns its Postfix address ("unix:/..."), its log and a stop function
+// (also run at cleanup).
+func startMilter(t *testing.T, sockDir, role string) (string, *milterLog, func()) {
+	spec := "unix:" + filepath.Join(sockDir, role+".sock")
+	ln, err := config.Listen(spec)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -612,7 +669,40 @@ func startMilter(t *testing.T, role string) (string, *milterLog, func()) {
 	var once sync.Once
 	stop := func() { once.Do(func() { s.Close() }) }
 	t.Cleanup(stop)
-	return "inet:" + ln.Addr().String(), l, stop
+	return spec, l, stop
+}
+
+// startLMTPProxy stands in for pecdeliver: a unix socket made by
+// config.Listen (as pecdeliver makes it) whose connections are passed
+// byte for byte to the unix socket *target once it is set (Dovecot's LMTP,
+// which only the pec account may use: this process runs as root).
+func startLMTPProxy(t *testing.T, sockDir string, target *string) string {
+	spec := "unix:" + filepath.Join(sockDir, "lmtp.sock")
+	ln, err := config.Listen(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	var mu sync.Mutex
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			to := *target
+			mu.Unlock()
+			d, err := net.Dial("unix", to)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			go func() { io.Copy(d, c); d.(*net.UnixConn).CloseWrite() }()
+			go func() { io.Copy(c, d); c.Close(); d.Close() }()
+		}
+	}()
+	return spec
 }
 
 // ---------------------------------------------------------------------------
@@ -620,17 +710,18 @@ func startMilter(t *testing.T, role string) (string, *milterLog, func()) {
 // ---------------------------------------------------------------------------
 
 type dovecot struct {
-	dir, lmtp, authSock string
+	dir, lmtp, authSock string // lmtp: the LMTP socket, base_dir/lmtp
 }
 
 // startDovecot runs Dovecot (as root) with a minimal dovecot.conf that
-// includes the rendered 10-pec.conf: LMTP on 127.0.0.1:port, the SASL
-// socket in the Postfix spool, the given default quota.
-func startDovecot(t *testing.T, spool string, port int, quota string) *dovecot {
+// includes the rendered 10-pec.conf: LMTP on the socket base_dir/lmtp for
+// pecUser only, the SASL socket in the Postfix spool, the given default
+// quota.
+func startDovecot(t *testing.T, spool string, quota string) *dovecot {
 	t.Helper()
 	bin := look(t, "dovecot")
 	dir := shortDir(t, "pec-dv-")
-	vars := dovecotVars(t, dir, spool, port, quota)
+	vars := dovecotVars(t, dir, spool, quota)
 	u, _ := mailUser(t)
 	uid, _ := strconv.Atoi(u.Uid)
 	gid, _ := strconv.Atoi(u.Gid)
@@ -652,7 +743,7 @@ func startDovecot(t *testing.T, spool string, port int, quota string) *dovecot {
 	write(t, conf, dovecotBase(dir), 0o644)
 	doveconf(t, conf)
 
-	d := &dovecot{dir: dir, lmtp: fmt.Sprintf("127.0.0.1:%d", port), authSock: filepath.Join(spool, "private", "auth")}
+	d := &dovecot{dir: dir, lmtp: filepath.Join(dir, "run", "lmtp"), authSock: filepath.Join(spool, "private", "auth")}
 	out, err := os.Create(filepath.Join(dir, "dovecot.out"))
 	if err != nil {
 		t.Fatal(err)
@@ -680,7 +771,7 @@ func startDovecot(t *testing.T, spool string, port int, quota string) *dovecot {
 	})
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		c, err1 := net.DialTimeout("tcp", d.lmtp, time.Second)
+		c, err1 := net.DialTimeout("unix", d.lmtp, time.Second)
 		if err1 == nil {
 			c.Close()
 		}
@@ -792,27 +883,37 @@ func TestRealPostfixDovecot(t *testing.T) {
 	dir := shortDir(t, "pec-ex-")
 	cert, key := selfSigned(t, dir, "mx."+domain)
 	port := func() string { return fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)) }
-	subAddr, mxAddr, reAddr := port(), port(), port()
-	accessSpec, accessLog, _ := startMilter(t, "access")
-	incomingSpec, incomingLog, stopIncoming := startMilter(t, "incoming")
-
-	// Dovecot's LMTP port must be in main.cf before Dovecot can start
-	// (its SASL socket goes into the Postfix spool): reserve it now.
-	lmtpPort := testenv.FreePort(t)
-	vars := postfixVars(cert, key, fmt.Sprintf("inet:127.0.0.1:%d", lmtpPort), subAddr, mxAddr, reAddr, accessSpec, incomingSpec)
+	subAddr, mxAddr := port(), port()
+	// /run/pec as packaged: group postfix, mode 2750; the stand-ins for
+	// pecmilter and pecdeliver listen there through config.Listen
+	sockDir := testenv.SocketDir(t)
+	accessSpec, accessLog, _ := startMilter(t, sockDir, "access")
+	incomingSpec, incomingLog, stopIncoming := startMilter(t, sockDir, "incoming")
+	// Dovecot starts after Postfix (its SASL socket goes into the Postfix
+	// spool); the pecdeliver stand-in passes LMTP on once it is there.
+	var dovecotLMTP string
+	deliverSpec := startLMTPProxy(t, sockDir, &dovecotLMTP)
+	vars := postfixVars(cert, key, deliverSpec, subAddr, mxAddr, accessSpec, incomingSpec)
 	master := strings.Split(render(t, "master.cf.pec", vars), "\n")
 	// Debian's stock master.cf has tlsmgr (TLS session cache and PRNG); the
 	// testenv base does not.
 	master = append(master, "tlsmgr unix - - n 1000? 1 tlsmgr")
+	// another provider's domain, whose mail the sandbox discards (the
+	// base's default_transport refuses every other domain)
+	main := append(mainLines(render(t, "main.cf.pec", vars)), "transport_maps = inline:{ pec.other.example.test=discard:sandbox }")
 	pf := testenv.StartPostfix(t, testenv.PostfixConfig{
-		MyHostname: "mx." + domain, MyDomain: domain,
-		Main: mainLines(render(t, "main.cf.pec", vars)), Master: master,
+		MyHostname: "mx." + domain, MyDomain: domain, Main: main, Master: master,
 	})
 	out, err := runTTY(t, look(t, "postfix"), "-c", pf.ConfDir, "check")
 	quiet(t, "postfix check", out, err)
 
-	// The Dovecot instance gets exactly the LMTP port Postfix was told.
-	dv := startDovecot(t, pf.QueueDir, lmtpPort, "20K")
+	dv := startDovecot(t, pf.QueueDir, "20K")
+	dovecotLMTP = dv.lmtp
+	// Postfix makes the re-injection socket in public/ at start-up
+	reSock := filepath.Join(pf.QueueDir, "public", "pec-reinject")
+	if _, err := os.Stat(reSock); err != nil {
+		t.Fatalf("no re-injection socket: %v", err)
+	}
 
 	t.Run("submission requires STARTTLS before AUTH", func(t *testing.T) {
 		c, err := smtp.Dial(subAddr)
@@ -938,14 +1039,7 @@ func TestRealPostfixDovecot(t *testing.T) {
 
 	t.Run("re-injection without milters", func(t *testing.T) {
 		before := accessLog.snapshot().sessions + incomingLog.snapshot().sessions
-		c, err := smtp.Dial(reAddr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		if err := c.Hello("localhost"); err != nil {
-			t.Fatal(err)
-		}
+		c := dialSMTP(t, "unix", reSock)
 		if ok, _ := c.Extension("STARTTLS"); ok {
 			t.Error("re-injection offers STARTTLS")
 		}
@@ -959,6 +1053,117 @@ func TestRealPostfixDovecot(t *testing.T) {
 		}
 		if after := accessLog.snapshot().sessions + incomingLog.snapshot().sessions; after != before {
 			t.Errorf("milter sessions %d -> %d during re-injection", before, after)
+		}
+	})
+
+	// The re-injection listener has no milter: it must relay nothing for
+	// anyone but posta-certificata@, whatever the recipient.
+	t.Run("re-injection takes only posta-certificata@", func(t *testing.T) {
+		c := dialSMTP(t, "unix", reSock)
+		for _, tc := range []struct{ from, rcpt string }{
+			{mario, luigi}, // one of our users, to a PEC mailbox
+			{"someone@elsewhere.example.test", luigi}, // a stranger
+			{"", luigi},                               // the null sender
+			{"postmaster@" + domain, luigi},           // another address of our domain
+			{mario, "someone@elsewhere.example.test"}, // relaying to another domain
+			{"someone@elsewhere.example.test", "other@elsewhere.example.test"},
+		} {
+			err := c.Mail(tc.from, nil)
+			if err == nil {
+				err = c.Rcpt(tc.rcpt, nil)
+			}
+			if smtpCode(err)/100 != 5 {
+				t.Errorf("re-injection MAIL FROM:<%s> RCPT TO:<%s>: %v, want a 5xx", tc.from, tc.rcpt, err)
+			}
+			if err := c.Reset(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// our notices go anywhere: other providers' mailReceipt, senders
+		// of other domains
+		if err := c.Mail(service, nil); err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range []string{luigi, "posta-certificata@pec.other.example.test"} {
+			if err := c.Rcpt(r, nil); err != nil {
+				t.Errorf("re-injection from %s to %s: %v", service, r, err)
+			}
+		}
+		c.Reset()
+		c.Quit()
+		if l := pf.Log(); !strings.Contains(l, "postfix/pec-reinject/smtpd") || !strings.Contains(l, "Sender address rejected") {
+			t.Errorf("maillog does not show the re-injection listener refusing senders:\n%s", l)
+		}
+	})
+
+	// Who can connect to what, as the kernel decides it: Postfix's user to
+	// the milters and to pecdeliver, pec to Dovecot's LMTP and to the
+	// re-injection socket, nobody else to any of them.
+	t.Run("local accounts", func(t *testing.T) {
+		nobody := testenv.LookupAccount(t, "nobody")
+		pfUser := testenv.LookupAccount(t, "postfix")
+		pec := testenv.LookupAccount(t, pecUser)
+		postdrop, err := user.LookupGroup("postdrop")
+		if err != nil {
+			t.Fatal(err)
+		}
+		gid, _ := strconv.Atoi(postdrop.Gid)
+		pec.Cred.Groups = append(pec.Cred.Groups, uint32(gid)) // the units' SupplementaryGroups=postdrop
+		sock := func(spec string) string { return strings.TrimPrefix(spec, "unix:") }
+		for _, c := range []struct {
+			what, path string
+			acct       testenv.Account
+			banner     string // "" = must be denied; "-" = connects, no greeting (a milter)
+		}{
+			{"access milter", sock(accessSpec), nobody, ""},
+			{"access milter", sock(accessSpec), pfUser, "-"},
+			{"incoming milter", sock(incomingSpec), nobody, ""},
+			{"incoming milter", sock(incomingSpec), pfUser, "-"},
+			{"pecdeliver LMTP", sock(deliverSpec), nobody, ""},
+			{"pecdeliver LMTP", sock(deliverSpec), pfUser, "220 "},
+			{"Dovecot LMTP", dv.lmtp, nobody, ""},
+			{"Dovecot LMTP", dv.lmtp, pfUser, ""}, // Postfix goes through pecdeliver
+			{"Dovecot LMTP", dv.lmtp, pec, "220 "},
+			{"re-injection", reSock, nobody, ""},
+			{"re-injection", reSock, pec, "220 "},
+		} {
+			got, err := testenv.DialAs(t, c.acct, "unix", c.path)
+			switch {
+			case c.banner == "" && !errors.Is(err, testenv.ErrDenied):
+				t.Errorf("%s as %s: %q, %v; want permission denied", c.what, c.acct.Name, got, err)
+			case c.banner == "-" && err != nil:
+				t.Errorf("%s as %s: %v", c.what, c.acct.Name, err)
+			case c.banner != "" && c.banner != "-" && (err != nil || !strings.HasPrefix(got, c.banner)):
+				t.Errorf("%s as %s: %q, %v; want %q...", c.what, c.acct.Name, got, err, c.banner)
+			}
+		}
+		for _, spec := range []string{accessSpec, incomingSpec, deliverSpec} {
+			fi, err := os.Stat(sock(spec))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st := fi.Sys().(*syscall.Stat_t); fi.Mode().Perm() != 0o660 || st.Gid != pfUser.Cred.Gid {
+				t.Errorf("%s: %v group %d, want srw-rw---- group postfix", spec, fi.Mode(), st.Gid)
+			}
+		}
+	})
+
+	// Local submission is no way around the access point: only root may
+	// use sendmail (main.cf.pec authorized_submit_users).
+	t.Run("local sendmail refused", func(t *testing.T) {
+		for _, name := range []string{"nobody", pecUser, "postfix"} {
+			acct := testenv.LookupAccount(t, name)
+			subject := "sendmail come " + name
+			out, err := pf.SendmailAs(t, acct, mario, []string{luigi}, []byte(message(mario, luigi, subject)))
+			if err == nil || !strings.Contains(out, "is not allowed to submit mail") {
+				t.Errorf("sendmail as %s: %v\n%s\nwant \"not allowed to submit mail\"", name, err, out)
+			}
+		}
+		time.Sleep(time.Second)
+		for _, m := range dv.inbox(luigi) {
+			if strings.Contains(m, "sendmail come") {
+				t.Errorf("a local sendmail submission was delivered:\n%s", m)
+			}
 		}
 	})
 
@@ -982,7 +1187,7 @@ func TestRealPostfixDovecot(t *testing.T) {
 	})
 
 	t.Run("dovecot LMTP: unknown user 5.1.1, full mailbox 5.2.2", func(t *testing.T) {
-		conn, err := net.Dial("tcp", dv.lmtp)
+		conn, err := net.Dial("unix", dv.lmtp)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -1014,6 +1219,22 @@ func TestRealPostfixDovecot(t *testing.T) {
 			t.Errorf("message over quota: %v, want 552 5.2.2 (permanent)", err)
 		}
 	})
+}
+
+// dialSMTP connects to an SMTP server and greets it as localhost; the
+// client is closed at cleanup.
+func dialSMTP(t *testing.T, network, addr string) *smtp.Client {
+	t.Helper()
+	conn, err := net.DialTimeout(network, addr, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := smtp.NewClient(conn)
+	t.Cleanup(func() { c.Close() })
+	if err := c.Hello("localhost"); err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
 
 // contains reports whether list holds addr, with or without angle brackets.

@@ -44,5 +44,6 @@ func run(path string, log *slog.Logger) error {
 		srv.Observer = d.Metrics.ObserveDelivery
 	}
 	log.Info("delivery point", "dovecot", d.Cfg.Deliver.Dovecot)
-	return daemon.Serve(ctx, log, daemon.Server{Name: "LMTP", Spec: d.Cfg.Deliver.Listen, Serve: srv.Serve})
+	return daemon.Serve(ctx, log, daemon.Server{Name: "LMTP", Spec: d.Cfg.Deliver.Listen, Serve: srv.Serve,
+		Exposure: "deliveries into our mailboxes and provider-signed delivery receipts (RFC 6109 §3.3)"})
 }

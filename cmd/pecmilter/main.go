@@ -72,7 +72,8 @@ func run(path string, log *slog.Logger) error {
 			// makes held acceptances effective (filter/queued.go)
 			m.ConfirmDomain = d.Provider.Domain
 		}
-		servers = append(servers, daemon.Server{Name: "access milter", Spec: cfg.Milter.Access, Serve: m.Serve})
+		servers = append(servers, daemon.Server{Name: "access milter", Spec: cfg.Milter.Access, Serve: m.Serve,
+			Exposure: "provider-signed transport envelopes and acceptance notices for any of our mailboxes (RFC 6109 §2.2.1)"})
 	}
 	if cfg.Milter.Incoming != "" {
 		roots, err := cfg.Roots()
@@ -95,7 +96,8 @@ func run(path string, log *slog.Logger) error {
 			in.Revocation, in.RevocationHard = crl.Check, cfg.Signing.CRL == "hard"
 		}
 		m := &filter.Milter{Name: "incoming", Role: in, Store: st, Kick: d.Outbox.Kick, Log: log, Observer: observe}
-		servers = append(servers, daemon.Server{Name: "incoming milter", Spec: cfg.Milter.Incoming, Serve: m.Serve})
+		servers = append(servers, daemon.Server{Name: "incoming milter", Spec: cfg.Milter.Incoming, Serve: m.Serve,
+			Exposure: "provider-signed take-charge receipts and anomaly envelopes (RFC 6109 §3.2)"})
 	}
 	if len(servers) == 0 {
 		return errors.New("[milter] neither access nor incoming is set: nothing to serve")

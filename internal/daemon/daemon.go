@@ -11,6 +11,8 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"os/user"
+	"strconv"
 	"syscall"
 
 	"github.com/pecgo/pec/build"
@@ -56,6 +58,10 @@ func Start(ctx context.Context, path string, metricsAddr func(*config.Config) st
 	}
 	go d.resyncOnHangup(ctx)
 	d.Outbox = &outbox.Sender{Store: st, Addr: cfg.Reinject.Address, Helo: cfg.Reinject.Helo, Logger: log}
+	if network, _, _ := config.SplitAddr(cfg.Reinject.Address); network != "unix" {
+		log.Warn("[reinject] address is TCP: Postfix cannot tell our notices from any local process's mail there; use the unix socket of postfix-examples (unix:/var/spool/postfix/public/pec-reinject)",
+			"address", cfg.Reinject.Address)
+	}
 	if addr := metricsAddr(cfg); addr != "" {
 		d.Metrics = metrics.New(metrics.Options{Store: st, StorePath: cfg.Store.Path, Index: d.Index, Log: log})
 		ln, err := config.Listen(addr)
@@ -102,8 +108,11 @@ func (d *Daemon) Close() { d.Store.Close() }
 // Server is one listener with what serves it.
 type Server struct {
 	Name  string
-	Spec  string // inet:HOST:PORT or unix:/path
+	Spec  string // unix:/path, or inet:HOST:PORT (logged as a warning)
 	Serve func(net.Listener) error
+	// Exposure says what any local process could obtain from a TCP
+	// listener of this server, for the start-up warning.
+	Exposure string
 }
 
 // Serve listens on every server's address and serves until ctx is done
@@ -122,7 +131,14 @@ func Serve(ctx context.Context, log *slog.Logger, servers ...Server) error {
 			return err
 		}
 		lns = append(lns, ln)
-		log.Info("serving", "what", s.Name, "listen", s.Spec)
+		if network, _, _ := config.SplitAddr(s.Spec); network != "unix" {
+			// a TCP listener cannot tell Postfix from any other local
+			// process: only a unix socket keeps signing for Postfix alone
+			log.Warn("listening on TCP: any local process can connect; use a unix socket (unix:/run/pec/NAME.sock, see postfix-examples/README.md)",
+				"what", s.Name, "listen", s.Spec, "exposure", s.Exposure)
+		} else {
+			log.Info("serving", append([]any{"what", s.Name, "listen", s.Spec}, socketAttrs(ln)...)...)
+		}
 		go func(s Server, ln net.Listener) {
 			if err := s.Serve(ln); err != nil {
 				errc <- fmt.Errorf("%s: %w", s.Name, err)
@@ -135,6 +151,28 @@ func Serve(ctx context.Context, log *slog.Logger, servers ...Server) error {
 	case err := <-errc:
 		return err
 	}
+}
+
+// socketAttrs describes a unix socket's mode and group for the log: the
+// group is who besides us may connect (Postfix's, in production).
+func socketAttrs(ln net.Listener) []any {
+	ua, ok := ln.Addr().(*net.UnixAddr)
+	if !ok {
+		return nil
+	}
+	fi, err := os.Stat(ua.Name)
+	if err != nil {
+		return nil
+	}
+	attrs := []any{"mode", fmt.Sprintf("%04o", fi.Mode().Perm())}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		g := strconv.FormatUint(uint64(st.Gid), 10)
+		if grp, err := user.LookupGroupId(g); err == nil {
+			g = grp.Name
+		}
+		attrs = append(attrs, "group", g)
+	}
+	return attrs
 }
 
 // SignalContext is cancelled on SIGTERM or SIGINT.

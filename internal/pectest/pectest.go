@@ -1,7 +1,8 @@
 // Package pectest runs whole PEC providers on loopback for integration
 // tests and the demo: for each provider a real Postfix (submission with
 // Dovecot SASL and the access milter, port 25 with the incoming milter, a
-// milter-free re-injection listener), a real Dovecot, the pecmilter and
+// milter-free re-injection listener on a unix socket in Postfix's public/
+// that takes only posta-certificata@), a real Dovecot, the pecmilter and
 // pecdeliver binaries built from this tree, one shared clamd, one test PKI
 // and one providers' index listing every provider. Everything is rendered
 // into temporary directories and stopped by PID when the test ends.
@@ -69,9 +70,16 @@ type Spec struct {
 // Provider is one running provider.
 type Provider struct {
 	Spec
-	w                                     *World
-	Dir, ConfigPath, StorePath            string
-	SubmissionAddr, MXAddr, ReinjectAddr  string
+	w                          *World
+	Dir, ConfigPath, StorePath string
+	SubmissionAddr, MXAddr     string // Postfix's smtpd listeners, host:port
+	// ReinjectAddr is the [reinject] address: "unix:" + Postfix's
+	// public/pec-reinject (set once Postfix runs).
+	ReinjectAddr string
+	// SocketDir holds the milters' and pecdeliver's unix sockets, laid out
+	// like /run/pec (group postfix, mode 2750); AccessAddr, IncomingAddr
+	// and DeliverAddr are the socket paths in it.
+	SocketDir                             string
 	AccessAddr, IncomingAddr, DeliverAddr string
 	Dovecot                               *testenv.Dovecot
 	Postfix                               *testenv.Postfix
@@ -150,8 +158,11 @@ func (w *World) Add(s Spec) *Provider {
 	p.Dir = filepath.Join(w.Dir, s.Domain)
 	must(t, os.MkdirAll(p.Dir, 0o755))
 	port := func() string { return fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)) }
-	p.SubmissionAddr, p.MXAddr, p.ReinjectAddr = port(), port(), port()
-	p.AccessAddr, p.IncomingAddr, p.DeliverAddr = port(), port(), port()
+	p.SubmissionAddr, p.MXAddr = port(), port()
+	p.SocketDir = testenv.SocketDir(t)
+	p.AccessAddr = filepath.Join(p.SocketDir, "access.sock")
+	p.IncomingAddr = filepath.Join(p.SocketDir, "incoming.sock")
+	p.DeliverAddr = filepath.Join(p.SocketDir, "lmtp.sock")
 	p.Identity = w.PKI.Issue(s.Name, "posta-certificata@"+s.Domain, time.Time{}, time.Time{}, false)
 	w.Providers = append(w.Providers, p)
 	return p
@@ -210,13 +221,12 @@ func (p *Provider) start() {
 	must(t, os.WriteFile(key, testpki.KeyPEM(p.Identity.Key), 0o600))
 	p.StorePath = filepath.Join(p.Dir, "pec.db")
 	p.ConfigPath = filepath.Join(p.Dir, "pec.toml")
-	p.WriteConfig(p.ReinjectAddr)
 
 	// routing: our domains to pecdeliver, other providers to their port 25,
 	// everything else to the ordinary-mail sink
 	var tm []string
 	for _, d := range p.domains() {
-		tm = append(tm, d+"=lmtp:inet:"+p.DeliverAddr)
+		tm = append(tm, d+"=lmtp:unix:"+p.DeliverAddr)
 	}
 	for _, o := range w.Providers {
 		if o != p && !o.IndexOnly {
@@ -230,7 +240,7 @@ func (p *Provider) start() {
 		// only the access milter's queue confirmation still goes to
 		// pecdeliver (filter/queued.go; recipient_delimiter = + makes
 		// the table's pec-queued@domain match pec-queued+TOKEN@domain)
-		tm = []string{"pec-queued@" + p.Domain + "=lmtp:inet:" + p.DeliverAddr}
+		tm = []string{"pec-queued@" + p.Domain + "=lmtp:unix:" + p.DeliverAddr}
 		defaultTransport = "smtp:[" + host(p.SinkAll.Addr) + "]:" + port(p.SinkAll.Addr)
 	}
 	main := []string{
@@ -244,6 +254,8 @@ func (p *Provider) start() {
 		"smtpd_delay_reject = yes",
 		"lmtp_destination_recipient_limit = 50",
 		"recipient_delimiter = +",
+		// local submission closed as in postfix-examples/main.cf.pec
+		"authorized_submit_users = root",
 	}
 	if len(tm) > 0 {
 		main = append(main, "transport_maps = inline:{ "+strings.Join(tm, ", ")+" }")
@@ -253,21 +265,32 @@ func (p *Provider) start() {
 		" -o smtpd_tls_security_level=none -o smtpd_tls_auth_only=no -o smtpd_sasl_security_options=noanonymous" +
 		" -o mynetworks=127.0.0.2/32 -o smtpd_relay_restrictions=permit_sasl_authenticated,reject" +
 		" -o smtpd_recipient_restrictions=permit_sasl_authenticated,reject" +
-		" -o smtpd_milters=inet:" + p.AccessAddr + " -o cleanup_service_name=cleanup-sub"
-	mx := "smtpd -o smtpd_milters=inet:" + p.IncomingAddr + " -o mynetworks=127.0.0.2/32" +
+		" -o smtpd_milters=unix:" + p.AccessAddr + " -o cleanup_service_name=cleanup-sub"
+	mx := "smtpd -o smtpd_milters=unix:" + p.IncomingAddr + " -o mynetworks=127.0.0.2/32" +
 		" -o smtpd_relay_restrictions=reject_unauth_destination -o smtpd_recipient_restrictions=reject_unauth_destination"
-	re := "smtpd -o smtpd_milters= -o smtpd_relay_restrictions=permit_mynetworks,reject -o smtpd_recipient_restrictions=permit_mynetworks,reject"
+	// as postfix-examples/master.cf.pec: a unix socket in public/, only
+	// posta-certificata@ as sender
+	re := "smtpd -o syslog_name=postfix/pec-reinject -o smtpd_milters= -o mynetworks=127.0.0.0/8" +
+		" -o smtpd_client_restrictions=permit_mynetworks,reject" +
+		" -o smtpd_sender_restrictions=check_sender_access,inline:{" + p.ServiceAddr() + "=OK},reject" +
+		" -o smtpd_relay_restrictions=permit_mynetworks,reject -o smtpd_recipient_restrictions=permit_mynetworks,reject"
 	p.Postfix = testenv.StartPostfix(t, testenv.PostfixConfig{
 		MyHostname: "mx." + p.Domain, MyDomain: p.Domain, Main: main,
 		Master: []string{
 			p.SubmissionAddr + " inet n - n - - " + sub,
 			p.MXAddr + " inet n - n - - " + mx,
-			p.ReinjectAddr + " inet n - n - - " + re,
+			"pec-reinject unix n - n - - " + re,
 			// Postfix drops Bcc in cleanup before the milter sees it; keep
 			// it on submission so the access point names the exception.
 			"cleanup-sub unix n - n - 0 cleanup -o message_drop_headers=content-length",
 		},
 	})
+	sock := filepath.Join(p.Postfix.QueueDir, "public", "pec-reinject")
+	if err := waitDial("unix", sock, 15*time.Second); err != nil {
+		t.Fatalf("postfix of %s: no re-injection socket: %v", p.Domain, err)
+	}
+	p.ReinjectAddr = "unix:" + sock
+	p.WriteConfig(p.ReinjectAddr)
 	p.StartMilter()
 	p.StartDeliver()
 }
@@ -314,7 +337,7 @@ path = %s
 ldif = %s
 cache_dir = %s
 `, q(p.Name), q(p.Domain), strings.Join(doms, ", "), q(filepath.Join(p.Dir, "cert.pem")), q(filepath.Join(p.Dir, "key.pem")),
-		q(w.RootPEM), q(w.Clamd.Addr), q("inet:"+p.AccessAddr), q("inet:"+p.IncomingAddr), q("inet:"+p.DeliverAddr),
+		q(w.RootPEM), q(w.Clamd.Addr), q("unix:"+p.AccessAddr), q("unix:"+p.IncomingAddr), q("unix:"+p.DeliverAddr),
 		q("inet:"+p.Dovecot.LMTPAddr), q(reinject), q(p.StorePath), q(w.IndexPath), q(filepath.Join(p.Dir, "index-cache")))
 	must(w.t, os.WriteFile(p.ConfigPath, []byte(cfg+p.Extra), 0o644))
 }
@@ -355,7 +378,7 @@ func (p *Provider) startProc(name string, addrs ...string) {
 		}
 	})
 	for _, a := range addrs {
-		if err := waitTCP(a, 15*time.Second); err != nil {
+		if err := waitDial("unix", a, 15*time.Second); err != nil {
 			t.Fatalf("%s of %s did not listen on %s: %v\n%s", name, p.Domain, a, err, p.ProcLog(name))
 		}
 	}

@@ -111,10 +111,11 @@ func subject(b []byte) string {
 	return ""
 }
 
-func waitTCP(addr string, timeout time.Duration) error {
+// waitDial waits until network/addr accepts a connection.
+func waitDial(network, addr string, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
+		c, err := net.DialTimeout(network, addr, time.Second)
 		if err == nil {
 			c.Close()
 			return nil

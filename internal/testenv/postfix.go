@@ -27,8 +27,8 @@ type PostfixConfig struct {
 	// Master holds extra master.cf service lines, e.g.
 	// "127.0.0.1:2525 inet n - n - - smtpd -o smtpd_milters=inet:127.0.0.1:7000".
 	// The base has no smtpd listener. Keep the chroot column (5th) "n".
-	// Postfix's smtpd runs as user postfix: a unix socket it must reach (e.g. a
-	// milter's) needs mode 0666 or group postfix; inet:127.0.0.1:PORT avoids that.
+	// Postfix's smtpd runs as user postfix: put a unix socket it must reach
+	// (a milter's) in SocketDir, as production does in /run/pec.
 	Master []string
 }
 
