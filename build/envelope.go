@@ -221,6 +221,16 @@ func (p *Provider) Anomalia(t time.Time, received *Original, mailFrom string, rc
 	id := pecid.Bare(received.MsgID)
 	m := &Message{Kind: k, MailFrom: mailFrom, Rcpts: rcpts, Time: t}
 	m.Header = copiedFields(received.Header)
+	if !hasValue(received.Header, "To") {
+		// RFC 6109 §3.2.2 has the envelope inherit the received To
+		// unchanged. With none (or only blank ones) to inherit, it names
+		// the SMTP forward-paths it is delivered to, which RFC 6109 §2.1
+		// makes the recipients' data, as its text does: a recipient sees
+		// no address the text does not already show, and every
+		// generated message has a To.
+		m.Header = dropFields(m.Header, "To")
+		m.Header = append(m.Header, Field{Name: "To", Value: addressList(rcpts)})
+	}
 	if id == "" {
 		id = p.newID(t)
 	} else {
@@ -250,6 +260,42 @@ func (p *Provider) Anomalia(t time.Time, received *Original, mailFrom string, rc
 		"Il messaggio originale è incluso in allegato.",
 	}
 	return p.sign(m, []part{textParts("Anomalia nel messaggio", text), originalPart(received.Raw)})
+}
+
+// hasValue reports whether h has a field name with a non-blank value.
+func hasValue(h rawmime.Header, name string) bool {
+	for _, v := range h.Values(name) {
+		if strings.TrimSpace(v) != "" {
+			return true
+		}
+	}
+	return false
+}
+
+// dropFields returns fs without the fields named name.
+func dropFields(fs []Field, name string) []Field {
+	out := fs[:0]
+	for _, f := range fs {
+		if !strings.EqualFold(f.Name, name) {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// addressList is an address-list field value with one address per line
+// (folded after each comma, so that no line nears the 998-octet limit
+// whatever the number of addresses); with no address, the empty group
+// "undisclosed-recipients:;" (RFC 5322 §3.4).
+func addressList(addrs []string) string {
+	if len(addrs) == 0 {
+		return "undisclosed-recipients:;"
+	}
+	list := make([]string, len(addrs))
+	for i, a := range addrs {
+		list[i] = (&mail.Address{Address: a}).String()
+	}
+	return strings.Join(list, ",\r\n ")
 }
 
 // TxFromDaticert rebuilds the transaction data from a received envelope's

@@ -82,7 +82,21 @@ type Limits struct {
 	MaxSizeTimesRcpts int64 `toml:"max_size_times_rcpts"` // bytes, default 100 MB
 	MessagesPerHour   int   `toml:"messages_per_hour"`    // per sending mailbox, default 1000
 	NoticeMaxSize     int64 `toml:"notice_max_size"`      // above this size a failed check gets only the SMTP error (RFC 6109 §3.1.2); default 200 MB
+	// Header limits (RFC 6109 §3.1.2 formal checks): what Postfix's
+	// cleanup can carry and rewrite intact (filter.DefaultMaxHeaderFields).
+	MaxHeaderFields    int `toml:"max_header_fields"`     // default 1000, at most 5000
+	MaxHeaderFieldSize int `toml:"max_header_field_size"` // octets of one field, default 50000, at most 57000
 }
+
+// Upper bounds of the header limits: Postfix's cleanup fails to rewrite
+// about 10 000 header fields (REVERSE_JUMP_LIMIT) and, with milters,
+// cuts every field at 60 000 octets (KLUDGE_HEADER_LIMIT) in records of
+// up to line_length_limit (2 048) octets; a limit above these would let a
+// message be certified that Postfix then loses or cuts.
+const (
+	maxHeaderFieldsCap    = 5000
+	maxHeaderFieldSizeCap = 57000
+)
 
 // Clamd is the antivirus daemon.
 type Clamd struct {
@@ -217,6 +231,12 @@ func (c *Config) defaults() {
 	if c.Limits.NoticeMaxSize == 0 {
 		c.Limits.NoticeMaxSize = 200 << 20
 	}
+	if c.Limits.MaxHeaderFields == 0 {
+		c.Limits.MaxHeaderFields = 1000
+	}
+	if c.Limits.MaxHeaderFieldSize == 0 {
+		c.Limits.MaxHeaderFieldSize = 50000
+	}
 	if c.Clamd.Network == "" {
 		c.Clamd.Network = "unix"
 	}
@@ -274,6 +294,12 @@ func (c *Config) check() error {
 		if m.OrdinaryMail != "" && m.OrdinaryMail != "accept" && m.OrdinaryMail != "refuse" {
 			errs = append(errs, fmt.Sprintf("[policy.mailboxes.%q] ordinary_mail %q: use accept or refuse", addr, m.OrdinaryMail))
 		}
+	}
+	if n := c.Limits.MaxHeaderFields; n < 0 || n > maxHeaderFieldsCap {
+		errs = append(errs, fmt.Sprintf("[limits] max_header_fields = %d: use 1 to %d; Postfix cannot rewrite a message with about 10 000 header fields into the transport envelope, and its acceptance would already be signed", n, maxHeaderFieldsCap))
+	}
+	if n := c.Limits.MaxHeaderFieldSize; n < 0 || n > maxHeaderFieldSizeCap {
+		errs = append(errs, fmt.Sprintf("[limits] max_header_field_size = %d: use 1 to %d octets, and less than Postfix's header_size_limit if that is set below 60000; Postfix cuts longer header fields before the milter sees them, and a cut field would be certified", n, maxHeaderFieldSizeCap))
 	}
 	if c.Policy.FromDomainCheck != "warn" && c.Policy.FromDomainCheck != "enforce" {
 		errs = append(errs, fmt.Sprintf("[policy] from_domain_check %q: use warn or enforce", c.Policy.FromDomainCheck))

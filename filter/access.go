@@ -11,6 +11,7 @@ import (
 
 	"github.com/pecgo/pec/build"
 	"github.com/pecgo/pec/daticert"
+	"github.com/pecgo/pec/internal/rawmime"
 	"github.com/pecgo/pec/store"
 	"github.com/pecgo/pec/timer"
 )
@@ -31,6 +32,12 @@ type Access struct {
 	// per-mailbox rate limit); nil disables the limit.
 	Sent func(sender string, since time.Time) (int, error)
 	Log  *slog.Logger
+
+	// Header limits: what Postfix's cleanup can carry and rewrite intact
+	// (see DefaultMaxHeaderFields, DefaultMaxHeaderFieldSize); zero means
+	// the default, never "no limit".
+	MaxHeaderFields    int
+	MaxHeaderFieldSize int // octets of one field, name and line ends included
 }
 
 // Check applies the access-point rules to one submitted message at now.
@@ -131,13 +138,57 @@ func (a *Access) Check(ctx context.Context, env Envelope, raw []byte, now time.T
 	return d
 }
 
+// Header limits of the access point, measured with Postfix 3.7 in front
+// of this milter (integration/access TestHeaderLimits):
+//
+//   - Postfix's cleanup applies the envelope (RFC 6109 §3.1.5) in place,
+//     deleting each original field the envelope does not keep; a message
+//     with 10 005 header fields (10 004 deleted) makes it abort with
+//     "too many reverse jump records" (REVERSE_JUMP_LIMIT 10 000) after
+//     the acceptance was signed, while 10 004 still pass. 1 000 keeps a
+//     tenfold margin and is far above real mail.
+//   - With milters, cleanup cuts every header field at 60 000 octets
+//     (KLUDGE_HEADER_LIMIT, below header_size_limit's default 102 400)
+//     and drops the rest without error: a field of 219 KB reaches the
+//     milter as 59 602 octets, and would be certified cut. A cut field
+//     cannot be told from an intact one, so fields are refused from
+//     50 000 octets on: a cut one keeps more than 60 000 minus one queue
+//     file record (line_length_limit, 2 048).
+const (
+	DefaultMaxHeaderFields    = 1000
+	DefaultMaxHeaderFieldSize = 50000
+)
+
+// headerLimits returns the effective header limits.
+func (a *Access) headerLimits() (fields, size int) {
+	fields, size = a.MaxHeaderFields, a.MaxHeaderFieldSize
+	if fields <= 0 {
+		fields = DefaultMaxHeaderFields
+	}
+	if size <= 0 {
+		size = DefaultMaxHeaderFieldSize
+	}
+	return fields, size
+}
+
 // formalCheck returns the first failed rule as the Italian reason that
 // goes into the notice and errore-esteso, or "".
 func (a *Access) formalCheck(env Envelope, o *build.Original, perr error, raw []byte, rcpts []string, sentLastHour int) string {
 	sender := strings.ToLower(env.MailFrom)
+	maxFields, maxFieldSize := a.headerLimits()
 	switch {
 	case perr != nil:
 		return "messaggio non conforme allo standard RFC 5322 (" + perr.Error() + ")"
+	case len(o.Header) > maxFields:
+		// RFC 6109 §3.1.2 formal checks: a header Postfix cannot rewrite
+		// into the transport envelope (see DefaultMaxHeaderFields) is
+		// refused before anything is signed
+		return fmt.Sprintf("intestazione con troppi campi: %d, superiore al limite di %d", len(o.Header), maxFields)
+	case longestField(o.Header) > maxFieldSize:
+		// RFC 6109 §3.1.2 formal checks: a field that Postfix may have
+		// cut (see DefaultMaxHeaderFieldSize) must not be certified; its
+		// size as received may be larger than what reached us
+		return fmt.Sprintf("il campo %s dell'intestazione supera il limite di %d byte", longestFieldName(o.Header), maxFieldSize)
 	case longestLine(raw) > 998:
 		// RFC 5322 §2.1.1; Postfix would also split such a line
 		// (line_length_limit) and break the envelope's signature
@@ -259,4 +310,28 @@ func longestLine(raw []byte) int {
 		raw = raw[i+1:]
 	}
 	return longest
+}
+
+// fieldSize is the size of one header field on the wire: name, value and
+// folded lines with their line ends, final CRLF included.
+func fieldSize(f rawmime.Field) int { return len(f.Raw) + 2 }
+
+// longestField is the size of the largest field of h.
+func longestField(h rawmime.Header) int {
+	n := 0
+	for _, f := range h {
+		n = max(n, fieldSize(f))
+	}
+	return n
+}
+
+// longestFieldName names the largest field of h.
+func longestFieldName(h rawmime.Header) string {
+	n, name := -1, ""
+	for _, f := range h {
+		if fieldSize(f) > n {
+			n, name = fieldSize(f), f.Name
+		}
+	}
+	return name
 }

@@ -146,7 +146,8 @@ type Syncer struct {
 	Logger   *slog.Logger     // nil: no logging
 	Now      func() time.Time // nil: time.Now
 
-	mu sync.Mutex
+	mu    sync.Mutex
+	sleep func(ctx context.Context, d time.Duration) bool // Run's wait; nil: sleepCtx (tests replace it)
 }
 
 func (s *Syncer) logger() *slog.Logger {
@@ -294,27 +295,64 @@ func (s *Syncer) writeCache(ix *Index, at time.Time) error {
 	return nil
 }
 
+// Retry delays of Run while no copy of the index is at hand: mail is
+// tempfailed meanwhile, so the source is tried again soon, backing off
+// from RetryFirst to RetryMax.
+const (
+	RetryFirst = 5 * time.Second
+	RetryMax   = time.Minute
+)
+
 // Run syncs now and then every interval (default 24 h) until ctx is done,
 // calling onUpdate (if not nil) with the snapshot of each successful sync.
-// After a failed sync it retries sooner, after min(interval, 1 h).
+// After a failed sync it retries sooner: while a copy is at hand (the
+// cache, or an earlier sync of this Run) after min(interval, 1 h); while
+// there is none, and so mail is tempfailed (fail closed), after
+// RetryFirst, doubling up to RetryMax, so that mail flows again within a
+// minute of the source coming back.
 func (s *Syncer) Run(ctx context.Context, interval time.Duration, onUpdate func(*Index)) {
 	if interval <= 0 {
 		interval = 24 * time.Hour
 	}
+	sleep := s.sleep
+	if sleep == nil {
+		sleep = sleepCtx
+	}
+	_, _, lerr := s.Load()
+	have := lerr == nil
+	retry := RetryFirst
 	for {
 		next := interval
 		ix, _, err := s.Sync(ctx)
-		if err != nil {
+		switch {
+		case err == nil:
+			have, retry = true, RetryFirst
+			if onUpdate != nil {
+				onUpdate(ix)
+			}
+		case have:
 			next = min(interval, time.Hour)
-		} else if onUpdate != nil {
-			onUpdate(ix)
+		default:
+			next, retry = min(retry, interval), min(2*retry, RetryMax)
+			if ctx.Err() == nil {
+				s.logger().Warn("providers' index: no copy loaded, mail is tempfailed until a sync succeeds; check the [index] source",
+					"retry_in", next, "err", err)
+			}
 		}
-		t := time.NewTimer(next)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !sleep(ctx, next) {
 			return
-		case <-t.C:
 		}
+	}
+}
+
+// sleepCtx waits d or until ctx is done; it reports whether d passed.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
 	}
 }

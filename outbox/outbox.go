@@ -7,7 +7,8 @@
 // crash at any point loses nothing; the price is that a crash between that
 // 250 and MarkSent sends the item again (at-least-once). Several senders
 // (pecmilter and pecdeliver) may share one store: each claims the items it
-// sends for a lease (store.Claim).
+// sends for a lease (store.Claim), and on start gives back the claims of
+// dead senders on its host (owner.go).
 package outbox
 
 import (
@@ -25,7 +26,9 @@ import (
 	"github.com/pecgo/pec/store"
 )
 
-// claimLease is how long a claimed item stays reserved for one sender.
+// claimLease is how long a claimed item stays reserved for one sender
+// that may still be alive (one on another host, or one whose death cannot
+// be told from here: see owner.go).
 const claimLease = 10 * time.Minute
 
 // Sender drains the outbox of Store to Addr.
@@ -42,10 +45,14 @@ type Sender struct {
 	// when the attempt failed (the item is retried later). For metrics;
 	// it must not block.
 	OnResult func(err error)
+	// Owner is written next to every item this sender claims; default
+	// ThisProcess().
+	Owner store.ClaimOwner
 
-	once  sync.Once
-	kick  chan struct{}
-	drain sync.Mutex // one pass at a time
+	once      sync.Once
+	kick      chan struct{}
+	drain     sync.Mutex // one pass at a time
+	recovered bool       // dead owners' claims released (under drain)
 }
 
 // batch is how many items DrainOnce claims at a time: few, so that a claim
@@ -67,7 +74,12 @@ func DefaultBackoff(attempts int) time.Duration {
 }
 
 func (s *Sender) init() {
-	s.once.Do(func() { s.kick = make(chan struct{}, 1) })
+	s.once.Do(func() {
+		s.kick = make(chan struct{}, 1)
+		if s.Owner == (store.ClaimOwner{}) {
+			s.Owner = ThisProcess()
+		}
+	})
 }
 
 func (s *Sender) now() time.Time {
@@ -129,9 +141,17 @@ func (s *Sender) Run(ctx context.Context) error {
 // early (leaving the rest due) and returns an error when the server cannot
 // be reached or the connection breaks, or when the store fails; a refused
 // message only schedules that item for a retry.
+//
+// The first pass first gives back the claims of dead senders on this host
+// (a previous run of this program killed while it held items, or the other
+// daemon sharing the store), so what they held is sent in this pass.
 func (s *Sender) DrainOnce(ctx context.Context) (sent int, err error) {
+	s.init()
 	s.drain.Lock()
 	defer s.drain.Unlock()
+	if !s.recovered {
+		s.recovered = s.releaseDead()
+	}
 	var c *smtp.Client
 	var stop func() bool
 	hangUp := func() {
@@ -148,7 +168,7 @@ func (s *Sender) DrainOnce(ctx context.Context) (sent int, err error) {
 		if err := ctx.Err(); err != nil {
 			return sent, err
 		}
-		items, err := s.Store.Claim(s.now(), claimLease, batch)
+		items, err := s.Store.Claim(s.Owner, s.now(), claimLease, batch)
 		if err != nil {
 			return sent, err
 		}
@@ -211,6 +231,32 @@ func (s *Sender) DrainOnce(ctx context.Context) (sent int, err error) {
 			return sent, nil
 		}
 	}
+}
+
+// releaseDead makes the items held by dead owners (deadOwner) due now. It
+// reports whether the check could be made; when the store fails it is
+// tried again on the next pass.
+func (s *Sender) releaseDead() bool {
+	holders, err := s.Store.ClaimHolders()
+	if err != nil {
+		s.log().Warn("outbox: cannot list claimed items to release those of dead senders; will try again on the next pass", "error", err.Error())
+		return false
+	}
+	for _, h := range holders {
+		dead, why := deadOwner(s.Owner, h.ClaimOwner)
+		attrs := []any{"owner_host", h.Host, "owner_pid", h.PID, "owner_instance", h.Instance, "items", h.Items, "lease_until", h.Until}
+		if !dead {
+			s.log().Info("outbox: items claimed by another sender that may be alive; they wait for it or for the end of its lease", attrs...)
+			continue
+		}
+		n, err := s.Store.ReleaseClaimsOf(h.ClaimOwner, s.now())
+		if err != nil {
+			s.log().Warn("outbox: cannot release the items of a dead sender; will try again on the next pass", append(attrs, "error", err.Error())...)
+			return false
+		}
+		s.log().Info("outbox: released the items claimed by a dead sender", append(attrs, "released", n, "reason", why)...)
+	}
+	return true
 }
 
 // release gives claimed but untried items back (due now).

@@ -31,7 +31,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -250,6 +249,9 @@ func Open(path string) (*Store, error) {
 	err = s.init()
 	if err == nil {
 		err = s.initTracking()
+	}
+	if err == nil {
+		err = s.initClaims()
 	}
 	if err != nil {
 		db.Close()
@@ -620,42 +622,6 @@ func (s *Store) DuePending(now time.Time, limit int) ([]Queued, error) {
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("store: due pending: %w", err)
 	}
-	return out, nil
-}
-
-// Claim is DuePending for senders that may run in several processes
-// (pecmilter and pecdeliver share one store): in one statement it takes
-// the due items and pushes their NextTry to now+lease, so no other sender
-// takes them meanwhile; an item whose sender died becomes due again when
-// the lease ends. Attempts is not changed.
-func (s *Store) Claim(now time.Time, lease time.Duration, limit int) ([]Queued, error) {
-	if limit <= 0 {
-		limit = 100
-	}
-	rows, err := s.db.Query(`UPDATE outbox SET next_try_ns = ?
-		WHERE id IN (SELECT id FROM outbox WHERE sent_ns IS NULL AND next_try_ns <= ? ORDER BY id LIMIT ?)
-		RETURNING id, mail_from, rcpts, data, message_id, kind, attempts`, now.Add(lease).UnixNano(), now.UnixNano(), limit)
-	if err != nil {
-		return nil, fmt.Errorf("store: claim: %w", err)
-	}
-	defer rows.Close()
-	var out []Queued
-	for rows.Next() {
-		var q Queued
-		var rcpts string
-		if err := rows.Scan(&q.ID, &q.MailFrom, &rcpts, &q.Data, &q.MessageID, &q.Kind, &q.Attempts); err != nil {
-			return nil, fmt.Errorf("store: claim: %w", err)
-		}
-		if q.Rcpts, err = decodeList(rcpts); err != nil {
-			return nil, fmt.Errorf("store: claim: item %d: bad recipients: %w", q.ID, err)
-		}
-		q.NextTry = now.Add(lease).UTC()
-		out = append(out, q)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("store: claim: %w", err)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out, nil
 }
 

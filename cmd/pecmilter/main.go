@@ -60,6 +60,7 @@ func run(path string, log *slog.Logger) error {
 		access := &filter.Access{
 			Provider: d.Provider, MaxRecipients: cfg.Limits.MaxRecipients, MaxSizeTimesRcpts: cfg.Limits.MaxSizeTimesRcpts,
 			MessagesPerHour: cfg.Limits.MessagesPerHour, NoticeMaxSize: cfg.Limits.NoticeMaxSize,
+			MaxHeaderFields: cfg.Limits.MaxHeaderFields, MaxHeaderFieldSize: cfg.Limits.MaxHeaderFieldSize,
 			Scanner: scanner, Index: d.Index.Current, Log: log,
 			Sent: func(sender string, since time.Time) (int, error) {
 				ev, err := st.Events(store.Query{Sender: sender, Type: "accettazione", From: since, Limit: cfg.Limits.MessagesPerHour + 1})

@@ -33,7 +33,8 @@ var ErrNoIndex = errors.New("no providers' index loaded yet: check the [index] s
 // OpenIndex loads the cached snapshot, tries a sync now, and keeps
 // syncing every interval (24 h when zero) until ctx is done. It returns
 // without error even when neither works: mail is then tempfailed (fail
-// closed) until a snapshot arrives.
+// closed) until a snapshot arrives, and the source is retried after 5 s,
+// backing off to once a minute (index.Syncer.Run).
 func OpenIndex(ctx context.Context, cfg *config.Config, interval time.Duration, log *slog.Logger) (*Index, error) {
 	src, err := IndexSource(cfg)
 	if err != nil {
