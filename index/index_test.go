@@ -38,7 +38,7 @@ var (
 	fix     *fixture
 )
 
-func getFixture(t *testing.T) *fixture {
+func getFixture(t testing.TB) *fixture {
 	t.Helper()
 	fixOnce.Do(func() {
 		pki := testpki.New("example.test", ".example.test")
