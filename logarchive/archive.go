@@ -331,12 +331,21 @@ func VerifyEach(dir, day string, roots *smime.Roots, fn func(Row) error) (*Repor
 // recipients still fits).
 const maxLine = 64 << 20
 
+// checkContent checks an archive's data file (gzip) into rep: see checkLines.
 func checkContent(rep *Report, data []byte, day string, fn func(Row) error) error {
 	zr, err := gzip.NewReader(bytes.NewReader(data))
 	if err != nil {
 		return fmt.Errorf("not a gzip file: %w", err)
 	}
-	sc := bufio.NewScanner(zr)
+	return checkLines(rep, zr, day, fn)
+}
+
+// checkLines reads an archive's JSON lines from in into rep and checks them:
+// the header's day and bounds, each row inside the day, each row's hash,
+// the links between consecutive rows, and the trailer. fn, if not nil, is
+// called with every row after its hash has been checked.
+func checkLines(rep *Report, in io.Reader, day string, fn func(Row) error) error {
+	sc := bufio.NewScanner(in)
 	sc.Buffer(make([]byte, 0, 64<<10), maxLine)
 	line := 0
 	next := func() ([]byte, bool) {

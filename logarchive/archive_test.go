@@ -43,7 +43,7 @@ func ev(t, typ, subject string, rcpts ...string) store.Event {
 		Subject: subject, Related: []string{"<r-" + t + "@pec.example.test>"}, Provider: "Example PEC S.p.A."}
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
 	e := &env{dir: t.TempDir()}
 	var err error
