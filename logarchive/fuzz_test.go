@@ -3,14 +3,21 @@ package logarchive_test
 import (
 	"bytes"
 	"compress/gzip"
+	"crypto"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"io"
+	"math/big"
 	"os"
+	"slices"
 	"testing"
+	"time"
 
+	"github.com/pecgo/pec/internal/testpki"
 	"github.com/pecgo/pec/logarchive"
+	"github.com/pecgo/pec/logarchive/tsatest"
 )
 
 // jsonOf is v as JSON, to compare values whose times may carry different
@@ -152,6 +159,85 @@ func FuzzArchiveLines(f *testing.F) {
 		}
 		if jsonOf(t, rep.Header) != jsonOf(t, rep2.Header) || jsonOf(t, rep.Trailer) != jsonOf(t, rep2.Trailer) || jsonOf(t, rows) != jsonOf(t, rows2) {
 			t.Fatalf("written again, the archive reads differently:\n%s\n----\n%s", lines, again)
+		}
+	})
+}
+
+// FuzzCheckTimestamp fuzzes the RFC 3161 reply parser with the data the
+// time-stamp should cover: it never panics; a warning never comes with an
+// error; a time-stamp comes with an error only when its imprint is not
+// the data's hash; an accepted reply is granted, names a supported hash
+// whose value over data is its imprint, carries a serial and a policy, its
+// signer is one of its certificates, and a reply whose TSA chain was not
+// checked says so. The seeds are replies of the fake TSA (SHA-256 and
+// SHA-512 imprints, with and without certificates, a refusal, an imprint
+// of other data).
+func FuzzCheckTimestamp(f *testing.F) {
+	pki := testpki.New("pec.example.test")
+	roots := pki.Pool().Pool()
+	data := []byte("the signature of a daily archive")
+	reply := func(h crypto.Hash, certReq bool, setup func(a *tsatest.TSA)) []byte {
+		a := tsatest.New(pki)
+		a.Now = func() time.Time { return time.Date(2024, 3, 3, 0, 5, 0, 0, time.UTC) }
+		setup(a)
+		d := h.New()
+		d.Write(data)
+		req, err := logarchive.TimestampRequest(h, d.Sum(nil), big.NewInt(42), certReq)
+		if err != nil {
+			f.Fatal(err)
+		}
+		r, err := a.Reply(req)
+		if err != nil {
+			f.Fatal(err)
+		}
+		return r
+	}
+	none := func(*tsatest.TSA) {}
+	f.Add(reply(crypto.SHA256, true, none), data)
+	f.Add(reply(crypto.SHA512, true, none), data)
+	f.Add(reply(crypto.SHA256, false, none), data)
+	f.Add(reply(crypto.SHA256, true, func(a *tsatest.TSA) { a.Status, a.FailBit, a.Text = 2, 14, "time not available" }), data)
+	f.Add(reply(crypto.SHA256, true, func(a *tsatest.TSA) { d := sha256.Sum256([]byte("other")); a.Digest = d[:] }), data)
+
+	f.Fuzz(func(t *testing.T, reply, data []byte) {
+		ts, warn, err := logarchive.CheckTimestamp(reply, data, roots)
+		if err != nil {
+			if warn != nil {
+				t.Fatalf("warnings %q with error %v", warn, err)
+			}
+			if ts != nil && ts.Hash.Available() {
+				d := ts.Hash.New()
+				d.Write(data)
+				if bytes.Equal(d.Sum(nil), ts.Digest) {
+					t.Fatalf("a time-stamp over the data refused: %v", err)
+				}
+			}
+			return
+		}
+		if ts == nil {
+			t.Fatal("no time-stamp and no error")
+		}
+		switch ts.Hash {
+		case crypto.SHA256, crypto.SHA384, crypto.SHA512:
+		default:
+			t.Fatalf("accepted imprint hash %v", ts.Hash)
+		}
+		d := ts.Hash.New()
+		d.Write(data)
+		if !bytes.Equal(d.Sum(nil), ts.Digest) {
+			t.Fatal("accepted a time-stamp whose imprint is not the data's hash")
+		}
+		if ts.Status != 0 && ts.Status != 1 {
+			t.Fatalf("accepted status %d", ts.Status)
+		}
+		if ts.Serial == nil || len(ts.Policy) == 0 {
+			t.Fatalf("accepted a token without serial or policy: %+v", ts)
+		}
+		if ts.Signer != nil && !slices.ContainsFunc(ts.Certificates, ts.Signer.Equal) {
+			t.Fatal("the signer is not one of the token's certificates")
+		}
+		if ts.Signer == nil && len(warn) == 0 {
+			t.Fatal("the TSA chain was not checked and no warning says so")
 		}
 	})
 }
