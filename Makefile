@@ -42,7 +42,7 @@ fuzz:
 	GO=$(GO) FUZZTIME=$(FUZZTIME) ./scripts/fuzz-all
 
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./build ./store ./filter
+	$(GO) test -run '^$$' -bench . -benchmem ./build ./store/sqlite ./filter
 
 deb: build
 	./packaging/build-deb

@@ -35,6 +35,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/pecgo/pec/store/sqlite"
 	"io"
 	"io/fs"
 	"os"
@@ -111,7 +112,7 @@ var (
 
 // Archiver writes daily archives.
 type Archiver struct {
-	Store    *store.Store
+	Store    *sqlite.Store
 	Signer   *smime.Signer
 	Location *time.Location   // the provider's zone; nil means UTC
 	Provider string           // provider name, recorded in the header

@@ -16,6 +16,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/pecgo/pec/store/sqlite"
 	"log/slog"
 	"time"
 
@@ -54,7 +55,7 @@ func Track(tx *build.Tx, rcpts []string, sent time.Time) ([]store.Tracked, error
 
 // Runner queues due notices.
 type Runner struct {
-	Store    *store.Store
+	Store    *sqlite.Store
 	Provider *build.Provider
 	Now      func() time.Time
 	Warn     time.Duration // default 12 h

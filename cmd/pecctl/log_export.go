@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"github.com/pecgo/pec/store/sqlite"
 	"io"
 	"mime"
 	"mime/quotedprintable"
@@ -93,7 +94,7 @@ func logExport(args []string, stdout, stderr io.Writer) int {
 
 // mailboxEvents returns the events in [from, to) where mailbox is the
 // sender or a recipient, in log order.
-func mailboxEvents(st *store.Store, mailbox string, from, to time.Time) ([]store.Event, error) {
+func mailboxEvents(st *sqlite.Store, mailbox string, from, to time.Time) ([]store.Event, error) {
 	bySender, err := st.Events(store.Query{Sender: mailbox, From: from, To: to})
 	if err != nil {
 		return nil, err
