@@ -134,9 +134,17 @@ type Reinject struct {
 	Helo    string `toml:"helo"`
 }
 
-// Store is the SQLite file with the event log, outbox and virus store.
+// Store is where the event log, outbox, timers and virus store live: a
+// SQLite file (Path, one machine) or a PostgreSQL database shared by the
+// nodes of a cluster (URL). Set exactly one.
 type Store struct {
-	Path      string   `toml:"path"`
+	Path string `toml:"path"`
+	// URL is postgres://user@host:port/db?sslmode=... (libpq keywords
+	// work too); the password is best kept in ~/.pgpass or PGPASSFILE.
+	URL string `toml:"url"`
+	// Dir is where the index cache and the daily archives go by default:
+	// the directory of Path, or /var/lib/pec with a URL.
+	Dir       string   `toml:"dir"`
 	Retention Duration `toml:"retention"` // default 30 months (RFC 6109 §2.3)
 	// TSAURL is the RFC 3161 time-stamping authority for the daily log
 	// archives ("" = signed but not time-stamped).
@@ -243,6 +251,13 @@ func (c *Config) defaults() {
 	if c.Clamd.Timeout.Duration == 0 {
 		c.Clamd.Timeout.Duration = 60 * time.Second
 	}
+	if c.Store.Dir == "" {
+		if c.Store.Path != "" {
+			c.Store.Dir = filepath.Dir(c.Store.Path)
+		} else {
+			c.Store.Dir = "/var/lib/pec"
+		}
+	}
 	if c.Store.Retention.Duration == 0 {
 		// 30 calendar months are at most 915 days (RFC 6109 §2.3, §2.2.4)
 		c.Store.Retention.Duration = 915 * 24 * time.Hour
@@ -274,6 +289,12 @@ func (c *Config) check() error {
 	}
 	if _, ok := digests[c.Signing.Digest]; !ok {
 		errs = append(errs, fmt.Sprintf("[signing] digest %q: use sha256, sha384, sha512 or sha1", c.Signing.Digest))
+	}
+	if c.Store.Path != "" && c.Store.URL != "" {
+		errs = append(errs, "[store] sets both path (SQLite) and url (PostgreSQL): keep the one this node uses")
+	}
+	if u := c.Store.URL; u != "" && !strings.HasPrefix(u, "postgres://") && !strings.HasPrefix(u, "postgresql://") {
+		errs = append(errs, "[store] url must start with postgres:// (e.g. postgres://pec@db.example.com/pec?sslmode=verify-full)")
 	}
 	if c.Milter.QueueConfirmation != "on" && c.Milter.QueueConfirmation != "off" {
 		errs = append(errs, fmt.Sprintf("[milter] queue_confirmation %q: use on or off", c.Milter.QueueConfirmation))

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"github.com/pecgo/pec/store/sqlite"
 	"log/slog"
 	"net"
 	"net/textproto"
@@ -14,6 +13,7 @@ import (
 	"github.com/emersion/go-milter"
 
 	"github.com/pecgo/pec/build"
+	"github.com/pecgo/pec/store"
 )
 
 // Role is one of the two milter roles.
@@ -29,7 +29,7 @@ type Role interface {
 type Milter struct {
 	Name     string // "access" or "incoming", for logs
 	Role     Role
-	Store    *sqlite.Store
+	Store    store.Points
 	Kick     func() // wakes the outbox sender after a commit
 	Clock    Clock
 	Log      *slog.Logger

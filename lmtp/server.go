@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"github.com/pecgo/pec/store/sqlite"
 	"io"
 	"log/slog"
 	"net"
@@ -22,7 +21,7 @@ import (
 // Server is the LMTP front of the delivery point.
 type Server struct {
 	Delivery *Delivery
-	Store    *sqlite.Store
+	Store    store.Points
 	Dovecot  string // Dovecot LMTP: inet:HOST:PORT or unix:/path
 	Kick     func()
 	Now      func() time.Time

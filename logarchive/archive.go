@@ -35,7 +35,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/pecgo/pec/store/sqlite"
 	"io"
 	"io/fs"
 	"os"
@@ -112,7 +111,7 @@ var (
 
 // Archiver writes daily archives.
 type Archiver struct {
-	Store    *sqlite.Store
+	Store    store.Log
 	Signer   *smime.Signer
 	Location *time.Location   // the provider's zone; nil means UTC
 	Provider string           // provider name, recorded in the header

@@ -26,7 +26,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/pecgo/pec/store/sqlite"
 	"io/fs"
 	"log/slog"
 	"net"
@@ -67,7 +66,7 @@ type IndexView interface {
 // fields leave their series out and skip their health check.
 type Options struct {
 	// Store gives pec_outbox_depth; /healthz needs it to answer.
-	Store *sqlite.Store
+	Store store.Outbox
 	// StorePath is the store's SQLite file: /healthz checks that it, its
 	// directory and its -wal/-shm files (when present) are writable.
 	StorePath string

@@ -186,6 +186,11 @@ type Mark struct {
 	Rcpt  string
 	What  string
 	At    time.Time
+	// Once makes the whole Commit fail with ErrMarked, writing nothing,
+	// when this mark does not change its row (recorded already, or no such
+	// row): a timer notice is committed by exactly one runner however many
+	// nodes run timers.
+	Once bool
 }
 
 // Timer is a tracked recipient whose deadline has come.

@@ -9,14 +9,16 @@
 //
 // State lives in the store, so timers survive restarts; a notice and the
 // mark that it was sent are committed together, so none is lost or sent
-// twice. Run exactly one Runner per store (pecmilter runs it).
+// twice. Every node's pecmilter may run a Runner on a shared store: the
+// notice's mark is committed only if no other runner recorded it first
+// (store.Mark.Once), so each notice is queued once for the cluster.
 package timer
 
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"github.com/pecgo/pec/store/sqlite"
 	"log/slog"
 	"time"
 
@@ -55,7 +57,7 @@ func Track(tx *build.Tx, rcpts []string, sent time.Time) ([]store.Tracked, error
 
 // Runner queues due notices.
 type Runner struct {
-	Store    *sqlite.Store
+	Store    store.Timers
 	Provider *build.Provider
 	Now      func() time.Time
 	Warn     time.Duration // default 12 h
@@ -104,7 +106,9 @@ func (r *Runner) RunOnce(ctx context.Context) (int, error) {
 			if err := ctx.Err(); err != nil {
 				return n, err
 			}
-			if err := r.notify(now, d); err != nil {
+			if err := r.notify(now, d); errors.Is(err, errOther) {
+				continue
+			} else if err != nil {
 				r.log().Error("timeout notice not sent: retried at the next pass", "pec_id", d.PECID, "rcpt", d.Rcpt, "error", err)
 				skipped[key] = err
 				continue
@@ -124,6 +128,9 @@ func (r *Runner) RunOnce(ctx context.Context) (int, error) {
 		}
 	}
 }
+
+// errOther: another runner (another node) committed that notice first.
+var errOther = errors.New("timer: notice queued by another runner")
 
 func (r *Runner) notify(now time.Time, d store.Timer) error {
 	var tx build.Tx
@@ -147,13 +154,18 @@ func (r *Runner) notify(now time.Time, d store.Timer) error {
 			Sender: tx.Mittente, Recipients: []string{d.Rcpt}, Subject: subj, Related: []string{"<" + m.ID + ">"},
 			Provider: r.Provider.Name, Error: "mancata consegna entro " + label}},
 		Outbox: []store.Outgoing{{MailFrom: m.MailFrom, Rcpts: m.Rcpts, Data: m.Bytes(), MessageID: "<" + m.ID + ">", Kind: string(m.Kind) + "-" + label}},
-		Marks:  []store.Mark{{PECID: d.PECID, Rcpt: d.Rcpt, What: mark, At: now}},
+		// Once: with several nodes running timers, the notice and its mark
+		// are committed by exactly one of them
+		Marks: []store.Mark{{PECID: d.PECID, Rcpt: d.Rcpt, What: mark, At: now, Once: true}},
 	}
 	if d.Final {
 		// a 12 h notice not yet sent is superseded by the final one
 		txn.Marks = append(txn.Marks, store.Mark{PECID: d.PECID, Rcpt: d.Rcpt, What: store.MarkNotice12, At: now})
 	}
-	if err := r.Store.Commit(txn); err != nil {
+	if err := r.Store.Commit(txn); errors.Is(err, store.ErrMarked) {
+		r.log().Debug("timeout notice queued by another runner", "pec_id", d.PECID, "rcpt", d.Rcpt, "notice", label)
+		return errOther
+	} else if err != nil {
 		return err
 	}
 	r.log().Info("timeout notice queued", "pec_id", d.PECID, "rcpt", d.Rcpt, "notice", label, "sent", d.Sent)

@@ -2,10 +2,12 @@ package timer_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"github.com/pecgo/pec/store/sqlite"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -266,5 +268,56 @@ func TestHeldNeverQueued(t *testing.T) {
 	}
 	if evs, _ := b.st.Events(store.Query{PECID: tx.ID}); len(evs) != 0 {
 		t.Fatalf("log rows for mail never queued: %+v", evs)
+	}
+}
+
+// TestTwoRunnersOneNotice: two runners (two nodes' pecmilter) on one store
+// that find the same due timer at the same time queue its notice once: the
+// notice's mark is committed with Once, and the runner that comes second
+// writes nothing.
+func TestTwoRunnersOneNotice(t *testing.T) {
+	b := newBench(t)
+	b.clock = t0.Add(23 * time.Hour)
+	due, err := b.st.DueTimers(b.clock, timer.DefaultWarn, timer.DefaultFinal, 10)
+	if err != nil || len(due) != 1 {
+		t.Fatalf("due timers: %v %+v", err, due)
+	}
+	var wg sync.WaitGroup
+	counts := make([]int, 4)
+	errs := make([]error, 4)
+	for i := range counts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := &timer.Runner{Store: b.st, Provider: b.prov, Now: func() time.Time { return b.clock }}
+			counts[i], errs[i] = r.RunOnce(context.Background())
+		}()
+	}
+	wg.Wait()
+	total := 0
+	for i := range counts {
+		if errs[i] != nil {
+			t.Fatalf("runner %d: %v", i, errs[i])
+		}
+		total += counts[i]
+	}
+	if total != 1 {
+		t.Fatalf("runners queued %v notices in all, want 1", counts)
+	}
+	if n, _ := b.st.OutboxDepth(); n != 1 {
+		t.Fatalf("outbox holds %d notices, want 1", n)
+	}
+	if ev, _ := b.st.Events(store.Query{Type: "preavviso-errore-consegna"}); len(ev) != 1 {
+		t.Fatalf("%d notice rows in the log, want 1", len(ev))
+	}
+	// a Once mark already recorded fails the whole commit
+	err = b.st.Commit(store.Txn{
+		Events: []store.Event{{Time: b.clock, Point: "timer", Type: "x"}},
+		Marks:  []store.Mark{{PECID: b.tx.ID, Rcpt: luigi, What: store.MarkNotice24, At: b.clock, Once: true}}})
+	if !errors.Is(err, store.ErrMarked) {
+		t.Fatalf("second Once mark: %v, want ErrMarked", err)
+	}
+	if ev, _ := b.st.Events(store.Query{Type: "x"}); len(ev) != 0 {
+		t.Fatal("a commit refused with ErrMarked wrote its log row")
 	}
 }

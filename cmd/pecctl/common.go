@@ -1,10 +1,10 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/pecgo/pec/store/sqlite"
 	"io"
 	"io/fs"
 	"os"
@@ -15,6 +15,8 @@ import (
 
 	"github.com/pecgo/pec/config"
 	"github.com/pecgo/pec/logarchive"
+	"github.com/pecgo/pec/store"
+	"github.com/pecgo/pec/store/open"
 )
 
 // errUsage marks a usage error (exit status 2); the usage text has been
@@ -79,18 +81,8 @@ func loadConfig(path string) (*config.Config, error) {
 
 // openStore opens the configured store, refusing to create a new one: a
 // wrong path must not yield an empty log that "verifies".
-func openStore(cfg *config.Config) (*sqlite.Store, error) {
-	p := cfg.Store.Path
-	if p == "" {
-		return nil, errors.New("[store] path is not set in the configuration")
-	}
-	if _, err := os.Stat(p); err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("store %s does not exist: check [store] path in the configuration", p)
-		}
-		return nil, fmt.Errorf("store %s: %w", p, err)
-	}
-	return sqlite.Open(p)
+func openStore(cfg *config.Config) (store.Store, error) {
+	return open.Existing(context.Background(), cfg.Store)
 }
 
 // parseDay returns the bounds of day (YYYY-MM-DD) in loc.

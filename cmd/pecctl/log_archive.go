@@ -77,7 +77,7 @@ func logArchive(args []string, stdout, stderr io.Writer) int {
 		return usageErr(stderr, cmd, logArchiveUsage, "--day: %v", err)
 	}
 	if *dir == "" {
-		*dir = filepath.Join(filepath.Dir(cfg.Store.Path), "archive")
+		*dir = filepath.Join(cfg.Store.Dir, "archive")
 	}
 	if *verify {
 		return archiveVerify(cfg, *dir, *day, stdout, stderr)

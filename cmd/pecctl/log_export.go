@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"github.com/pecgo/pec/store/sqlite"
 	"io"
 	"mime"
 	"mime/quotedprintable"
@@ -94,7 +93,7 @@ func logExport(args []string, stdout, stderr io.Writer) int {
 
 // mailboxEvents returns the events in [from, to) where mailbox is the
 // sender or a recipient, in log order.
-func mailboxEvents(st *sqlite.Store, mailbox string, from, to time.Time) ([]store.Event, error) {
+func mailboxEvents(st store.Log, mailbox string, from, to time.Time) ([]store.Event, error) {
 	bySender, err := st.Events(store.Query{Sender: mailbox, From: from, To: to})
 	if err != nil {
 		return nil, err

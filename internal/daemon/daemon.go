@@ -7,7 +7,6 @@ package daemon
 import (
 	"context"
 	"fmt"
-	"github.com/pecgo/pec/store/sqlite"
 	"log/slog"
 	"net"
 	"os"
@@ -21,13 +20,15 @@ import (
 	"github.com/pecgo/pec/internal/service"
 	"github.com/pecgo/pec/metrics"
 	"github.com/pecgo/pec/outbox"
+	"github.com/pecgo/pec/store"
+	"github.com/pecgo/pec/store/open"
 )
 
 // Daemon is one running program's shared state.
 type Daemon struct {
 	Cfg      *config.Config
 	Provider *build.Provider
-	Store    *sqlite.Store
+	Store    store.Store
 	Index    *service.Index
 	Outbox   *outbox.Sender
 	Metrics  *metrics.Metrics // nil when the endpoint is off
@@ -46,7 +47,7 @@ func Start(ctx context.Context, path string, metricsAddr func(*config.Config) st
 	if err != nil {
 		return nil, err
 	}
-	st, err := sqlite.Open(cfg.Store.Path)
+	st, err := open.Open(ctx, cfg.Store)
 	if err != nil {
 		return nil, err
 	}

@@ -142,5 +142,5 @@ func IndexCacheDir(cfg *config.Config) string {
 	if cfg.Index.CacheDir != "" {
 		return cfg.Index.CacheDir
 	}
-	return filepath.Join(filepath.Dir(cfg.Store.Path), "index")
+	return filepath.Join(cfg.Store.Dir, "index")
 }

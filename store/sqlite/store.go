@@ -177,6 +177,9 @@ func Open(path string) (*Store, error) {
 	if err == nil {
 		err = s.initClaims()
 	}
+	if err == nil {
+		err = s.initCluster()
+	}
 	if err != nil {
 		db.Close()
 		return nil, err

@@ -61,8 +61,16 @@ func commitTracking(tx *sql.Tx, txn store.Txn) error {
 		default:
 			return fmt.Errorf("tracking: unknown mark %q", m.What)
 		}
-		if _, err := tx.Exec(q, m.At.UnixNano(), m.PECID, strings.ToLower(m.Rcpt)); err != nil {
+		res, err := tx.Exec(q, m.At.UnixNano(), m.PECID, strings.ToLower(m.Rcpt))
+		if err != nil {
 			return fmt.Errorf("tracking mark %s %s/%s: %w", m.What, m.PECID, m.Rcpt, err)
+		}
+		if m.Once {
+			if n, err := res.RowsAffected(); err != nil {
+				return fmt.Errorf("tracking mark %s %s/%s: %w", m.What, m.PECID, m.Rcpt, err)
+			} else if n == 0 {
+				return fmt.Errorf("tracking mark %s %s/%s: %w", m.What, m.PECID, m.Rcpt, store.ErrMarked)
+			}
 		}
 	}
 	return nil
