@@ -8,7 +8,9 @@ package store
 import (
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -245,4 +247,53 @@ type PendingItem struct {
 	Attempts  int
 	NextTry   time.Time // zero: as soon as possible
 	LastError string
+}
+
+// NormalizeEvent checks e and returns it as every backend stores and
+// reads it back, so that the hash covers exactly what is stored: ID
+// cleared, the time in UTC at nanosecond precision, each list as it comes
+// back from its JSON text (invalid UTF-8 replaced by U+FFFD, empty as
+// nil). Strings outside lists are kept byte for byte.
+func NormalizeEvent(e Event) (Event, error) {
+	if !ValidTime(e.Time) {
+		return e, fmt.Errorf("event %q/%q: Time %v is zero or out of range", e.Point, e.Type, e.Time)
+	}
+	if e.Type == "" {
+		return e, fmt.Errorf("event at %q: empty Type", e.Point)
+	}
+	e.ID = 0
+	e.Time = time.Unix(0, e.Time.UnixNano()).UTC()
+	var err error
+	if e.Recipients, err = DecodeList(EncodeList(e.Recipients)); err != nil {
+		return e, err
+	}
+	if e.Related, err = DecodeList(EncodeList(e.Related)); err != nil {
+		return e, err
+	}
+	return e, nil
+}
+
+// EncodeList is the JSON text a backend stores for a list of strings
+// ("[]" when empty).
+func EncodeList(l []string) string {
+	if len(l) == 0 {
+		return "[]"
+	}
+	b, err := json.Marshal(l)
+	if err != nil { // cannot happen for []string
+		panic(err)
+	}
+	return string(b)
+}
+
+// DecodeList reads what EncodeList wrote; an empty list is nil.
+func DecodeList(s string) ([]string, error) {
+	var l []string
+	if err := json.Unmarshal([]byte(s), &l); err != nil {
+		return nil, err
+	}
+	if len(l) == 0 {
+		return nil, nil
+	}
+	return l, nil
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/pecgo/pec/config"
 	"github.com/pecgo/pec/store"
+	"github.com/pecgo/pec/store/postgres"
 	"github.com/pecgo/pec/store/sqlite"
 )
 
@@ -50,5 +51,5 @@ func Existing(ctx context.Context, cfg config.Store) (store.Store, error) {
 }
 
 func openURL(ctx context.Context, url string) (store.Store, error) {
-	return nil, errors.New("store: [store] url: this build has no PostgreSQL backend")
+	return postgres.Open(ctx, url)
 }

@@ -25,7 +25,6 @@ import (
 
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -281,27 +280,9 @@ func (s *Store) write(fn func(tx *sql.Tx) error) error {
 	return tx.Commit()
 }
 
-func encodeList(l []string) string {
-	if len(l) == 0 {
-		return "[]"
-	}
-	b, err := json.Marshal(l)
-	if err != nil { // cannot happen for []string
-		panic(err)
-	}
-	return string(b)
-}
+func encodeList(l []string) string { return store.EncodeList(l) }
 
-func decodeList(s string) ([]string, error) {
-	var l []string
-	if err := json.Unmarshal([]byte(s), &l); err != nil {
-		return nil, err
-	}
-	if len(l) == 0 {
-		return nil, nil
-	}
-	return l, nil
-}
+func decodeList(s string) ([]string, error) { return store.DecodeList(s) }
 
 type chainState struct {
 	anchorID   int64
@@ -335,24 +316,11 @@ type eventRow struct {
 }
 
 func prepareEvent(e store.Event) (eventRow, error) {
-	if !store.ValidTime(e.Time) {
-		return eventRow{}, fmt.Errorf("event %q/%q: Time %v is zero or out of range", e.Point, e.Type, e.Time)
+	e, err := store.NormalizeEvent(e)
+	if err != nil {
+		return eventRow{}, err
 	}
-	if e.Type == "" {
-		return eventRow{}, fmt.Errorf("event at %q: empty Type", e.Point)
-	}
-	r := eventRow{recipients: encodeList(e.Recipients), related: encodeList(e.Related)}
-	e.ID = 0
-	e.Time = time.Unix(0, e.Time.UnixNano()).UTC()
-	var err error
-	if e.Recipients, err = decodeList(r.recipients); err != nil {
-		return r, err
-	}
-	if e.Related, err = decodeList(r.related); err != nil {
-		return r, err
-	}
-	r.ev = e
-	return r, nil
+	return eventRow{ev: e, recipients: encodeList(e.Recipients), related: encodeList(e.Related)}, nil
 }
 
 // appendEvents writes rows after the head and moves the head.
