@@ -217,7 +217,9 @@ func retryable(err error) bool {
 // caller reports the error; see Commit).
 type inDoubt struct{ err error }
 
-func (e *inDoubt) Error() string { return "outcome unknown, the connection failed during COMMIT: " + e.err.Error() }
+func (e *inDoubt) Error() string {
+	return "outcome unknown, the connection failed during COMMIT: " + e.err.Error()
+}
 func (e *inDoubt) Unwrap() error { return e.err }
 
 // unreachable reports whether err says the server cannot be reached or is
