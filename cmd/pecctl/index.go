@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -76,6 +77,13 @@ func cmdIndex(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "pecctl index sync: warning: %s\n", w)
 		}
 		fmt.Fprintf(stdout, "synced: %d providers, %d changes; cache %s\n", ix.Len(), len(diff), syncer.CachePath())
+		if cfg.Store.URL != "" {
+			// a cluster: every node takes this copy at its next hourly look
+			if err := publishIndex(cfg, ix); err != nil {
+				return fail(stderr, cmd+" sync", fmt.Errorf("%v: this node's cache is updated, the cluster's copy is not", err))
+			}
+			fmt.Fprintf(stdout, "published to the cluster's store (%s)\n", service.SharedIndexName)
+		}
 		if c, at := ix.SignedBy(); c != nil {
 			fmt.Fprintf(stdout, "signed by %s at %s\n", c.Subject.String(), at.Format(time.RFC3339))
 		}
@@ -129,4 +137,18 @@ func printProvider(w io.Writer, p *index.Provider, cfg *config.Config) {
 			fmt.Fprintf(w, "  certificate: %s (hash listed, certificate not in the entry)\n", h)
 		}
 	}
+}
+
+// publishIndex puts ix into the cluster's store as the nodes' shared copy.
+func publishIndex(cfg *config.Config, ix *index.Index) error {
+	st, err := openStore(cfg)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	var buf bytes.Buffer
+	if err := ix.WriteLDIF(&buf); err != nil {
+		return err
+	}
+	return st.PutShared(service.SharedIndexName, buf.Bytes(), time.Now())
 }

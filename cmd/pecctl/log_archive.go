@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/pecgo/pec/config"
+	"github.com/pecgo/pec/internal/service"
 	"github.com/pecgo/pec/logarchive"
 )
 
@@ -93,6 +94,36 @@ func logArchive(args []string, stdout, stderr io.Writer) int {
 	}
 	defer st.Close()
 	files := logarchive.PathsFor(*dir, *day)
+	if cfg.Store.URL != "" && !*force {
+		// a cluster: one node archives each day (every node's timer runs
+		// this); the lease names it and where the archive is
+		lease := "archive/" + *day
+		host := service.NodeName(cfg)
+		held, ls, err := st.Lease(lease, host, time.Now(), 2*time.Hour)
+		if err != nil {
+			return fail(stderr, cmd, err)
+		}
+		if !held && ls.Holder != host {
+			if !ls.Done.IsZero() {
+				fmt.Fprintf(stdout, "archive of %s was written by node %s at %s: %s\n", *day, ls.Holder, ls.Done.Format(time.RFC3339), ls.Note)
+			} else {
+				fmt.Fprintf(stdout, "archive of %s is being written by node %s (lease until %s)\n", *day, ls.Holder, ls.Until.Format(time.RFC3339))
+			}
+			return 0
+		}
+		if held {
+			defer func() {
+				if exists(files.Signature) {
+					hn, _ := os.Hostname()
+					if err := st.Finish(lease, host, time.Now(), hn+":"+files.Data); err != nil {
+						fmt.Fprintf(stderr, "pecctl log archive: warning: %v\n", err)
+					}
+				} else {
+					st.Unlease(lease, host)
+				}
+			}()
+		}
+	}
 	a := &logarchive.Archiver{Store: st, Signer: signer, Location: loc, Provider: cfg.Provider.Name}
 	res, err := a.Write(*dir, *day, *force)
 	switch {

@@ -52,7 +52,12 @@ func Start(ctx context.Context, path string, metricsAddr func(*config.Config) st
 		return nil, err
 	}
 	d := &Daemon{Cfg: cfg, Provider: prov, Store: st, Log: log}
-	d.Index, err = service.OpenIndex(ctx, cfg, 0, log)
+	if cfg.Store.URL != "" {
+		// a cluster: the index is fetched once for all nodes
+		d.Index, err = service.OpenClusterIndex(ctx, cfg, st, log)
+	} else {
+		d.Index, err = service.OpenIndex(ctx, cfg, 0, log)
+	}
 	if err != nil {
 		st.Close()
 		return nil, err

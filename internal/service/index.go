@@ -40,6 +40,10 @@ func OpenIndex(ctx context.Context, cfg *config.Config, interval time.Duration, 
 	if err != nil {
 		return nil, err
 	}
+	return openIndexFrom(ctx, cfg, src, interval, log)
+}
+
+func openIndexFrom(ctx context.Context, cfg *config.Config, src index.Source, interval time.Duration, log *slog.Logger) (*Index, error) {
 	l := &Index{syncer: &index.Syncer{Source: src, CacheDir: IndexCacheDir(cfg), Logger: log}, log: log}
 	if ix, at, err := l.syncer.Load(); err == nil {
 		l.setAt(ix, at)
