@@ -53,6 +53,17 @@ type Sender struct {
 	kick      chan struct{}
 	drain     sync.Mutex // one pass at a time
 	recovered bool       // dead owners' claims released (under drain)
+	// Bookkeeping the store refused (it was down): items sent but not yet
+	// marked sent, and claimed items not given back. The next pass
+	// records them first, so a store outage of seconds neither resends a
+	// receipt nor leaves items waiting for their lease (under drain).
+	unmarked   []unmarked
+	unreleased []int64
+}
+
+type unmarked struct {
+	it store.Queued
+	at time.Time
 }
 
 // batch is how many items DrainOnce claims at a time: few, so that a claim
@@ -152,6 +163,9 @@ func (s *Sender) DrainOnce(ctx context.Context) (sent int, err error) {
 	if !s.recovered {
 		s.recovered = s.releaseDead()
 	}
+	if err := s.settle(); err != nil {
+		return 0, err
+	}
 	var c *smtp.Client
 	var stop func() bool
 	hangUp := func() {
@@ -196,13 +210,17 @@ func (s *Sender) DrainOnce(ctx context.Context) (sent int, err error) {
 			}
 			err := send(c, it)
 			if err == nil {
-				if err := s.Store.MarkSent(it.ID, s.now()); errors.Is(err, store.ErrNotPending) {
+				at := s.now()
+				if err := s.Store.MarkSent(it.ID, at); errors.Is(err, store.ErrNotPending) {
 					// another sender took it over after the lease and sent it too
 					s.log().Warn("outbox: item sent by another sender too (lease expired)", itemAttrs(it)...)
 				} else if err != nil {
-					// Delivered but not recorded: it will be sent again.
-					s.log().Error("outbox: sent but could not mark sent; it will be sent again",
+					// Delivered but not recorded: recorded by the next pass
+					// while this sender lives (its claim keeps the item),
+					// else sent again when the claim ends.
+					s.log().Error("outbox: sent but could not mark sent; the next pass records it (a restart would send it again)",
 						itemAttrs(it, "error", err.Error())...)
+					s.unmarked = append(s.unmarked, unmarked{it, at})
 					s.release(rest)
 					return sent, err
 				}
@@ -266,8 +284,34 @@ func (s *Sender) release(items []store.Queued) {
 		ids[i] = it.ID
 	}
 	if err := s.Store.Release(ids, s.now()); err != nil {
-		s.log().Warn("outbox: could not release claimed items; they are retried when the lease ends", "error", err)
+		s.log().Warn("outbox: could not release claimed items; the next pass gives them back", "error", err)
+		s.unreleased = append(s.unreleased, ids...)
 	}
+}
+
+// settle records what earlier passes could not: items sent but not marked
+// sent, and claimed items not given back. It stops at the first store
+// error (the pass then stops too).
+func (s *Sender) settle() error {
+	for len(s.unmarked) > 0 {
+		u := s.unmarked[0]
+		err := s.Store.MarkSent(u.it.ID, u.at)
+		if errors.Is(err, store.ErrNotPending) {
+			s.log().Warn("outbox: item sent by another sender too (lease expired)", itemAttrs(u.it)...)
+		} else if err != nil {
+			return err
+		} else {
+			s.log().Info("outbox: sent (recorded late)", itemAttrs(u.it)...)
+		}
+		s.unmarked = s.unmarked[1:]
+	}
+	if len(s.unreleased) > 0 {
+		if err := s.Store.Release(s.unreleased, s.now()); err != nil {
+			return err
+		}
+		s.unreleased = nil
+	}
+	return nil
 }
 
 // dial connects and greets; stop must be called when done with the client.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"github.com/pecgo/pec/store/sqlite"
 	"io"
@@ -13,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-smtp"
@@ -495,6 +497,67 @@ func TestDefaultBackoff(t *testing.T) {
 	} {
 		if got := DefaultBackoff(attempts); got != want {
 			t.Errorf("DefaultBackoff(%d) = %v, want %v", attempts, got, want)
+		}
+	}
+}
+
+// downStore fails MarkSent and Release while down is set, as a store
+// whose database is restarting does.
+type downStore struct {
+	store.Outbox
+	down atomic.Bool
+}
+
+func (d *downStore) MarkSent(id int64, at time.Time) error {
+	if d.down.Load() {
+		return errors.New("database down")
+	}
+	return d.Outbox.MarkSent(id, at)
+}
+
+func (d *downStore) Release(ids []int64, at time.Time) error {
+	if d.down.Load() {
+		return errors.New("database down")
+	}
+	return d.Outbox.Release(ids, at)
+}
+
+// TestStoreDownAfterSend: the store fails right after the listener took
+// an item (a database restart): the next pass records it as sent without
+// sending it again, and gives back at once the claimed items it did not
+// try, instead of leaving them to the end of their lease.
+func TestStoreDownAfterSend(t *testing.T) {
+	k := startSink(t, "")
+	st := openStore(t, "")
+	clk := &clock{t: t0}
+	a, b, c := receipt(1), receipt(2), receipt(3)
+	commit(t, st, a, b, c)
+	ds := &downStore{Outbox: st}
+	snd, _ := newSender(t, st, k.addr, clk)
+	snd.Store = ds
+	k.setReply(func(d []byte) error {
+		ds.down.Store(true) // the store goes down while the first item is sent
+		return nil
+	})
+	if n, err := snd.DrainOnce(context.Background()); n != 0 || err == nil {
+		t.Fatalf("DrainOnce with the store down = %d, %v; want 0 and the error", n, err)
+	}
+	k.setReply(nil)
+	if n, err := snd.DrainOnce(context.Background()); n != 0 || err == nil {
+		t.Fatalf("DrainOnce still down = %d, %v", n, err)
+	}
+	ds.down.Store(false)
+	n, err := snd.DrainOnce(context.Background())
+	if n != 2 || err != nil {
+		t.Fatalf("DrainOnce after the store is back = %d, %v; want the 2 others sent", n, err)
+	}
+	checkOnce(t, k, a, b, c)
+	if d := depth(t, st); d != 0 {
+		t.Errorf("outbox depth %d, want 0", d)
+	}
+	for _, o := range []store.Outgoing{a, b, c} {
+		if sentEvents(t, st)[o.MessageID] != 1 {
+			t.Errorf("%s: not recorded sent once", o.MessageID)
 		}
 	}
 }

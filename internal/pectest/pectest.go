@@ -10,9 +10,9 @@ package pectest
 
 import (
 	"bytes"
+	"context"
 	"crypto/x509"
 	"fmt"
-	"github.com/pecgo/pec/store/sqlite"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -25,9 +25,12 @@ import (
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
+	"github.com/pecgo/pec/config"
 	"github.com/pecgo/pec/index"
 	"github.com/pecgo/pec/internal/testenv"
 	"github.com/pecgo/pec/internal/testpki"
+	"github.com/pecgo/pec/store"
+	"github.com/pecgo/pec/store/open"
 )
 
 // Password of every test mailbox.
@@ -65,6 +68,9 @@ type Spec struct {
 	IndexOnly bool
 	// PostfixMain are extra main.cf lines for the provider's Postfix.
 	PostfixMain []string
+	// StoreURL puts the provider's store in PostgreSQL ([store] url)
+	// instead of a SQLite file; the nodes of a cluster share it.
+	StoreURL string
 }
 
 // Provider is one running provider.
@@ -86,6 +92,8 @@ type Provider struct {
 	Identity                              *testpki.Provider
 	mu                                    sync.Mutex
 	procs                                 map[string]*exec.Cmd
+	// nodeOf is the provider this is a further node of (AddNode).
+	nodeOf *Provider
 }
 
 var (
@@ -168,6 +176,25 @@ func (w *World) Add(s Spec) *Provider {
 	return p
 }
 
+// AddNode registers a further node of provider of (a cluster): its own
+// Postfix, pecmilter and pecdeliver, with of's identity, domains and
+// store (set Spec.StoreURL), delivering into of's Dovecot (the mailboxes
+// are shared). The index and the other providers know of's MX only.
+func (w *World) AddNode(of *Provider, name string) *Provider {
+	t := w.t
+	p := &Provider{Spec: of.Spec, w: w, procs: map[string]*exec.Cmd{}, nodeOf: of, Identity: of.Identity}
+	p.Dir = filepath.Join(w.Dir, of.Domain+"-"+name)
+	must(t, os.MkdirAll(p.Dir, 0o755))
+	port := func() string { return fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)) }
+	p.SubmissionAddr, p.MXAddr = port(), port()
+	p.SocketDir = testenv.SocketDir(t)
+	p.AccessAddr = filepath.Join(p.SocketDir, "access.sock")
+	p.IncomingAddr = filepath.Join(p.SocketDir, "incoming.sock")
+	p.DeliverAddr = filepath.Join(p.SocketDir, "lmtp.sock")
+	w.Providers = append(w.Providers, p)
+	return p
+}
+
 // ServiceAddr is the provider's posta-certificata@ address (its mailReceipt).
 func (p *Provider) ServiceAddr() string { return "posta-certificata@" + p.Domain }
 
@@ -189,6 +216,9 @@ func (w *World) Start() {
 func (w *World) WriteIndex(extra ...index.TestProvider) {
 	var tps []index.TestProvider
 	for _, p := range w.Providers {
+		if p.nodeOf != nil {
+			continue
+		}
 		tps = append(tps, index.TestProvider{Name: p.Name, MailReceipt: p.ServiceAddr(), Domains: p.domains(),
 			Certs: []*x509.Certificate{p.Identity.Cert}})
 	}
@@ -213,7 +243,11 @@ func (p *Provider) start() {
 	for _, u := range p.QuotaUsers {
 		users = append(users, testenv.DovecotUser{Addr: u, Password: Password, QuotaBytes: 1024})
 	}
-	p.Dovecot = testenv.StartDovecot(t, users)
+	if p.nodeOf != nil {
+		p.Dovecot = p.nodeOf.Dovecot
+	} else {
+		p.Dovecot = testenv.StartDovecot(t, users)
+	}
 
 	cert := filepath.Join(p.Dir, "cert.pem")
 	key := filepath.Join(p.Dir, "key.pem")
@@ -229,7 +263,7 @@ func (p *Provider) start() {
 		tm = append(tm, d+"=lmtp:unix:"+p.DeliverAddr)
 	}
 	for _, o := range w.Providers {
-		if o != p && !o.IndexOnly {
+		if o.Domain != p.Domain && !o.IndexOnly && o.nodeOf == nil {
 			for _, d := range o.domains() {
 				tm = append(tm, d+"=smtp:["+host(o.MXAddr)+"]:"+port(o.MXAddr))
 			}
@@ -304,6 +338,10 @@ func (p *Provider) WriteConfig(reinject string) {
 	for _, d := range p.domains() {
 		doms = append(doms, q(d))
 	}
+	storeKey, storeVal := "path", p.StorePath
+	if p.StoreURL != "" {
+		storeKey, storeVal = "url", p.StoreURL
+	}
 	cfg := fmt.Sprintf(`[provider]
 name = %s
 domain = %s
@@ -331,14 +369,15 @@ dovecot = %s
 address = %s
 
 [store]
-path = %s
+%s = %s
+dir = %s
 
 [index]
 ldif = %s
 cache_dir = %s
 `, q(p.Name), q(p.Domain), strings.Join(doms, ", "), q(filepath.Join(p.Dir, "cert.pem")), q(filepath.Join(p.Dir, "key.pem")),
 		q(w.RootPEM), q(w.Clamd.Addr), q("unix:"+p.AccessAddr), q("unix:"+p.IncomingAddr), q("unix:"+p.DeliverAddr),
-		q("inet:"+p.Dovecot.LMTPAddr), q(reinject), q(p.StorePath), q(w.IndexPath), q(filepath.Join(p.Dir, "index-cache")))
+		q("inet:"+p.Dovecot.LMTPAddr), q(reinject), storeKey, q(storeVal), q(p.Dir), q(w.IndexPath), q(filepath.Join(p.Dir, "index-cache")))
 	must(w.t, os.WriteFile(p.ConfigPath, []byte(cfg+p.Extra), 0o644))
 }
 
@@ -451,9 +490,13 @@ func SendAs(addr, user, from string, rcpts []string, raw []byte) error {
 	return c.Quit()
 }
 
-// Store opens the provider's store (read-mostly; close it when done).
-func (p *Provider) Store() *sqlite.Store {
-	st, err := sqlite.Open(p.StorePath)
+// Store opens the provider's store (read-mostly; closed at cleanup).
+func (p *Provider) Store() store.Store {
+	cfg := config.Store{Path: p.StorePath}
+	if p.StoreURL != "" {
+		cfg = config.Store{URL: p.StoreURL}
+	}
+	st, err := open.Open(context.Background(), cfg)
 	must(p.w.t, err)
 	p.w.t.Cleanup(func() { st.Close() })
 	return st
