@@ -141,7 +141,7 @@ func (s *session) Body(m *milter.Modifier) (milter.Response, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	now := s.m.Clock.now()
+	now := s.m.Clock.Now()
 	d := s.m.Role.Check(ctx, s.env, s.raw(), now)
 	// an acceptance is true only once Postfix has queued the envelope:
 	// hold it until then (store/held.go)
