@@ -42,7 +42,7 @@ fuzz:
 	GO=$(GO) FUZZTIME=$(FUZZTIME) ./scripts/fuzz-all
 
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./build ./store/sqlite ./filter
+	$(GO) test -run '^$$' -bench . -benchmem ./build ./store/sqlite ./store/postgres ./filter
 
 deb: build
 	./packaging/build-deb

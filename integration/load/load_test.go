@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/pecgo/pec/internal/pectest"
+	"github.com/pecgo/pec/internal/testenv"
 )
 
 const (
@@ -25,11 +26,23 @@ const (
 	luigi = "luigi.verdi@pec-b.example.test"
 )
 
-func BenchmarkSubmission(b *testing.B) {
+func BenchmarkSubmission(b *testing.B) { submission(b, "") }
+
+// BenchmarkSubmissionPostgres is BenchmarkSubmission with the store in a
+// local PostgreSQL (fsync and synchronous_commit on) instead of SQLite.
+func BenchmarkSubmissionPostgres(b *testing.B) {
+	testenv.NeedPostgres(b)
+	testenv.Need(b, "postfix", "dovecot", "clamd")
+	testenv.NeedRoot(b, "Postfix runs only as root")
+	pg := testenv.StartPostgresWith(b, true)
+	submission(b, pg.NewDatabase(b))
+}
+
+func submission(b *testing.B, storeURL string) {
 	w := pectest.NewWorld(b, "pec-a.example.test", "pec-b.example.test")
 	sink := pectest.StartSink(b)
 	a := w.Add(pectest.Spec{Name: "Provider A S.p.A.", Domain: "pec-a.example.test", Users: []string{mario}, SinkAll: sink,
-		Extra: "\n[limits]\nmessages_per_hour = 1000000\n"})
+		Extra: "\n[limits]\nmessages_per_hour = 1000000\n", StoreURL: storeURL})
 	w.Add(pectest.Spec{Name: "Provider B S.p.A.", Domain: "pec-b.example.test", IndexOnly: true})
 	w.Start()
 	body := "MIME-Version: 1.0\r\nContent-Type: text/plain\r\n\r\n" + strings.Repeat(strings.Repeat("0123456789", 7)+"\r\n", 280) // 20 KB

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pecgo/pec/store"
 )
@@ -43,30 +44,62 @@ func lockChain(ctx context.Context, tx pgx.Tx) (chainState, error) {
 	return readChain(ctx, tx, true)
 }
 
-// appendEvents writes evs (normalised) after the head of c and moves the
-// head. The caller holds the chain lock.
-func appendEvents(ctx context.Context, tx pgx.Tx, c chainState, evs []store.Event) error {
-	if len(evs) == 0 {
+// pipe queues the statements of a transaction after its chain lock and
+// sends them in one round trip (a pgx batch), checking each result in
+// order: a commit costs the lock, one batch and COMMIT.
+type pipe struct {
+	b      pgx.Batch
+	checks []func(pgconn.CommandTag) error
+	what   []string
+}
+
+// exec queues sql; check (if not nil) judges its result.
+func (p *pipe) exec(what string, check func(pgconn.CommandTag) error, sql string, args ...any) {
+	p.b.Queue(sql, args...)
+	p.checks = append(p.checks, check)
+	p.what = append(p.what, what)
+}
+
+// run sends the queued statements and checks their results.
+func (p *pipe) run(ctx context.Context, tx pgx.Tx) error {
+	if p.b.Len() == 0 {
 		return nil
+	}
+	br := tx.SendBatch(ctx, &p.b)
+	for i, check := range p.checks {
+		tag, err := br.Exec()
+		if err != nil {
+			br.Close()
+			return fmt.Errorf("%s: %w", p.what[i], err)
+		}
+		if check != nil {
+			if err := check(tag); err != nil {
+				br.Close()
+				return err
+			}
+		}
+	}
+	return br.Close()
+}
+
+// appendEvents queues evs (normalised) after the head of c and the move
+// of the head. The caller holds the chain lock.
+func appendEvents(p *pipe, c chainState, evs []store.Event) {
+	if len(evs) == 0 {
+		return
 	}
 	id, prev := c.headID, c.headHash
 	for i := range evs {
 		e := &evs[i]
 		id++
 		h := store.RowHash(prev, e)
-		_, err := tx.Exec(ctx, `INSERT INTO events (id, time_ns, point, type, pecid, msgid, sender, recipients, subject, related, provider, error, queue_id, prev_hash, hash)
+		p.exec(fmt.Sprintf("inserting event row %d", id), nil, `INSERT INTO events (id, time_ns, point, type, pecid, msgid, sender, recipients, subject, related, provider, error, queue_id, prev_hash, hash)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`,
 			id, ns(e.Time), b(e.Point), b(e.Type), b(e.PECID), b(e.MsgID), b(e.Sender), store.EncodeList(e.Recipients),
 			b(e.Subject), store.EncodeList(e.Related), b(e.Provider), b(e.Error), b(e.QueueID), prev, h)
-		if err != nil {
-			return fmt.Errorf("inserting event row %d: %w", id, err)
-		}
 		prev = h
 	}
-	if _, err := tx.Exec(ctx, "UPDATE chain SET head_id = $1, head_hash = $2 WHERE one = 1", id, prev); err != nil {
-		return fmt.Errorf("moving the chain head: %w", err)
-	}
-	return nil
+	p.exec("moving the chain head", nil, "UPDATE chain SET head_id = $1, head_hash = $2 WHERE one = 1", id, prev)
 }
 
 // preparedTxn is a store.Txn checked, with its events normalised.
@@ -100,33 +133,25 @@ func prepareTxn(txn store.Txn) (*preparedTxn, error) {
 	return &preparedTxn{txn: txn, evs: evs}, nil
 }
 
-// apply writes the transaction inside tx; c is the locked chain when the
-// transaction has events.
-func (p *preparedTxn) apply(ctx context.Context, tx pgx.Tx, c chainState) error {
-	txn := p.txn
+// apply queues the writes of the transaction; c is the locked chain when
+// the transaction has events.
+func (pt *preparedTxn) apply(p *pipe, c chainState) error {
+	txn := pt.txn
 	now := time.Now().UnixNano()
-	if err := appendEvents(ctx, tx, c, p.evs); err != nil {
-		return err
-	}
+	appendEvents(p, c, pt.evs)
 	for _, o := range txn.Outbox {
-		_, err := tx.Exec(ctx, `INSERT INTO outbox (created_ns, mail_from, rcpts, data, message_id, kind) VALUES ($1, $2, $3, $4, $5, $6)`,
+		p.exec("inserting outgoing "+o.MessageID, nil, `INSERT INTO outbox (created_ns, mail_from, rcpts, data, message_id, kind) VALUES ($1, $2, $3, $4, $5, $6)`,
 			now, o.MailFrom, store.EncodeList(o.Rcpts), o.Data, o.MessageID, o.Kind)
-		if err != nil {
-			return fmt.Errorf("inserting outgoing %s: %w", o.MessageID, err)
-		}
 	}
 	for _, v := range txn.Virus {
 		data := v.Data
 		if data == nil {
 			data = []byte{}
 		}
-		_, err := tx.Exec(ctx, `INSERT INTO virus (time_ns, pecid, sender, recipients, signature, data) VALUES ($1, $2, $3, $4, $5, $6)`,
+		p.exec("inserting virus item for "+v.PECID, nil, `INSERT INTO virus (time_ns, pecid, sender, recipients, signature, data) VALUES ($1, $2, $3, $4, $5, $6)`,
 			ns(v.Time), b(v.PECID), b(v.Sender), store.EncodeList(v.Recipients), b(v.Signature), data)
-		if err != nil {
-			return fmt.Errorf("inserting virus item for %s: %w", v.PECID, err)
-		}
 	}
-	return commitTracking(ctx, tx, txn)
+	return commitTracking(p, txn)
 }
 
 // Commit writes everything in txn atomically: when it returns nil the
@@ -150,7 +175,11 @@ func (s *Store) Commit(txn store.Txn) error {
 				return err
 			}
 		}
-		return p.apply(ctx, tx, c)
+		var q pipe
+		if err := p.apply(&q, c); err != nil {
+			return err
+		}
+		return q.run(ctx, tx)
 	})
 	if err != nil {
 		return s.explain("commit to", err)

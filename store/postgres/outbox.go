@@ -218,7 +218,9 @@ func (s *Store) MarkSent(id int64, at time.Time) error {
 		if err != nil {
 			return err
 		}
-		return appendEvents(ctx, tx, c, []store.Event{e})
+		var q pipe
+		appendEvents(&q, c, []store.Event{e})
+		return q.run(ctx, tx)
 	})
 	if errors.Is(err, store.ErrNotPending) {
 		return fmt.Errorf("store: mark sent %d: %w", id, err)

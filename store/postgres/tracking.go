@@ -9,13 +9,14 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pecgo/pec/store"
 )
 
 // ---- timers (RFC 6109 §3.1.6) ----
 
-func commitTracking(ctx context.Context, tx pgx.Tx, txn store.Txn) error {
+func commitTracking(p *pipe, txn store.Txn) error {
 	for _, t := range txn.Track {
 		if !store.ValidTime(t.Sent) || t.PECID == "" || t.Rcpt == "" {
 			return fmt.Errorf("tracking %s/%s: need PEC id, recipient and time", t.PECID, t.Rcpt)
@@ -24,10 +25,9 @@ func commitTracking(ctx context.Context, tx pgx.Tx, txn store.Txn) error {
 		if data == nil {
 			data = []byte{}
 		}
-		if _, err := tx.Exec(ctx, `INSERT INTO tracking (pecid, rcpt, sent_ns, tx) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING`,
-			b(t.PECID), b(strings.ToLower(t.Rcpt)), ns(t.Sent), data); err != nil {
-			return fmt.Errorf("tracking %s/%s: %w", t.PECID, t.Rcpt, err)
-		}
+		p.exec(fmt.Sprintf("tracking %s/%s", t.PECID, t.Rcpt), nil,
+			`INSERT INTO tracking (pecid, rcpt, sent_ns, tx) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING`,
+			b(t.PECID), b(strings.ToLower(t.Rcpt)), ns(t.Sent), data)
 	}
 	for _, m := range txn.Marks {
 		var q string
@@ -43,13 +43,16 @@ func commitTracking(ctx context.Context, tx pgx.Tx, txn store.Txn) error {
 		default:
 			return fmt.Errorf("tracking: unknown mark %q", m.What)
 		}
-		tag, err := tx.Exec(ctx, q, ns(m.At), b(m.PECID), b(strings.ToLower(m.Rcpt)))
-		if err != nil {
-			return fmt.Errorf("tracking mark %s %s/%s: %w", m.What, m.PECID, m.Rcpt, err)
+		var check func(pgconn.CommandTag) error
+		if m.Once {
+			check = func(tag pgconn.CommandTag) error {
+				if tag.RowsAffected() == 0 {
+					return fmt.Errorf("tracking mark %s %s/%s: %w", m.What, m.PECID, m.Rcpt, store.ErrMarked)
+				}
+				return nil
+			}
 		}
-		if m.Once && tag.RowsAffected() == 0 {
-			return fmt.Errorf("tracking mark %s %s/%s: %w", m.What, m.PECID, m.Rcpt, store.ErrMarked)
-		}
+		p.exec(fmt.Sprintf("tracking mark %s %s/%s", m.What, m.PECID, m.Rcpt), check, q, ns(m.At), b(m.PECID), b(strings.ToLower(m.Rcpt)))
 	}
 	return nil
 }
@@ -142,15 +145,14 @@ func (s *Store) HoldUntilQueued(token, queueID string, at time.Time, txn store.T
 		if _, err := tx.Exec(ctx, `INSERT INTO held (token, queue_id, created_ns, txn) VALUES ($1, $2, $3, $4)`, token, queueID, ns(at), data); err != nil {
 			return err
 		}
-		if err := commitTracking(ctx, tx, store.Txn{Track: track}); err != nil {
+		var q pipe
+		if err := commitTracking(&q, store.Txn{Track: track}); err != nil {
 			return err
 		}
 		for _, t := range track {
-			if _, err := tx.Exec(ctx, `UPDATE tracking SET held = $1 WHERE pecid = $2 AND rcpt = $3`, token, b(t.PECID), b(strings.ToLower(t.Rcpt))); err != nil {
-				return err
-			}
+			q.exec("holding tracking", nil, `UPDATE tracking SET held = $1 WHERE pecid = $2 AND rcpt = $3`, token, b(t.PECID), b(strings.ToLower(t.Rcpt)))
 		}
-		return nil
+		return q.run(ctx, tx)
 	})
 	if err != nil {
 		return s.explain("hold in", err)
@@ -192,10 +194,12 @@ func (s *Store) ConfirmQueued(token string) (found bool, err error) {
 		if tag.RowsAffected() == 0 {
 			return nil // confirmed or dropped meanwhile
 		}
-		if err := p.apply(ctx, tx, c); err != nil {
+		var q pipe
+		if err := p.apply(&q, c); err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, `UPDATE tracking SET held = NULL WHERE held = $1`, token); err != nil {
+		q.exec("releasing tracking", nil, `UPDATE tracking SET held = NULL WHERE held = $1`, token)
+		if err := q.run(ctx, tx); err != nil {
 			return err
 		}
 		found = true
