@@ -75,6 +75,14 @@ func (c *ClusterSource) Fetch(ctx context.Context) (*index.Index, error) {
 		return nil, fmt.Errorf("index: node %s is fetching the providers' index for the cluster (until %s) and has published no copy yet",
 			st.Holder, st.Until.Format(time.RFC3339))
 	}
+	// the node that held the lease before may have published meanwhile
+	if data, at, ok, err := c.Store.GetShared(SharedIndexName); err != nil {
+		c.Store.Unlease("index-fetch", c.Holder)
+		return nil, err
+	} else if ok && now.Sub(at) < refresh {
+		c.Store.Unlease("index-fetch", c.Holder)
+		return c.parse(data, at)
+	}
 	ix, err := c.Source.Fetch(ctx)
 	if err != nil {
 		c.Store.Unlease("index-fetch", c.Holder) // let another node try
