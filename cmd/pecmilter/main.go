@@ -46,11 +46,16 @@ func run(path string, log *slog.Logger) error {
 	cfg, st := d.Cfg, d.Store
 
 	scanner := &clamd.Client{Network: cfg.Clamd.Network, Addr: cfg.Clamd.Address, Timeout: cfg.Clamd.Timeout.Duration}
+	// the health checks use their own client: pec_clamd_errors_total
+	// counts the calls that tempfailed a message
+	probe := *scanner
 	var observe func(role string, dec filter.Decision, elapsed time.Duration)
 	if d.Metrics != nil {
 		scanner.OnError = d.Metrics.ClamdError
 		observe = d.Metrics.ObserveMilter
+		d.Metrics.SetClamd(&probe)
 	}
+	go checkClamd(ctx, &probe, cfg.Limits.MaxSizeTimesRcpts, log)
 	// one timer runner per store: pecmilter runs it, pecdeliver does not
 	timers := &timer.Runner{Store: st, Provider: d.Provider, Kick: d.Outbox.Kick, Log: log}
 	go timers.Run(ctx, time.Minute)
