@@ -42,7 +42,7 @@ fuzz:
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./build ./store ./filter
 
-deb: build
+deb:
 	./packaging/build-deb
 
 clean:
