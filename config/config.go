@@ -19,6 +19,7 @@ import (
 
 	"github.com/pecgo/pec/build"
 	"github.com/pecgo/pec/hsm"
+	"github.com/pecgo/pec/point"
 	"github.com/pecgo/pec/smime"
 )
 
@@ -341,6 +342,20 @@ func (c *Config) OrdinaryPolicy(addr string) (policy, forward string) {
 		}
 	}
 	return policy, ""
+}
+
+// RulePolicy is the part of the configuration the PEC rules read (package
+// point), built once at start-up.
+func (c *Config) RulePolicy() *point.Policy {
+	p := &point.Policy{ServiceMailbox: strings.ToLower(c.Provider.MailReceipt), OrdinaryMail: c.Policy.OrdinaryMail,
+		EnforceFromDomain: c.Policy.FromDomainCheck == "enforce", Mailboxes: map[string]point.MailboxPolicy{}}
+	for _, d := range c.Provider.ManagedDomains {
+		p.ManagedDomains = append(p.ManagedDomains, strings.ToLower(d))
+	}
+	for a, m := range c.Policy.Mailboxes {
+		p.Mailboxes[strings.ToLower(a)] = point.MailboxPolicy{OrdinaryMail: m.OrdinaryMail, ForwardTo: m.ForwardTo}
+	}
+	return p
 }
 
 // IsManaged reports whether addr's domain is one of ours.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/pecgo/pec/store/sqlite"
 	"log/slog"
 	"net"
 	"net/textproto"
@@ -13,7 +14,6 @@ import (
 	"github.com/emersion/go-milter"
 
 	"github.com/pecgo/pec/build"
-	"github.com/pecgo/pec/store"
 )
 
 // Role is one of the two milter roles.
@@ -29,7 +29,7 @@ type Role interface {
 type Milter struct {
 	Name     string // "access" or "incoming", for logs
 	Role     Role
-	Store    *store.Store
+	Store    *sqlite.Store
 	Kick     func() // wakes the outbox sender after a commit
 	Clock    Clock
 	Log      *slog.Logger
@@ -141,7 +141,7 @@ func (s *session) Body(m *milter.Modifier) (milter.Response, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	now := s.m.Clock.now()
+	now := s.m.Clock.Now()
 	d := s.m.Role.Check(ctx, s.env, s.raw(), now)
 	// an acceptance is true only once Postfix has queued the envelope:
 	// hold it until then (store/held.go)

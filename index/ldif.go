@@ -48,14 +48,17 @@ func readLDIF(r io.Reader) ([]record, error) {
 	var (
 		lines   []logicalLine
 		cur     *logicalLine
-		comment bool // cur is a comment (its continuations are dropped too)
+		text    strings.Builder // cur's text: its first line and continuations, joined
+		comment bool            // cur is a comment (its continuations are dropped too)
 		n       int
 	)
 	flush := func() {
 		if cur != nil && !comment {
+			cur.text = text.String()
 			lines = append(lines, *cur)
 		}
 		cur, comment = nil, false
+		text.Reset()
 	}
 	for {
 		s, err := br.ReadString('\n')
@@ -78,13 +81,16 @@ func readLDIF(r io.Reader) ([]record, error) {
 			if cur == nil {
 				return nil, fmt.Errorf("index: ldif line %d: continuation line (leading space) with no line to continue", n)
 			}
-			cur.text += s[1:]
+			if !comment {
+				text.WriteString(s[1:])
+			}
 		case s[0] == '#':
 			flush()
 			cur, comment = &logicalLine{line: n}, true
 		default:
 			flush()
-			cur = &logicalLine{text: s, line: n}
+			cur = &logicalLine{line: n}
+			text.WriteString(s)
 		}
 		if err != nil {
 			break

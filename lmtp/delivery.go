@@ -20,6 +20,7 @@ import (
 	"github.com/pecgo/pec/config"
 	"github.com/pecgo/pec/daticert"
 	"github.com/pecgo/pec/filter"
+	"github.com/pecgo/pec/point"
 	"github.com/pecgo/pec/kind"
 	"github.com/pecgo/pec/smime"
 	"github.com/pecgo/pec/store"
@@ -272,4 +273,4 @@ func marks(now time.Time, m *Message) []store.Mark {
 	return out
 }
 
-func outgoing(m *build.Message) store.Outgoing { return filter.Outgoing(m) }
+func outgoing(m *build.Message) store.Outgoing { return point.Outgoing(m) }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"github.com/pecgo/pec/store/sqlite"
 	"io"
 	"log/slog"
 	"net"
@@ -21,7 +22,7 @@ import (
 // Server is the LMTP front of the delivery point.
 type Server struct {
 	Delivery *Delivery
-	Store    *store.Store
+	Store    *sqlite.Store
 	Dovecot  string // Dovecot LMTP: inet:HOST:PORT or unix:/path
 	Kick     func()
 	Now      func() time.Time

@@ -35,6 +35,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/pecgo/pec/store/sqlite"
 	"io"
 	"io/fs"
 	"os"
@@ -111,7 +112,7 @@ var (
 
 // Archiver writes daily archives.
 type Archiver struct {
-	Store    *store.Store
+	Store    *sqlite.Store
 	Signer   *smime.Signer
 	Location *time.Location   // the provider's zone; nil means UTC
 	Provider string           // provider name, recorded in the header
@@ -331,12 +332,21 @@ func VerifyEach(dir, day string, roots *smime.Roots, fn func(Row) error) (*Repor
 // recipients still fits).
 const maxLine = 64 << 20
 
+// checkContent checks an archive's data file (gzip) into rep: see checkLines.
 func checkContent(rep *Report, data []byte, day string, fn func(Row) error) error {
 	zr, err := gzip.NewReader(bytes.NewReader(data))
 	if err != nil {
 		return fmt.Errorf("not a gzip file: %w", err)
 	}
-	sc := bufio.NewScanner(zr)
+	return checkLines(rep, zr, day, fn)
+}
+
+// checkLines reads an archive's JSON lines from in into rep and checks them:
+// the header's day and bounds, each row inside the day, each row's hash,
+// the links between consecutive rows, and the trailer. fn, if not nil, is
+// called with every row after its hash has been checked.
+func checkLines(rep *Report, in io.Reader, day string, fn func(Row) error) error {
+	sc := bufio.NewScanner(in)
 	sc.Buffer(make([]byte, 0, 64<<10), maxLine)
 	line := 0
 	next := func() ([]byte, bool) {

@@ -6,6 +6,7 @@ import (
 	"compress/gzip"
 	"encoding/json"
 	"errors"
+	"github.com/pecgo/pec/store/sqlite"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -22,7 +23,7 @@ import (
 
 type env struct {
 	dir    string
-	st     *store.Store
+	st     *sqlite.Store
 	pki    *testpki.PKI
 	signer *smime.Signer
 	ar     *logarchive.Archiver
@@ -43,11 +44,11 @@ func ev(t, typ, subject string, rcpts ...string) store.Event {
 		Subject: subject, Related: []string{"<r-" + t + "@pec.example.test>"}, Provider: "Example PEC S.p.A."}
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
 	e := &env{dir: t.TempDir()}
 	var err error
-	if e.st, err = store.Open(filepath.Join(e.dir, "pec.db")); err != nil {
+	if e.st, err = sqlite.Open(filepath.Join(e.dir, "pec.db")); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { e.st.Close() })

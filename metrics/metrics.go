@@ -31,6 +31,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/pecgo/pec/store/sqlite"
 	"io/fs"
 	"log/slog"
 	"net"
@@ -73,7 +74,7 @@ type IndexView interface {
 // fields leave their series out and skip their health check.
 type Options struct {
 	// Store gives pec_outbox_depth; /healthz needs it to answer.
-	Store *store.Store
+	Store *sqlite.Store
 	// StorePath is the store's SQLite file: /healthz checks that it, its
 	// directory and its -wal/-shm files (when present) are writable.
 	StorePath string

@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"github.com/pecgo/pec/store/sqlite"
 	"io"
 	"log/slog"
 	"net"
@@ -39,10 +40,10 @@ var quiet = slog.New(slog.DiscardHandler)
 
 // ---- helpers ----
 
-func openStore(t *testing.T) (*store.Store, string) {
+func openStore(t *testing.T) (*sqlite.Store, string) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "pec.db")
-	st, err := store.Open(path)
+	st, err := sqlite.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}

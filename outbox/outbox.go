@@ -15,6 +15,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/pecgo/pec/store/sqlite"
 	"log/slog"
 	"net"
 	"sync"
@@ -33,7 +34,7 @@ const claimLease = 10 * time.Minute
 
 // Sender drains the outbox of Store to Addr.
 type Sender struct {
-	Store    *store.Store
+	Store    *sqlite.Store
 	Addr     string                           // the Postfix re-injection listener: unix:/path, or host:port / inet:host:port
 	Helo     string                           // default "localhost"
 	Now      func() time.Time                 // default time.Now

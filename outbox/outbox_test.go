@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/pecgo/pec/store/sqlite"
 	"io"
 	"log/slog"
 	"net"
@@ -149,12 +150,12 @@ func (b *syncBuffer) String() string {
 	return b.b.String()
 }
 
-func openStore(t *testing.T, path string) *store.Store {
+func openStore(t *testing.T, path string) *sqlite.Store {
 	t.Helper()
 	if path == "" {
 		path = filepath.Join(t.TempDir(), "pec.db")
 	}
-	s, err := store.Open(path)
+	s, err := sqlite.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,7 +163,7 @@ func openStore(t *testing.T, path string) *store.Store {
 	return s
 }
 
-func newSender(t *testing.T, st *store.Store, addr string, clk *clock) (*Sender, *syncBuffer) {
+func newSender(t *testing.T, st *sqlite.Store, addr string, clk *clock) (*Sender, *syncBuffer) {
 	logs := &syncBuffer{}
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -189,7 +190,7 @@ func receipt(n int) store.Outgoing {
 	}
 }
 
-func commit(t *testing.T, st *store.Store, out ...store.Outgoing) {
+func commit(t *testing.T, st *sqlite.Store, out ...store.Outgoing) {
 	t.Helper()
 	ev := store.Event{Time: t0, Point: "access", Type: "accettazione", PECID: "opec.1@pec.example.test"}
 	for _, o := range out {
@@ -200,7 +201,7 @@ func commit(t *testing.T, st *store.Store, out ...store.Outgoing) {
 	}
 }
 
-func sentEvents(t *testing.T, st *store.Store) map[string]int {
+func sentEvents(t *testing.T, st *sqlite.Store) map[string]int {
 	t.Helper()
 	ev, err := st.Events(store.Query{})
 	if err != nil {
@@ -217,7 +218,7 @@ func sentEvents(t *testing.T, st *store.Store) map[string]int {
 	return m
 }
 
-func depth(t *testing.T, st *store.Store) int {
+func depth(t *testing.T, st *sqlite.Store) int {
 	t.Helper()
 	n, err := st.OutboxDepth()
 	if err != nil {
@@ -439,7 +440,7 @@ func TestSinkDown(t *testing.T) {
 func TestCrashAfterCommit(t *testing.T) {
 	k := startSink(t, "")
 	path := filepath.Join(t.TempDir(), "pec.db")
-	st, err := store.Open(path)
+	st, err := sqlite.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package outbox
 
 import (
 	"context"
+	"github.com/pecgo/pec/store/sqlite"
 	"os"
 	"os/exec"
 	"strings"
@@ -38,7 +39,7 @@ func startVictim(t *testing.T) (store.ClaimOwner, func()) {
 	return o, kill
 }
 
-func claimAs(t *testing.T, st *store.Store, o store.ClaimOwner, at time.Time, want int) {
+func claimAs(t *testing.T, st *sqlite.Store, o store.ClaimOwner, at time.Time, want int) {
 	t.Helper()
 	items, err := st.Claim(o, at, claimLease, 10)
 	if err != nil || len(items) != want {

@@ -54,7 +54,7 @@ func Track(tx *build.Tx, rcpts []string, sent time.Time) ([]store.Tracked, error
 
 // Runner queues due notices.
 type Runner struct {
-	Store    *store.Store
+	Store    Store
 	Provider *build.Provider
 	Now      func() time.Time
 	Warn     time.Duration // default 12 h
@@ -160,6 +160,13 @@ func (r *Runner) notify(now time.Time, d store.Timer) error {
 		r.Kick()
 	}
 	return nil
+}
+
+// Store is what the timers need of the provider's state.
+type Store interface {
+	DueTimers(now time.Time, warn, final time.Duration, limit int) ([]store.Timer, error)
+	Commit(store.Txn) error
+	DropUnqueued(before time.Time) ([]store.HeldItem, error)
 }
 
 // DefaultHeldTimeout is how long a held acceptance waits for Postfix's

@@ -3,6 +3,7 @@ package timer_test
 import (
 	"context"
 	"fmt"
+	"github.com/pecgo/pec/store/sqlite"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -30,7 +31,7 @@ const (
 type bench struct {
 	t     *testing.T
 	path  string
-	st    *store.Store
+	st    *sqlite.Store
 	prov  *build.Provider
 	pki   *testpki.PKI
 	clock time.Time
@@ -58,7 +59,7 @@ func newBench(t *testing.T) *bench {
 }
 
 func (b *bench) open() {
-	st, err := store.Open(b.path)
+	st, err := sqlite.Open(b.path)
 	if err != nil {
 		b.t.Fatal(err)
 	}

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"encoding/json"
+	"github.com/pecgo/pec/store/sqlite"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -149,7 +150,7 @@ func TestLogArchiveIncomplete(t *testing.T) {
 	if code, _, errOut := f.run("log", "archive", "--day", "2024-03-02", "--dir", dir); code != 0 {
 		t.Fatal(errOut)
 	}
-	st, err := store.Open(f.db)
+	st, err := sqlite.Open(f.db)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/pecgo/pec/store/sqlite"
 	"io"
 	"io/fs"
 	"os"
@@ -14,7 +15,6 @@ import (
 
 	"github.com/pecgo/pec/config"
 	"github.com/pecgo/pec/logarchive"
-	"github.com/pecgo/pec/store"
 )
 
 // errUsage marks a usage error (exit status 2); the usage text has been
@@ -79,7 +79,7 @@ func loadConfig(path string) (*config.Config, error) {
 
 // openStore opens the configured store, refusing to create a new one: a
 // wrong path must not yield an empty log that "verifies".
-func openStore(cfg *config.Config) (*store.Store, error) {
+func openStore(cfg *config.Config) (*sqlite.Store, error) {
 	p := cfg.Store.Path
 	if p == "" {
 		return nil, errors.New("[store] path is not set in the configuration")
@@ -90,7 +90,7 @@ func openStore(cfg *config.Config) (*store.Store, error) {
 		}
 		return nil, fmt.Errorf("store %s: %w", p, err)
 	}
-	return store.Open(p)
+	return sqlite.Open(p)
 }
 
 // parseDay returns the bounds of day (YYYY-MM-DD) in loc.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"github.com/pecgo/pec/store/sqlite"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -114,7 +115,7 @@ func newFixture(t *testing.T) *fixture {
 	f.prov = f.pki.Issue(provName, "posta-certificata@"+provDom, time.Time{}, time.Time{}, false)
 	root, cert, key := f.pki.WriteFiles(dir, f.prov)
 	f.root = root
-	st, err := store.Open(f.db)
+	st, err := sqlite.Open(f.db)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/pecgo/pec/clamd"
 	"github.com/pecgo/pec/config"
 	"github.com/pecgo/pec/filter"
+	"github.com/pecgo/pec/point"
 	"github.com/pecgo/pec/internal/daemon"
 	"github.com/pecgo/pec/revocation"
 	"github.com/pecgo/pec/store"
@@ -62,7 +63,7 @@ func run(path string, log *slog.Logger) error {
 
 	var servers []daemon.Server
 	if cfg.Milter.Access != "" {
-		access := &filter.Access{
+		access := &point.Access{
 			Provider: d.Provider, MaxRecipients: cfg.Limits.MaxRecipients, MaxSizeTimesRcpts: cfg.Limits.MaxSizeTimesRcpts,
 			MessagesPerHour: cfg.Limits.MessagesPerHour, NoticeMaxSize: cfg.Limits.NoticeMaxSize,
 			MaxHeaderFields: cfg.Limits.MaxHeaderFields, MaxHeaderFieldSize: cfg.Limits.MaxHeaderFieldSize,

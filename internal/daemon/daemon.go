@@ -7,6 +7,7 @@ package daemon
 import (
 	"context"
 	"fmt"
+	"github.com/pecgo/pec/store/sqlite"
 	"log/slog"
 	"net"
 	"os"
@@ -20,14 +21,13 @@ import (
 	"github.com/pecgo/pec/internal/service"
 	"github.com/pecgo/pec/metrics"
 	"github.com/pecgo/pec/outbox"
-	"github.com/pecgo/pec/store"
 )
 
 // Daemon is one running program's shared state.
 type Daemon struct {
 	Cfg      *config.Config
 	Provider *build.Provider
-	Store    *store.Store
+	Store    *sqlite.Store
 	Index    *service.Index
 	Outbox   *outbox.Sender
 	Metrics  *metrics.Metrics // nil when the endpoint is off
@@ -46,7 +46,7 @@ func Start(ctx context.Context, path string, metricsAddr func(*config.Config) st
 	if err != nil {
 		return nil, err
 	}
-	st, err := store.Open(cfg.Store.Path)
+	st, err := sqlite.Open(cfg.Store.Path)
 	if err != nil {
 		return nil, err
 	}

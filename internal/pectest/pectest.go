@@ -12,6 +12,7 @@ import (
 	"bytes"
 	"crypto/x509"
 	"fmt"
+	"github.com/pecgo/pec/store/sqlite"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -27,7 +28,6 @@ import (
 	"github.com/pecgo/pec/index"
 	"github.com/pecgo/pec/internal/testenv"
 	"github.com/pecgo/pec/internal/testpki"
-	"github.com/pecgo/pec/store"
 )
 
 // Password of every test mailbox.
@@ -463,8 +463,8 @@ func SendAs(addr, user, from string, rcpts []string, raw []byte) error {
 }
 
 // Store opens the provider's store (read-mostly; close it when done).
-func (p *Provider) Store() *store.Store {
-	st, err := store.Open(p.StorePath)
+func (p *Provider) Store() *sqlite.Store {
+	st, err := sqlite.Open(p.StorePath)
 	must(p.w.t, err)
 	p.w.t.Cleanup(func() { st.Close() })
 	return st

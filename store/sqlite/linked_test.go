@@ -1,6 +1,8 @@
-package store
+package sqlite
 
 import (
+	"github.com/pecgo/pec/store"
+
 	"bytes"
 	"testing"
 	"time"
@@ -15,11 +17,11 @@ func TestLinkedEvents(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := s.Commit(Txn{Virus: []Quarantined{{Time: t0.Add(time.Hour), PECID: "v", Data: []byte("x")}}}); err != nil {
+	if err := s.Commit(store.Txn{Virus: []store.Quarantined{{Time: t0.Add(time.Hour), PECID: "v", Data: []byte("x")}}}); err != nil {
 		t.Fatal(err)
 	}
-	var got []LinkedEvent
-	err := s.EachLinkedEvent(t0.Add(time.Hour), t0.Add(3*time.Hour), func(le LinkedEvent) error {
+	var got []store.LinkedEvent
+	err := s.EachLinkedEvent(t0.Add(time.Hour), t0.Add(3*time.Hour), func(le store.LinkedEvent) error {
 		got = append(got, le)
 		return nil
 	})
@@ -57,7 +59,7 @@ func TestLinkedEvents(t *testing.T) {
 	if n, err := s.CountVirus(t0.Add(time.Hour), t0.Add(2*time.Hour)); n != 1 || err != nil {
 		t.Errorf("CountVirus = %d, %v", n, err)
 	}
-	if id, h, err := s.LogAnchor(); id != 0 || !bytes.Equal(h, zeroHash) || err != nil {
+	if id, h, err := s.LogAnchor(); id != 0 || !bytes.Equal(h, store.ZeroHash) || err != nil {
 		t.Errorf("LogAnchor of a new log = %d, %x, %v", id, h, err)
 	}
 	if _, _, err := s.Purge(t0.Add(time.Hour)); err != nil {

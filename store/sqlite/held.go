@@ -1,6 +1,8 @@
-package store
+package sqlite
 
 import (
+	"github.com/pecgo/pec/store"
+
 	"database/sql"
 	"encoding/json"
 	"errors"
@@ -22,22 +24,14 @@ import (
 // (DropUnqueued): no acceptance, no log row, no timer for mail that never
 // left.
 //
-// Timer rows are written at once but marked held, so that a take-charge
+// store.Timer rows are written at once but marked held, so that a take-charge
 // or receipt arriving before the confirmation still finds its row; the
 // timers skip held rows.
 
-// HeldItem is a held transaction as DropUnqueued reports it.
-type HeldItem struct {
-	Token   string
-	QueueID string
-	Created time.Time
-	PECIDs  []string // of its log rows
-}
-
 // HoldUntilQueued records txn, accepted at at for Postfix queue id
 // queueID, under token; nothing of it is effective until ConfirmQueued.
-func (s *Store) HoldUntilQueued(token, queueID string, at time.Time, txn Txn) error {
-	if token == "" || !validTime(at) {
+func (s *Store) HoldUntilQueued(token, queueID string, at time.Time, txn store.Txn) error {
+	if token == "" || !store.ValidTime(at) {
 		return errors.New("store: hold: need a token and a time")
 	}
 	if _, err := prepareTxn(txn); err != nil {
@@ -53,7 +47,7 @@ func (s *Store) HoldUntilQueued(token, queueID string, at time.Time, txn Txn) er
 		if _, err := tx.Exec(`INSERT INTO held (token, queue_id, created_ns, txn) VALUES (?, ?, ?, ?)`, token, queueID, at.UnixNano(), data); err != nil {
 			return err
 		}
-		if err := commitTracking(tx, Txn{Track: track}); err != nil {
+		if err := commitTracking(tx, store.Txn{Track: track}); err != nil {
 			return err
 		}
 		for _, t := range track {
@@ -82,7 +76,7 @@ func (s *Store) ConfirmQueued(token string) (found bool, err error) {
 		if err != nil {
 			return err
 		}
-		var txn Txn
+		var txn store.Txn
 		if err := json.Unmarshal(data, &txn); err != nil {
 			return fmt.Errorf("held transaction %s: %w", token, err)
 		}
@@ -110,8 +104,8 @@ func (s *Store) ConfirmQueued(token string) (found bool, err error) {
 
 // DropUnqueued forgets the held transactions created before before, with
 // their timer rows, and returns them: Postfix never queued their messages.
-func (s *Store) DropUnqueued(before time.Time) ([]HeldItem, error) {
-	var out []HeldItem
+func (s *Store) DropUnqueued(before time.Time) ([]store.HeldItem, error) {
+	var out []store.HeldItem
 	err := s.write(func(tx *sql.Tx) error {
 		out = nil
 		rows, err := tx.Query(`SELECT token, queue_id, created_ns, txn FROM held WHERE created_ns < ? ORDER BY created_ns`, before.UnixNano())
@@ -119,7 +113,7 @@ func (s *Store) DropUnqueued(before time.Time) ([]HeldItem, error) {
 			return err
 		}
 		for rows.Next() {
-			var h HeldItem
+			var h store.HeldItem
 			var created int64
 			var data []byte
 			if err := rows.Scan(&h.Token, &h.QueueID, &created, &data); err != nil {
@@ -127,7 +121,7 @@ func (s *Store) DropUnqueued(before time.Time) ([]HeldItem, error) {
 				return err
 			}
 			h.Created = time.Unix(0, created).UTC()
-			var txn Txn
+			var txn store.Txn
 			if json.Unmarshal(data, &txn) == nil {
 				for _, e := range txn.Events {
 					h.PECIDs = append(h.PECIDs, e.PECID)

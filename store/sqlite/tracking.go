@@ -1,6 +1,8 @@
-package store
+package sqlite
 
 import (
+	"github.com/pecgo/pec/store"
+
 	"database/sql"
 	"fmt"
 	"strings"
@@ -35,45 +37,9 @@ func (s *Store) initTracking() error {
 	return nil
 }
 
-// Tracked starts tracking one certified recipient of an envelope.
-type Tracked struct {
-	PECID string
-	Rcpt  string
-	Sent  time.Time
-	Tx    []byte // opaque to the store
-}
-
-// Mark kinds.
-const (
-	MarkPresa    = "presa-in-carico"   // a take-charge covering the recipient arrived
-	MarkConsegna = "avvenuta-consegna" // delivery receipt arrived: tracking ends
-	MarkErrore   = "errore-consegna"   // non-delivery notice arrived: tracking ends (our choice, PEC-SPEC §6.6 rule 4)
-	MarkNotice12 = "notice-12h"        // the 12 h notice was queued
-	MarkNotice24 = "notice-24h"        // the 24 h notice was queued: tracking ends
-)
-
-// Mark records an event about a tracked recipient. Marks for unknown
-// (PEC id, recipient) pairs are ignored: notices about envelopes of other
-// providers pass through too.
-type Mark struct {
-	PECID string
-	Rcpt  string
-	What  string
-	At    time.Time
-}
-
-// Timer is a tracked recipient whose deadline has come.
-type Timer struct {
-	PECID string
-	Rcpt  string
-	Sent  time.Time
-	Tx    []byte
-	Final bool // the 24 h notice (else the 12 h one)
-}
-
-func commitTracking(tx *sql.Tx, txn Txn) error {
+func commitTracking(tx *sql.Tx, txn store.Txn) error {
 	for _, t := range txn.Track {
-		if !validTime(t.Sent) || t.PECID == "" || t.Rcpt == "" {
+		if !store.ValidTime(t.Sent) || t.PECID == "" || t.Rcpt == "" {
 			return fmt.Errorf("tracking %s/%s: need PEC id, recipient and time", t.PECID, t.Rcpt)
 		}
 		if _, err := tx.Exec(`INSERT OR IGNORE INTO tracking (pecid, rcpt, sent_ns, tx) VALUES (?, ?, ?, ?)`,
@@ -84,13 +50,13 @@ func commitTracking(tx *sql.Tx, txn Txn) error {
 	for _, m := range txn.Marks {
 		var q string
 		switch m.What {
-		case MarkPresa:
+		case store.MarkPresa:
 			q = `UPDATE tracking SET presa_ns = ? WHERE pecid = ? AND rcpt = ? AND presa_ns IS NULL`
-		case MarkConsegna, MarkErrore:
+		case store.MarkConsegna, store.MarkErrore:
 			q = `UPDATE tracking SET outcome_ns = ?, outcome = '` + m.What + `' WHERE pecid = ? AND rcpt = ? AND outcome_ns IS NULL`
-		case MarkNotice12:
+		case store.MarkNotice12:
 			q = `UPDATE tracking SET notice12_ns = ? WHERE pecid = ? AND rcpt = ? AND notice12_ns IS NULL`
-		case MarkNotice24:
+		case store.MarkNotice24:
 			q = `UPDATE tracking SET notice24_ns = ? WHERE pecid = ? AND rcpt = ? AND notice24_ns IS NULL`
 		default:
 			return fmt.Errorf("tracking: unknown mark %q", m.What)
@@ -106,7 +72,7 @@ func commitTracking(tx *sql.Tx, txn Txn) error {
 // §3.1.6): the 12 h notice when neither a take-charge nor a receipt came
 // within warn (12 h); the 24 h notice when no receipt came within final
 // (chosen in [22 h, 24 h]).
-func (s *Store) DueTimers(now time.Time, warn, final time.Duration, limit int) ([]Timer, error) {
+func (s *Store) DueTimers(now time.Time, warn, final time.Duration, limit int) ([]store.Timer, error) {
 	if limit <= 0 {
 		limit = 100
 	}
@@ -124,9 +90,9 @@ func (s *Store) DueTimers(now time.Time, warn, final time.Duration, limit int) (
 		return nil, fmt.Errorf("store: due timers: %w", err)
 	}
 	defer rows.Close()
-	var out []Timer
+	var out []store.Timer
 	for rows.Next() {
-		var t Timer
+		var t store.Timer
 		var sent int64
 		var final int
 		if err := rows.Scan(&t.PECID, &t.Rcpt, &sent, &t.Tx, &final); err != nil {
@@ -138,23 +104,16 @@ func (s *Store) DueTimers(now time.Time, warn, final time.Duration, limit int) (
 	return out, rows.Err()
 }
 
-// TrackingState is one row, for tests and pecctl.
-type TrackingState struct {
-	PECID, Rcpt, Outcome                 string
-	Sent                                 time.Time
-	Presa, OutcomeAt, Notice12, Notice24 time.Time
-}
-
 // Tracking returns the tracking rows of a PEC id.
-func (s *Store) Tracking(pecid string) ([]TrackingState, error) {
+func (s *Store) Tracking(pecid string) ([]store.TrackingState, error) {
 	rows, err := s.db.Query(`SELECT pecid, rcpt, outcome, sent_ns, presa_ns, outcome_ns, notice12_ns, notice24_ns FROM tracking WHERE pecid = ? ORDER BY rcpt`, pecid)
 	if err != nil {
 		return nil, fmt.Errorf("store: tracking: %w", err)
 	}
 	defer rows.Close()
-	var out []TrackingState
+	var out []store.TrackingState
 	for rows.Next() {
-		var t TrackingState
+		var t store.TrackingState
 		var sent int64
 		var p, o, n12, n24 sql.NullInt64
 		if err := rows.Scan(&t.PECID, &t.Rcpt, &t.Outcome, &sent, &p, &o, &n12, &n24); err != nil {

@@ -1,6 +1,8 @@
-package store
+package sqlite
 
 import (
+	"github.com/pecgo/pec/store"
+
 	"testing"
 	"time"
 )
@@ -15,8 +17,8 @@ func TestClaimOwners(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	dead := ClaimOwner{Host: "mx1", PID: 4242, Instance: "pecmilter-1", Proc: "boot ns 17"}
-	live := ClaimOwner{Host: "mx1", PID: 4343, Instance: "pecdeliver-1"}
+	dead := store.ClaimOwner{Host: "mx1", PID: 4242, Instance: "pecmilter-1", Proc: "boot ns 17"}
+	live := store.ClaimOwner{Host: "mx1", PID: 4343, Instance: "pecdeliver-1"}
 	const lease = 10 * time.Minute
 	d, err := s.Claim(dead, t0, lease, 3)
 	if err != nil || len(d) != 3 {

@@ -1,4 +1,4 @@
-package filter_test
+package point_test
 
 import (
 	"context"
@@ -12,11 +12,11 @@ import (
 	"github.com/pecgo/pec/build"
 	"github.com/pecgo/pec/clamd"
 	"github.com/pecgo/pec/daticert"
-	"github.com/pecgo/pec/filter"
 	"github.com/pecgo/pec/internal/conformance"
 	"github.com/pecgo/pec/internal/testpki"
 	"github.com/pecgo/pec/kind"
 	"github.com/pecgo/pec/parse"
+	"github.com/pecgo/pec/point"
 	"github.com/pecgo/pec/smime"
 )
 
@@ -65,9 +65,9 @@ func newEnv(t testing.TB) *env {
 		Signer: &smime.Signer{Key: id.Key, Cert: id.Cert, Chain: id.Chain}}}
 }
 
-func (e *env) access(s scanner) *filter.Access {
-	return &filter.Access{Provider: e.prov, MaxRecipients: 3, MaxSizeTimesRcpts: 4000, Scanner: s,
-		Index: func() (filter.Directory, error) { return domains{"pec-a.example.test", "pec-b.example.test"}, nil }}
+func (e *env) access(s scanner) *point.Access {
+	return &point.Access{Provider: e.prov, MaxRecipients: 3, MaxSizeTimesRcpts: 4000, Scanner: s,
+		Index: func() (point.Directory, error) { return domains{"pec-a.example.test", "pec-b.example.test"}, nil }}
 }
 
 func msg(from, to, cc, bcc string) []byte {
@@ -91,8 +91,8 @@ const (
 func TestAccessAccepts(t *testing.T) {
 	e := newEnv(t)
 	raw := msg("Mario <"+mario+">", luigi+", "+paolo, carla, "")
-	d := e.access(scanner{}).Check(context.Background(), filter.Envelope{MailFrom: mario, Rcpts: []string{luigi, paolo, carla}, AuthUser: mario}, raw, at)
-	if d.Action != filter.Accept || d.Replace == nil {
+	d := e.access(scanner{}).Check(context.Background(), point.Envelope{MailFrom: mario, Rcpts: []string{luigi, paolo, carla}, AuthUser: mario}, raw, at)
+	if d.Action != point.Accept || d.Replace == nil {
 		t.Fatalf("decision %v %q", d.Action, d.Reason)
 	}
 	if d.Replace.Kind != kind.PostaCertificata || d.Replace.MailFrom != mario || len(d.Replace.Rcpts) != 3 {
@@ -128,22 +128,22 @@ func TestAccessRefusals(t *testing.T) {
 	big := strings.Repeat(strings.Repeat("x", 99)+"\r\n", 20)
 	cases := []struct {
 		name  string
-		env   filter.Envelope
+		env   point.Envelope
 		raw   []byte
 		want  string // in errore-esteso
 		virus bool
 	}{
-		{"bcc", filter.Envelope{MailFrom: mario, Rcpts: []string{luigi, carla}, AuthUser: mario}, msg(mario, luigi, "", carla), "Bcc", false},
-		{"from-not-mailfrom", filter.Envelope{MailFrom: mario, Rcpts: []string{luigi}, AuthUser: mario}, msg("altro@pec-a.example.test", luigi, "", ""), "non coincide con il mittente della busta", false},
-		{"mailfrom-not-auth", filter.Envelope{MailFrom: "altro@pec-a.example.test", Rcpts: []string{luigi}, AuthUser: mario}, msg("altro@pec-a.example.test", luigi, "", ""), "non coincide con l'utente autenticato", false},
-		{"rcpt-not-to-cc", filter.Envelope{MailFrom: mario, Rcpts: []string{luigi, paolo}, AuthUser: mario}, msg(mario, luigi, "", ""), "non coincidono con quelli dei campi To e Cc", false},
-		{"two-from", filter.Envelope{MailFrom: mario, Rcpts: []string{luigi}, AuthUser: mario}, msg(mario+", x@pec-a.example.test", luigi, "", ""), "esattamente un indirizzo", false},
-		{"no-to", filter.Envelope{MailFrom: mario, Rcpts: []string{luigi}, AuthUser: mario}, []byte("From: " + mario + "\r\nCc: " + luigi + "\r\nSubject: x\r\n\r\nx\r\n"), "almeno un destinatario", false},
-		{"too-many", filter.Envelope{MailFrom: mario, Rcpts: []string{luigi, carla, paolo, "d@pec-b.example.test"}, AuthUser: mario},
+		{"bcc", point.Envelope{MailFrom: mario, Rcpts: []string{luigi, carla}, AuthUser: mario}, msg(mario, luigi, "", carla), "Bcc", false},
+		{"from-not-mailfrom", point.Envelope{MailFrom: mario, Rcpts: []string{luigi}, AuthUser: mario}, msg("altro@pec-a.example.test", luigi, "", ""), "non coincide con il mittente della busta", false},
+		{"mailfrom-not-auth", point.Envelope{MailFrom: "altro@pec-a.example.test", Rcpts: []string{luigi}, AuthUser: mario}, msg("altro@pec-a.example.test", luigi, "", ""), "non coincide con l'utente autenticato", false},
+		{"rcpt-not-to-cc", point.Envelope{MailFrom: mario, Rcpts: []string{luigi, paolo}, AuthUser: mario}, msg(mario, luigi, "", ""), "non coincidono con quelli dei campi To e Cc", false},
+		{"two-from", point.Envelope{MailFrom: mario, Rcpts: []string{luigi}, AuthUser: mario}, msg(mario+", x@pec-a.example.test", luigi, "", ""), "esattamente un indirizzo", false},
+		{"no-to", point.Envelope{MailFrom: mario, Rcpts: []string{luigi}, AuthUser: mario}, []byte("From: " + mario + "\r\nCc: " + luigi + "\r\nSubject: x\r\n\r\nx\r\n"), "almeno un destinatario", false},
+		{"too-many", point.Envelope{MailFrom: mario, Rcpts: []string{luigi, carla, paolo, "d@pec-b.example.test"}, AuthUser: mario},
 			msg(mario, luigi+", "+carla+", "+paolo+", d@pec-b.example.test", "", ""), "numero di destinatari (4) superiore al limite di 3", false},
-		{"size", filter.Envelope{MailFrom: mario, Rcpts: []string{luigi, carla}, AuthUser: mario}, append(msg(mario, luigi, carla, ""), big...), "superiore al limite di 4000 byte", false},
-		{"long-line", filter.Envelope{MailFrom: mario, Rcpts: []string{luigi}, AuthUser: mario}, append(msg(mario, luigi, "", ""), strings.Repeat("y", 999)+"\r\n"...), "998 caratteri", false},
-		{"virus", filter.Envelope{MailFrom: mario, Rcpts: []string{luigi}, AuthUser: mario}, msg(mario, luigi, "", ""), "Test.EICAR", true},
+		{"size", point.Envelope{MailFrom: mario, Rcpts: []string{luigi, carla}, AuthUser: mario}, append(msg(mario, luigi, carla, ""), big...), "superiore al limite di 4000 byte", false},
+		{"long-line", point.Envelope{MailFrom: mario, Rcpts: []string{luigi}, AuthUser: mario}, append(msg(mario, luigi, "", ""), strings.Repeat("y", 999)+"\r\n"...), "998 caratteri", false},
+		{"virus", point.Envelope{MailFrom: mario, Rcpts: []string{luigi}, AuthUser: mario}, msg(mario, luigi, "", ""), "Test.EICAR", true},
 	}
 	root := testpki.PEM(e.pki.Root.Cert)
 	for _, c := range cases {
@@ -153,7 +153,7 @@ func TestAccessRefusals(t *testing.T) {
 				s.infected = "Test.EICAR.NDB.UNOFFICIAL"
 			}
 			d := e.access(s).Check(context.Background(), c.env, c.raw, at)
-			if d.Action != filter.Reject || d.Replace != nil {
+			if d.Action != point.Reject || d.Replace != nil {
 				t.Fatalf("decision %v, want reject with nothing relayed", d.Action)
 			}
 			if len(d.Txn.Outbox) != 1 {
@@ -190,17 +190,17 @@ func filterASCII(s string) string { return strings.ReplaceAll(s, "'", "") }
 func TestAccessFailsClosed(t *testing.T) {
 	e := newEnv(t)
 	raw := msg(mario, luigi, "", "")
-	ev := filter.Envelope{MailFrom: mario, Rcpts: []string{luigi}, AuthUser: mario}
+	ev := point.Envelope{MailFrom: mario, Rcpts: []string{luigi}, AuthUser: mario}
 	d := e.access(scanner{err: errors.New("dial unix /run/clamav/clamd.ctl: connection refused")}).Check(context.Background(), ev, raw, at)
-	if d.Action != filter.TempFail || len(d.Txn.Outbox) != 0 || d.Replace != nil {
+	if d.Action != point.TempFail || len(d.Txn.Outbox) != 0 || d.Replace != nil {
 		t.Fatalf("clamd down: %v, %d notices", d.Action, len(d.Txn.Outbox))
 	}
 	a := e.access(scanner{})
-	a.Index = func() (filter.Directory, error) { return nil, errors.New("no index loaded") }
-	if d := a.Check(context.Background(), ev, raw, at); d.Action != filter.TempFail {
+	a.Index = func() (point.Directory, error) { return nil, errors.New("no index loaded") }
+	if d := a.Check(context.Background(), ev, raw, at); d.Action != point.TempFail {
 		t.Fatalf("index down: %v", d.Action)
 	}
-	if d := e.access(scanner{}).Check(context.Background(), filter.Envelope{MailFrom: mario, Rcpts: []string{luigi}}, raw, at); d.Action != filter.Reject || d.Code != 530 {
+	if d := e.access(scanner{}).Check(context.Background(), point.Envelope{MailFrom: mario, Rcpts: []string{luigi}}, raw, at); d.Action != point.Reject || d.Code != 530 {
 		t.Fatalf("unauthenticated: %v %d", d.Action, d.Code)
 	}
 }
@@ -211,19 +211,19 @@ func TestAccessRateLimit(t *testing.T) {
 	a.MessagesPerHour = 2
 	var since time.Time
 	a.Sent = func(sender string, t0 time.Time) (int, error) { since = t0; return 2, nil }
-	d := a.Check(context.Background(), filter.Envelope{MailFrom: mario, Rcpts: []string{luigi}, AuthUser: mario}, msg(mario, luigi, "", ""), at)
-	if d.Action != filter.Reject || !strings.Contains(d.Reason, "2 messaggi all'ora") {
+	d := a.Check(context.Background(), point.Envelope{MailFrom: mario, Rcpts: []string{luigi}, AuthUser: mario}, msg(mario, luigi, "", ""), at)
+	if d.Action != point.Reject || !strings.Contains(d.Reason, "2 messaggi all'ora") {
 		t.Fatalf("%v %q", d.Action, d.Reason)
 	}
 	if !since.Equal(at.Add(-time.Hour)) {
 		t.Fatalf("window starts %v", since)
 	}
 	a.Sent = func(string, time.Time) (int, error) { return 0, errors.New("database is locked") }
-	if d := a.Check(context.Background(), filter.Envelope{MailFrom: mario, Rcpts: []string{luigi}, AuthUser: mario}, msg(mario, luigi, "", ""), at); d.Action != filter.TempFail {
+	if d := a.Check(context.Background(), point.Envelope{MailFrom: mario, Rcpts: []string{luigi}, AuthUser: mario}, msg(mario, luigi, "", ""), at); d.Action != point.TempFail {
 		t.Fatalf("rate limit with the store down: %v (must fail closed)", d.Action)
 	}
 	a.Sent = func(string, time.Time) (int, error) { return 1, nil }
-	if d := a.Check(context.Background(), filter.Envelope{MailFrom: mario, Rcpts: []string{luigi}, AuthUser: mario}, msg(mario, luigi, "", ""), at); d.Action != filter.Accept {
+	if d := a.Check(context.Background(), point.Envelope{MailFrom: mario, Rcpts: []string{luigi}, AuthUser: mario}, msg(mario, luigi, "", ""), at); d.Action != point.Accept {
 		t.Fatalf("under the limit: %v %s", d.Action, d.Reason)
 	}
 }

@@ -1,6 +1,8 @@
-package store
+package sqlite
 
 import (
+	"github.com/pecgo/pec/store"
+
 	"bytes"
 	"database/sql"
 	"errors"
@@ -26,10 +28,10 @@ func openTemp(t testing.TB) (*Store, string) {
 	return s, path
 }
 
-func acceptance(i int, at time.Time) Txn {
+func acceptance(i int, at time.Time) store.Txn {
 	id := fmt.Sprintf("opec-%04d@pec.example.test", i)
-	return Txn{
-		Events: []Event{
+	return store.Txn{
+		Events: []store.Event{
 			{Time: at, Point: "access", Type: "accettazione", PECID: id, MsgID: fmt.Sprintf("<orig-%d@client>", i),
 				Sender: "Mario.Rossi@pec.example.test", Recipients: []string{"a@pec.other.example.test", "b@example.com"},
 				Subject: fmt.Sprintf("Fattura %d", i), Related: []string{"<ack-" + id + ">"}, Provider: "Example PEC S.p.A.", QueueID: "4XyZ1"},
@@ -37,7 +39,7 @@ func acceptance(i int, at time.Time) Txn {
 				Sender: "Mario.Rossi@pec.example.test", Recipients: []string{"a@pec.other.example.test", "b@example.com"},
 				Subject: fmt.Sprintf("Fattura %d", i), Related: []string{"<" + id + ">"}, Provider: "Example PEC S.p.A."},
 		},
-		Outbox: []Outgoing{{MailFrom: "posta-certificata@pec.example.test", Rcpts: []string{"mario.rossi@pec.example.test"},
+		Outbox: []store.Outgoing{{MailFrom: "posta-certificata@pec.example.test", Rcpts: []string{"mario.rossi@pec.example.test"},
 			Data: []byte("Subject: ACCETTAZIONE: Fattura\r\n\r\nbody\r\n"), MessageID: "<ack-" + id + ">", Kind: "accettazione"}},
 	}
 }
@@ -74,12 +76,12 @@ func TestCommitReadBack(t *testing.T) {
 	txn.Events[0].Subject = "caf\xe9 \x00 <&> €"
 	txn.Events[0].Error = "5.1.1 - Example - indirizzo non valido"
 	txn.Events[1].Recipients = []string{"x\xff@example.com"}
-	txn.Virus = []Quarantined{{Time: t0, PECID: txn.Events[0].PECID, Sender: "s@x", Recipients: []string{"r@y"},
+	txn.Virus = []store.Quarantined{{Time: t0, PECID: txn.Events[0].PECID, Sender: "s@x", Recipients: []string{"r@y"},
 		Signature: "Eicar-Test-Signature", Data: []byte("infected attachment bytes (test data)")}}
 	if err := s.Commit(txn); err != nil {
 		t.Fatal(err)
 	}
-	got, err := s.Events(Query{PECID: txn.Events[0].PECID})
+	got, err := s.Events(store.Query{PECID: txn.Events[0].PECID})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,18 +118,18 @@ func TestCommitReadBack(t *testing.T) {
 
 	// Queries.
 	for _, c := range []struct {
-		q    Query
+		q    store.Query
 		want int
 	}{
-		{Query{}, 2},
-		{Query{MsgID: "<orig-1@client>"}, 2},
-		{Query{Sender: "mario.rossi@PEC.example.test"}, 2},
-		{Query{Recipient: "A@pec.other.example.test"}, 1},
-		{Query{Recipient: "nobody@x"}, 0},
-		{Query{From: t0, To: t0.Add(time.Nanosecond)}, 2},
-		{Query{From: t0.Add(time.Nanosecond)}, 0},
-		{Query{To: t0}, 0},
-		{Query{Limit: 1}, 1},
+		{store.Query{}, 2},
+		{store.Query{MsgID: "<orig-1@client>"}, 2},
+		{store.Query{Sender: "mario.rossi@PEC.example.test"}, 2},
+		{store.Query{Recipient: "A@pec.other.example.test"}, 1},
+		{store.Query{Recipient: "nobody@x"}, 0},
+		{store.Query{From: t0, To: t0.Add(time.Nanosecond)}, 2},
+		{store.Query{From: t0.Add(time.Nanosecond)}, 0},
+		{store.Query{To: t0}, 0},
+		{store.Query{Limit: 1}, 1},
 	} {
 		got, err := s.Events(c.q)
 		if err != nil || len(got) != c.want {
@@ -138,18 +140,18 @@ func TestCommitReadBack(t *testing.T) {
 
 func TestCommitValidation(t *testing.T) {
 	s, _ := openTemp(t)
-	bad := []Txn{
-		{Events: []Event{{Type: "accettazione"}}},                       // zero time
-		{Events: []Event{{Time: t0}}},                                   // no type
-		{Outbox: []Outgoing{{MailFrom: "a@b", Data: []byte("x")}}},      // no recipients
-		{Outbox: []Outgoing{{MailFrom: "a@b", Rcpts: []string{"c@d"}}}}, // no data
+	bad := []store.Txn{
+		{Events: []store.Event{{Type: "accettazione"}}},                       // zero time
+		{Events: []store.Event{{Time: t0}}},                                   // no type
+		{Outbox: []store.Outgoing{{MailFrom: "a@b", Data: []byte("x")}}},      // no recipients
+		{Outbox: []store.Outgoing{{MailFrom: "a@b", Rcpts: []string{"c@d"}}}}, // no data
 	}
 	for i, txn := range bad {
 		if err := s.Commit(txn); err == nil {
 			t.Errorf("txn %d: Commit succeeded", i)
 		}
 	}
-	if err := s.Commit(Txn{}); err != nil {
+	if err := s.Commit(store.Txn{}); err != nil {
 		t.Errorf("empty txn: %v", err)
 	}
 }
@@ -173,12 +175,12 @@ func TestCommitAtomic(t *testing.T) {
 	headID, headHash, _ := s.LogHead()
 
 	txn := acceptance(2, t0.Add(time.Second))
-	txn.Virus = []Quarantined{{Time: t0, PECID: "p2", Signature: "boom", Data: []byte("x")}}
+	txn.Virus = []store.Quarantined{{Time: t0, PECID: "p2", Signature: "boom", Data: []byte("x")}}
 	err = s.Commit(txn)
 	if err == nil || !strings.Contains(err.Error(), "forced failure") {
 		t.Fatalf("Commit = %v, want the forced failure", err)
 	}
-	if ev, _ := s.Events(Query{}); len(ev) != 2 {
+	if ev, _ := s.Events(store.Query{}); len(ev) != 2 {
 		t.Errorf("%d events after failed commit, want 2", len(ev))
 	}
 	if n, _ := s.OutboxDepth(); n != 1 {
@@ -268,7 +270,7 @@ func TestVerifyLogDetects(t *testing.T) {
 // A row rewritten with a self-consistent hash breaks the link to the next row.
 func TestVerifyLogRewrittenRow(t *testing.T) {
 	s, path := fiveRows(t)
-	ev, err := s.Events(Query{})
+	ev, err := s.Events(store.Query{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -280,7 +282,7 @@ func TestVerifyLogRewrittenRow(t *testing.T) {
 	}
 	db.Close()
 	e.Subject = "forged"
-	h := rowHash(prev, &e)
+	h := store.RowHash(prev, &e)
 	tamper(t, path, fmt.Sprintf("UPDATE events SET subject = 'forged', hash = x'%x' WHERE id = 2", h))
 	bad, err := s.VerifyLog()
 	if bad != 3 || err == nil || !strings.Contains(err.Error(), "does not link to row 2") {
@@ -295,7 +297,7 @@ func TestPurge(t *testing.T) {
 	for i, at := range times {
 		txn := acceptance(i, at)
 		txn.Events = txn.Events[:1]
-		txn.Virus = []Quarantined{{Time: at, PECID: txn.Events[0].PECID, Signature: "Eicar", Data: []byte("v")}}
+		txn.Virus = []store.Quarantined{{Time: at, PECID: txn.Events[0].PECID, Signature: "Eicar", Data: []byte("v")}}
 		if err := s.Commit(txn); err != nil {
 			t.Fatal(err)
 		}
@@ -304,7 +306,7 @@ func TestPurge(t *testing.T) {
 	if err != nil || ne != 2 || nv != 2 {
 		t.Fatalf("Purge = %d, %d, %v; want 2, 2", ne, nv, err)
 	}
-	ev, _ := s.Events(Query{})
+	ev, _ := s.Events(store.Query{})
 	if len(ev) != 2 || !ev[0].Time.Equal(cut) || ev[0].ID != 3 {
 		t.Fatalf("after purge: %+v", ev)
 	}
@@ -334,7 +336,7 @@ func TestPurge(t *testing.T) {
 		t.Fatal(err)
 	}
 	mustVerify(t, s)
-	if ev, _ := s.Events(Query{}); len(ev) != 2 || ev[0].ID != 7 {
+	if ev, _ := s.Events(store.Query{}); len(ev) != 2 || ev[0].ID != 7 {
 		t.Errorf("after full purge and commit: %+v", ev)
 	}
 }
@@ -431,17 +433,17 @@ func TestOutbox(t *testing.T) {
 	if n, _ := s.OutboxDepth(); n != 2 {
 		t.Errorf("depth %d, want 2", n)
 	}
-	if err := s.MarkSent(first.ID, sentAt); !errors.Is(err, ErrNotPending) {
+	if err := s.MarkSent(first.ID, sentAt); !errors.Is(err, store.ErrNotPending) {
 		t.Errorf("second MarkSent = %v, want ErrNotPending", err)
 	}
-	if err := s.MarkRetry(first.ID, "x", sentAt); !errors.Is(err, ErrNotPending) {
+	if err := s.MarkRetry(first.ID, "x", sentAt); !errors.Is(err, store.ErrNotPending) {
 		t.Errorf("MarkRetry of a sent item = %v, want ErrNotPending", err)
 	}
-	if err := s.MarkSent(999, sentAt); !errors.Is(err, ErrNotPending) {
+	if err := s.MarkSent(999, sentAt); !errors.Is(err, store.ErrNotPending) {
 		t.Errorf("MarkSent(999) = %v, want ErrNotPending", err)
 	}
-	ev, _ := s.Events(Query{From: sentAt})
-	want := Event{ID: 7, Time: sentAt, Point: "outbox", Type: "sent", Sender: first.MailFrom, Recipients: first.Rcpts, Related: []string{first.MessageID}}
+	ev, _ := s.Events(store.Query{From: sentAt})
+	want := store.Event{ID: 7, Time: sentAt, Point: "outbox", Type: "sent", Sender: first.MailFrom, Recipients: first.Rcpts, Related: []string{first.MessageID}}
 	if len(ev) != 1 || !reflect.DeepEqual(ev[0], want) {
 		t.Errorf("sent event = %+v, want %+v", ev, want)
 	}
@@ -469,7 +471,7 @@ func TestDurableAcrossReopen(t *testing.T) {
 	if id2, h2, _ := s2.LogHead(); id2 != id || !bytes.Equal(h, h2) {
 		t.Errorf("head %d after reopen, want %d", id2, id)
 	}
-	if ev, _ := s2.Events(Query{}); len(ev) != 2 {
+	if ev, _ := s2.Events(store.Query{}); len(ev) != 2 {
 		t.Errorf("%d events after reopen", len(ev))
 	}
 	due, _ := s2.DuePending(t0.Add(time.Minute), 10)

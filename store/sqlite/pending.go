@@ -1,26 +1,15 @@
-package store
+package sqlite
 
 import (
+	"github.com/pecgo/pec/store"
+
 	"fmt"
 	"time"
 )
 
-// PendingItem is an unsent outbox item as an operator sees it.
-type PendingItem struct {
-	ID        int64
-	Created   time.Time
-	MailFrom  string
-	Rcpts     []string
-	MessageID string
-	Kind      string
-	Attempts  int
-	NextTry   time.Time // zero: as soon as possible
-	LastError string
-}
-
 // Pending lists every unsent outbox item, oldest first, whatever its next
 // try (pecctl outbox list).
-func (s *Store) Pending(limit int) ([]PendingItem, error) {
+func (s *Store) Pending(limit int) ([]store.PendingItem, error) {
 	if limit <= 0 {
 		limit = 1000
 	}
@@ -30,9 +19,9 @@ func (s *Store) Pending(limit int) ([]PendingItem, error) {
 		return nil, fmt.Errorf("store: pending: %w", err)
 	}
 	defer rows.Close()
-	var out []PendingItem
+	var out []store.PendingItem
 	for rows.Next() {
-		var p PendingItem
+		var p store.PendingItem
 		var created, next int64
 		var rcpts string
 		if err := rows.Scan(&p.ID, &created, &p.MailFrom, &rcpts, &p.MessageID, &p.Kind, &p.Attempts, &next, &p.LastError); err != nil {

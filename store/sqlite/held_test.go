@@ -1,6 +1,8 @@
-package store
+package sqlite
 
 import (
+	"github.com/pecgo/pec/store"
+
 	"database/sql"
 	"path/filepath"
 	"testing"
@@ -15,14 +17,14 @@ func TestHeldUntilQueued(t *testing.T) {
 	at := time.Date(2026, 11, 23, 15, 4, 5, 0, time.UTC)
 	txn := acceptance(1, at)
 	id := txn.Events[0].PECID
-	txn.Track = []Tracked{{PECID: id, Rcpt: "a@pec.other.example.test", Sent: at, Tx: []byte("{}")}}
+	txn.Track = []store.Tracked{{PECID: id, Rcpt: "a@pec.other.example.test", Sent: at, Tx: []byte("{}")}}
 	if err := s.HoldUntilQueued("tok1", "4XyZ1", at, txn); err != nil {
 		t.Fatal(err)
 	}
 	if n, _ := s.HeldCount(); n != 1 {
 		t.Fatalf("held %d", n)
 	}
-	if ev, _ := s.Events(Query{PECID: id}); len(ev) != 0 {
+	if ev, _ := s.Events(store.Query{PECID: id}); len(ev) != 0 {
 		t.Fatalf("held acceptance has %d log rows", len(ev))
 	}
 	if due, _ := s.DuePending(at.Add(time.Hour), 10); len(due) != 0 {
@@ -33,14 +35,14 @@ func TestHeldUntilQueued(t *testing.T) {
 	}
 	// the other provider's take-charge arrives before Postfix's confirmation
 	presa := at.Add(2 * time.Second)
-	if err := s.Commit(Txn{Marks: []Mark{{PECID: id, Rcpt: "a@pec.other.example.test", What: MarkPresa, At: presa}}}); err != nil {
+	if err := s.Commit(store.Txn{Marks: []store.Mark{{PECID: id, Rcpt: "a@pec.other.example.test", What: store.MarkPresa, At: presa}}}); err != nil {
 		t.Fatal(err)
 	}
 	found, err := s.ConfirmQueued("tok1")
 	if err != nil || !found {
 		t.Fatalf("confirm: %v %v", found, err)
 	}
-	ev, _ := s.Events(Query{PECID: id})
+	ev, _ := s.Events(store.Query{PECID: id})
 	if len(ev) != 2 || ev[0].Type != "accettazione" || !ev[0].Time.Equal(at) {
 		t.Fatalf("events after confirmation: %+v", ev)
 	}
@@ -59,7 +61,7 @@ func TestHeldUntilQueued(t *testing.T) {
 	if found, err := s.ConfirmQueued("tok1"); err != nil || found {
 		t.Fatalf("second confirm: %v %v", found, err)
 	}
-	if ev, _ := s.Events(Query{PECID: id}); len(ev) != 2 {
+	if ev, _ := s.Events(store.Query{PECID: id}); len(ev) != 2 {
 		t.Fatalf("second confirm wrote %d rows", len(ev))
 	}
 	if n, _ := s.HeldCount(); n != 0 {
@@ -74,7 +76,7 @@ func TestDropUnqueued(t *testing.T) {
 	s, _ := openTemp(t)
 	at := time.Date(2026, 11, 23, 15, 4, 5, 0, time.UTC)
 	old, young := acceptance(1, at), acceptance(2, at.Add(time.Hour))
-	old.Track = []Tracked{{PECID: old.Events[0].PECID, Rcpt: "a@pec.other.example.test", Sent: at, Tx: []byte("{}")}}
+	old.Track = []store.Tracked{{PECID: old.Events[0].PECID, Rcpt: "a@pec.other.example.test", Sent: at, Tx: []byte("{}")}}
 	if err := s.HoldUntilQueued("old", "Q1", at, old); err != nil {
 		t.Fatal(err)
 	}
@@ -94,7 +96,7 @@ func TestDropUnqueued(t *testing.T) {
 	if n, _ := s.HeldCount(); n != 1 {
 		t.Fatalf("held %d, want the young one", n)
 	}
-	if ev, _ := s.Events(Query{}); len(ev) != 0 {
+	if ev, _ := s.Events(store.Query{}); len(ev) != 0 {
 		t.Fatalf("%d log rows", len(ev))
 	}
 	// an invalid transaction is refused at hold time, not at confirmation

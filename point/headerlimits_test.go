@@ -1,4 +1,4 @@
-package filter_test
+package point_test
 
 import (
 	"context"
@@ -6,11 +6,11 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/pecgo/pec/filter"
 	"github.com/pecgo/pec/internal/conformance"
 	"github.com/pecgo/pec/internal/testpki"
 	"github.com/pecgo/pec/kind"
 	"github.com/pecgo/pec/parse"
+	"github.com/pecgo/pec/point"
 )
 
 // bigField is a header field named name of exactly n octets on the wire
@@ -51,7 +51,7 @@ func fillers(n int) string {
 func TestAccessHeaderLimits(t *testing.T) {
 	e := newEnv(t)
 	root := testpki.PEM(e.pki.Root.Cert)
-	ev := filter.Envelope{MailFrom: mario, Rcpts: []string{luigi}, AuthUser: mario}
+	ev := point.Envelope{MailFrom: mario, Rcpts: []string{luigi}, AuthUser: mario}
 	base := string(msg(mario, luigi, "", "")) // 5 fields
 	const baseFields = 5
 	cases := []struct {
@@ -65,11 +65,11 @@ func TestAccessHeaderLimits(t *testing.T) {
 			"intestazione con troppi campi: 10000, superiore al limite di 1000", "troppi campi"},
 		{"219 KB field", 0, 0, bigField(t, "X-Big", 219*1024) + base, true,
 			"il campo X-Big dell'intestazione supera il limite di 50000 byte", "X-Big"},
-		{"default field count", 0, 0, fillers(filter.DefaultMaxHeaderFields-baseFields) + base, false, "", ""},
-		{"one field over the default", 0, 0, fillers(filter.DefaultMaxHeaderFields-baseFields+1) + base, true,
+		{"default field count", 0, 0, fillers(point.DefaultMaxHeaderFields-baseFields) + base, false, "", ""},
+		{"one field over the default", 0, 0, fillers(point.DefaultMaxHeaderFields-baseFields+1) + base, true,
 			"troppi campi: 1001, superiore al limite di 1000", "troppi campi"},
-		{"field of the default size", 0, 0, bigField(t, "X-Big", filter.DefaultMaxHeaderFieldSize) + base, false, "", ""},
-		{"field one octet over the default", 0, 0, bigField(t, "X-Big", filter.DefaultMaxHeaderFieldSize+1) + base, true,
+		{"field of the default size", 0, 0, bigField(t, "X-Big", point.DefaultMaxHeaderFieldSize) + base, false, "", ""},
+		{"field one octet over the default", 0, 0, bigField(t, "X-Big", point.DefaultMaxHeaderFieldSize+1) + base, true,
 			"il campo X-Big dell'intestazione supera il limite di 50000 byte", "X-Big"},
 		{"configured count", 20, 0, fillers(16) + base, true, "troppi campi: 21, superiore al limite di 20", "troppi campi"},
 		{"configured size", 0, 1000, bigField(t, "Subject-Extra", 1001) + base, true,
@@ -83,12 +83,12 @@ func TestAccessHeaderLimits(t *testing.T) {
 			a.MaxHeaderFields, a.MaxHeaderFieldSize = c.fields, c.size
 			d := a.Check(context.Background(), ev, []byte(c.raw), at)
 			if !c.refused {
-				if d.Action != filter.Accept || d.Replace == nil {
+				if d.Action != point.Accept || d.Replace == nil {
 					t.Fatalf("decision %v %q, want accepted", d.Action, d.Reason)
 				}
 				return
 			}
-			if d.Action != filter.Reject || d.Code != 550 || d.Replace != nil {
+			if d.Action != point.Reject || d.Code != 550 || d.Replace != nil {
 				t.Fatalf("decision %v %d %q, want a 550 reject with nothing relayed", d.Action, d.Code, d.Reason)
 			}
 			if !strings.Contains(d.Text, c.reply) {

@@ -1,6 +1,8 @@
-package store
+package sqlite
 
 import (
+	"github.com/pecgo/pec/store"
+
 	"path/filepath"
 	"testing"
 	"time"
@@ -13,7 +15,7 @@ func TestPendingAndRetryAll(t *testing.T) {
 	}
 	defer st.Close()
 	now := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
-	if err := st.Commit(Txn{Outbox: []Outgoing{
+	if err := st.Commit(store.Txn{Outbox: []store.Outgoing{
 		{MailFrom: "posta-certificata@pec.example.test", Rcpts: []string{"a@pec.example.test"}, Data: []byte("x"), MessageID: "<1@x>", Kind: "accettazione"},
 		{MailFrom: "posta-certificata@pec.example.test", Rcpts: []string{"b@pec.example.test"}, Data: []byte("y"), MessageID: "<2@x>", Kind: "avvenuta-consegna"},
 	}}); err != nil {

@@ -1,6 +1,8 @@
-package store
+package sqlite
 
 import (
+	"github.com/pecgo/pec/store"
+
 	"database/sql"
 	"fmt"
 	"sort"
@@ -34,23 +36,6 @@ func (s *Store) initClaims() error {
 	return nil
 }
 
-// ClaimOwner is the process holding a claim. Instance must be unique per
-// run of a process; Proc, when not empty, identifies the process on its
-// host more precisely than PID (which the kernel reuses).
-type ClaimOwner struct {
-	Host     string
-	PID      int
-	Instance string
-	Proc     string
-}
-
-// ClaimHolder is an owner of live claims and how many items it holds.
-type ClaimHolder struct {
-	ClaimOwner
-	Items int
-	Until time.Time // the latest lease end among its items
-}
-
 // liveClaim is the condition on outbox_claims c for a claim still in force.
 const liveClaim = `EXISTS (SELECT 1 FROM outbox o WHERE o.id = c.item AND o.sent_ns IS NULL AND o.next_try_ns = c.until_ns)`
 
@@ -61,12 +46,12 @@ const liveClaim = `EXISTS (SELECT 1 FROM outbox o WHERE o.id = c.item AND o.sent
 // sender died becomes due again when the lease ends, or earlier when a
 // sender on the same host releases the claims of dead owners
 // (ReleaseClaimsOf). Attempts is not changed.
-func (s *Store) Claim(owner ClaimOwner, now time.Time, lease time.Duration, limit int) ([]Queued, error) {
+func (s *Store) Claim(owner store.ClaimOwner, now time.Time, lease time.Duration, limit int) ([]store.Queued, error) {
 	if limit <= 0 {
 		limit = 100
 	}
 	until := now.Add(lease)
-	var out []Queued
+	var out []store.Queued
 	err := s.write(func(tx *sql.Tx) error {
 		out = out[:0]
 		rows, err := tx.Query(`UPDATE outbox SET next_try_ns = ?
@@ -76,7 +61,7 @@ func (s *Store) Claim(owner ClaimOwner, now time.Time, lease time.Duration, limi
 			return err
 		}
 		for rows.Next() {
-			var q Queued
+			var q store.Queued
 			var rcpts string
 			if err := rows.Scan(&q.ID, &q.MailFrom, &rcpts, &q.Data, &q.MessageID, &q.Kind, &q.Attempts, &q.LastError); err != nil {
 				rows.Close()
@@ -116,16 +101,16 @@ func (s *Store) Claim(owner ClaimOwner, now time.Time, lease time.Duration, limi
 
 // ClaimHolders lists the owners of the claims in force, by host, PID and
 // instance.
-func (s *Store) ClaimHolders() ([]ClaimHolder, error) {
+func (s *Store) ClaimHolders() ([]store.ClaimHolder, error) {
 	rows, err := s.db.Query(`SELECT host, pid, instance, proc, count(*), max(until_ns) FROM outbox_claims AS c
 		WHERE ` + liveClaim + ` GROUP BY host, pid, instance, proc ORDER BY host, pid, instance`)
 	if err != nil {
 		return nil, fmt.Errorf("store: claim holders: %w", err)
 	}
 	defer rows.Close()
-	var out []ClaimHolder
+	var out []store.ClaimHolder
 	for rows.Next() {
-		var h ClaimHolder
+		var h store.ClaimHolder
 		var until int64
 		if err := rows.Scan(&h.Host, &h.PID, &h.Instance, &h.Proc, &h.Items, &until); err != nil {
 			return nil, fmt.Errorf("store: claim holders: %w", err)
@@ -142,7 +127,7 @@ func (s *Store) ClaimHolders() ([]ClaimHolder, error) {
 // ReleaseClaimsOf makes the items that owner (all four fields equal) still
 // holds due at at, and returns how many. For a sender that knows owner is
 // dead: its claims need not wait for their lease.
-func (s *Store) ReleaseClaimsOf(owner ClaimOwner, at time.Time) (int, error) {
+func (s *Store) ReleaseClaimsOf(owner store.ClaimOwner, at time.Time) (int, error) {
 	var n int64
 	err := s.write(func(tx *sql.Tx) error {
 		res, err := tx.Exec(`UPDATE outbox SET next_try_ns = ?
