@@ -30,6 +30,7 @@ import (
 	"github.com/pecgo/pec/kind"
 	"github.com/pecgo/pec/parse"
 	"github.com/pecgo/pec/store"
+	"github.com/pecgo/pec/store/sqlite"
 )
 
 // ServiceMailbox keeps the mail for the provider's service addresses.
@@ -40,7 +41,7 @@ type ServiceMailbox struct {
 	// permanently ([deliver] service_maildir).
 	Maildir string
 	// Store, when set, gets one event-log row per bounced notice.
-	Store    *store.Store
+	Store    *sqlite.Store
 	Provider string // our provider's name, for the log rows
 	Log      *slog.Logger
 	Now      func() time.Time

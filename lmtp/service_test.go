@@ -19,6 +19,7 @@ import (
 	"github.com/pecgo/pec/kind"
 	"github.com/pecgo/pec/lmtp"
 	"github.com/pecgo/pec/store"
+	"github.com/pecgo/pec/store/sqlite"
 )
 
 const serviceB = "posta-certificata@pec-b.example.test"
@@ -30,7 +31,9 @@ type dovecotNoService struct {
 	stored map[string]int
 }
 
-func (d *dovecotNoService) NewSession(*smtp.Conn) (smtp.Session, error) { return &dovecotSession{d: d}, nil }
+func (d *dovecotNoService) NewSession(*smtp.Conn) (smtp.Session, error) {
+	return &dovecotSession{d: d}, nil
+}
 
 type dovecotSession struct {
 	d     *dovecotNoService
@@ -77,7 +80,7 @@ func serveLMTP(t *testing.T, be smtp.Backend) string {
 
 type serviceRig struct {
 	b        *bench
-	st       *store.Store
+	st       *sqlite.Store
 	box      *lmtp.ServiceMailbox
 	dovecot  *dovecotNoService
 	addr     string // pecdeliver's LMTP
@@ -88,7 +91,7 @@ type serviceRig struct {
 
 func newServiceRig(t *testing.T, maildir string) *serviceRig {
 	b := newBench(t)
-	st, err := store.Open(filepath.Join(t.TempDir(), "pec.db"))
+	st, err := sqlite.Open(filepath.Join(t.TempDir(), "pec.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
