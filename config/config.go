@@ -125,6 +125,11 @@ type Deliver struct {
 	Listen  string `toml:"listen"`  // unix:/run/pec/lmtp.sock (or inet:HOST:PORT, open to every local process)
 	Dovecot string `toml:"dovecot"` // unix:/run/dovecot/lmtp (a socket only user pec may use)
 	Metrics string `toml:"metrics"`
+	// ServiceMaildir is where pecdeliver keeps the mail for the service
+	// addresses (posta-certificata@<domain>, mail_receipt) that Dovecot
+	// refuses permanently, so that no receipt is lost. Default: the
+	// directory service-mail next to [store] path.
+	ServiceMaildir string `toml:"service_maildir"`
 }
 
 // Reinject is the Postfix listener with no milters that takes generated messages.
@@ -247,6 +252,9 @@ func (c *Config) defaults() {
 	if c.Store.Retention.Duration == 0 {
 		// 30 calendar months are at most 915 days (RFC 6109 §2.3, §2.2.4)
 		c.Store.Retention.Duration = 915 * 24 * time.Hour
+	}
+	if c.Deliver.ServiceMaildir == "" {
+		c.Deliver.ServiceMaildir = filepath.Join(filepath.Dir(c.Store.Path), "service-mail")
 	}
 	if c.Reinject.Helo == "" {
 		c.Reinject.Helo = "localhost"

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/pecgo/pec/build"
+	"github.com/pecgo/pec/clamd"
 	"github.com/pecgo/pec/config"
 	"github.com/pecgo/pec/internal/rawmime"
 	"github.com/pecgo/pec/kind"
@@ -96,6 +97,9 @@ func (in *Incoming) Check(ctx context.Context, env Envelope, raw []byte, now tim
 		return in.anomaly(ctx, env, o, raw, now, reason)
 	}
 	res, err := in.Scanner.Scan(ctx, bytes.NewReader(raw))
+	if errors.Is(err, clamd.ErrSizeLimit) {
+		return in.tooLargeToScan(env, len(raw))
+	}
 	if err != nil {
 		in.log().Error("antivirus unavailable, tempfailing", "queue_id", env.QueueID, "error", err)
 		return tempfail("4.7.1", "PEC: antivirus not available, try again later")
@@ -283,6 +287,9 @@ func (in *Incoming) virus(env Envelope, tx *build.Tx, raw []byte, now time.Time,
 // reason, when not empty, is why a signed message counts as ordinary.
 func (in *Incoming) ordinary(ctx context.Context, env Envelope, o *build.Original, raw []byte, now time.Time, reason string) Decision {
 	res, err := in.Scanner.Scan(ctx, bytes.NewReader(raw))
+	if errors.Is(err, clamd.ErrSizeLimit) {
+		return in.tooLargeToScan(env, len(raw))
+	}
 	if err != nil {
 		in.log().Error("antivirus unavailable, tempfailing", "queue_id", env.QueueID, "error", err)
 		return tempfail("4.7.1", "antivirus not available, try again later")
@@ -325,6 +332,9 @@ func (in *Incoming) ordinary(ctx context.Context, env Envelope, o *build.Origina
 // anomaly wraps a message that claims to be PEC but fails a check.
 func (in *Incoming) anomaly(ctx context.Context, env Envelope, o *build.Original, raw []byte, now time.Time, reason string) Decision {
 	res, err := in.Scanner.Scan(ctx, bytes.NewReader(raw))
+	if errors.Is(err, clamd.ErrSizeLimit) {
+		return in.tooLargeToScan(env, len(raw))
+	}
 	if err != nil {
 		return tempfail("4.7.1", "antivirus not available, try again later")
 	}
@@ -422,4 +432,14 @@ func originalSubject(orig []byte) string {
 		return ""
 	}
 	return h.Get("Subject")
+}
+
+// tooLargeToScan refuses for good a message bigger than clamd's
+// StreamMaxLength: it can never be scanned, and a tempfail would only make
+// the sending MTA retry for a day. The sender's provider turns the 552
+// into its non-delivery notice.
+func (in *Incoming) tooLargeToScan(env Envelope, size int) Decision {
+	in.log().Error("message larger than clamd's StreamMaxLength, refused (552 5.3.4); raise StreamMaxLength in clamd.conf to at least Postfix's message_size_limit",
+		"queue_id", env.QueueID, "size", size)
+	return reply(Reject, 552, "5.3.4", "PEC: message too large for the antivirus check")
 }

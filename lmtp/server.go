@@ -32,6 +32,9 @@ type Server struct {
 	// Observer, when set, is called once per LMTP transaction (message)
 	// after the answer is decided, e.g. for metrics. It must not block.
 	Observer func(Report)
+	// Service, when set, keeps the mail for the provider's service
+	// addresses that Dovecot refuses (service.go).
+	Service *ServiceMailbox
 }
 
 // Per-recipient outcomes in a Report.
@@ -214,7 +217,7 @@ func (ss *session) LMTPData(r io.Reader, status smtp.StatusCollector) (err error
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	results, err = forward(ctx, s.Dovecot, s.Delivery.Provider.Domain, ss.from, ss.rcpts, raw)
+	results, err = s.deliver(ctx, ss.from, ss.rcpts, raw)
 	if err != nil {
 		s.log().Error("Dovecot LMTP not available, tempfailing: no receipt until it is back", "dovecot", s.Dovecot, "error", err)
 		return errTemp

@@ -72,6 +72,9 @@ type Queued struct {
 	Outgoing
 	Attempts int
 	NextTry  time.Time // zero: as soon as possible
+	// LastError is the error of the last failed attempt ("" after none);
+	// set by Claim.
+	LastError string
 }
 
 // Query selects event log rows. Empty fields do not filter. From is

@@ -65,7 +65,15 @@ type Spec struct {
 	IndexOnly bool
 	// PostfixMain are extra main.cf lines for the provider's Postfix.
 	PostfixMain []string
+	// NoServiceUser leaves posta-certificata@Domain out of Dovecot, as
+	// an administrator may: pecdeliver keeps its mail in the service
+	// maildir (ServiceMaildir).
+	NoServiceUser bool
 }
+
+// ServiceMaildir is where pecdeliver keeps the service address's mail
+// that Dovecot refuses (the default [deliver] service_maildir).
+func (p *Provider) ServiceMaildir() string { return filepath.Join(p.Dir, "service-mail") }
 
 // Provider is one running provider.
 type Provider struct {
@@ -208,6 +216,9 @@ func (p *Provider) start() {
 	t, w := p.w.t, p.w
 	var users []testenv.DovecotUser
 	for _, u := range append([]string{p.ServiceAddr()}, p.Users...) {
+		if u == p.ServiceAddr() && p.NoServiceUser {
+			continue
+		}
 		users = append(users, testenv.DovecotUser{Addr: u, Password: Password})
 	}
 	for _, u := range p.QuotaUsers {
