@@ -290,36 +290,68 @@ func (in *Incoming) ordinary(ctx context.Context, env Envelope, o *build.Origina
 	if res.Infected {
 		return in.refuseInfected(env, o, raw, now, "", res.Signature)
 	}
-	dsn := isDSN(o, env)
-	var accept, refuse []string
+	dsn := IsDSN(o, env.MailFrom)
+	split := SplitOrdinary(in.Config, env.Rcpts, dsn)
 	var forwards []store.Outgoing
-	for _, r := range env.Rcpts {
-		policy, fwd := in.Config.OrdinaryPolicy(r)
-		if policy == "refuse" && !dsn {
-			refuse = append(refuse, r)
-			continue
-		}
-		accept = append(accept, r)
-		if fwd != "" {
+	for _, r := range split.Accept {
+		if fwd := split.Forward[r]; fwd != "" {
 			// Sent as posta-certificata@: the re-injection listener takes
 			// no other sender (it must relay nothing for anyone else), and a
 			// forwarder's bounces belong to the forwarder.
 			forwards = append(forwards, store.Outgoing{MailFrom: in.Provider.ServiceAddr(), Rcpts: []string{fwd}, Data: raw, Kind: "inoltro-posta-ordinaria"})
 		}
 	}
-	if len(accept) == 0 {
-		d := reply(Reject, 554, "5.7.1", "this PEC mailbox does not accept ordinary (non certified) mail")
-		d.Txn.Events = []store.Event{in.ordinaryEvent(now, env, o, "rifiuto-posta-ordinaria", "mailbox refuses ordinary mail", refuse)}
+	if len(split.Accept) == 0 {
+		d := reply(Reject, 554, "5.7.1", RefuseOrdinaryText)
+		d.Txn.Events = []store.Event{in.ordinaryEvent(now, env, o, "rifiuto-posta-ordinaria", "mailbox refuses ordinary mail", split.Refuse)}
 		return d
 	}
+	return in.wrap(env, o, now, split.Accept, split.Refuse, OrdinaryReason(reason, dsn), forwards)
+}
+
+// RefuseOrdinaryText is the SMTP reply to ordinary mail for a mailbox that
+// refuses it.
+const RefuseOrdinaryText = "this PEC mailbox does not accept ordinary (non certified) mail"
+
+// OrdinarySplit is how the mailboxes of one transaction take mail that is
+// not PEC (RFC 6109 §2.2.2).
+type OrdinarySplit struct {
+	Accept  []string          // wrapped in an anomaly envelope for them
+	Refuse  []string          // their mailboxes refuse ordinary mail
+	Forward map[string]string // accepting mailbox → its forward_to address
+}
+
+// SplitOrdinary applies each mailbox's ordinary-mail policy (RFC 6109
+// §2.2.2) to rcpts; a DSN is accepted by every mailbox, since a PEC sender
+// must see it (PEC-SPEC §6.6 rule 2). The incoming point and the delivery
+// point both decide with it.
+func SplitOrdinary(cfg *config.Config, rcpts []string, dsn bool) OrdinarySplit {
+	s := OrdinarySplit{Forward: map[string]string{}}
+	for _, r := range rcpts {
+		policy, fwd := cfg.OrdinaryPolicy(r)
+		if policy == "refuse" && !dsn {
+			s.Refuse = append(s.Refuse, r)
+			continue
+		}
+		s.Accept = append(s.Accept, r)
+		if fwd != "" {
+			s.Forward[r] = fwd
+		}
+	}
+	return s
+}
+
+// OrdinaryReason is the error an anomaly envelope names for mail that is
+// not PEC: reason when a signed message counts as ordinary for a precise
+// reason, else the DSN or the plain ordinary-mail text.
+func OrdinaryReason(reason string, dsn bool) string {
 	switch {
 	case reason != "":
+		return reason
 	case dsn:
-		reason = "notifica di mancata consegna (DSN) da un server di posta ordinaria"
-	default:
-		reason = "il messaggio non è un messaggio di posta certificata"
+		return "notifica di mancata consegna (DSN) da un server di posta ordinaria"
 	}
-	return in.wrap(env, o, now, accept, refuse, reason, forwards)
+	return "il messaggio non è un messaggio di posta certificata"
 }
 
 // anomaly wraps a message that claims to be PEC but fails a check.
@@ -347,12 +379,12 @@ func (in *Incoming) wrap(env Envelope, o *build.Original, now time.Time, accept,
 	return d
 }
 
-// isDSN: a delivery status notification (RFC 3464) comes with the null
-// reverse-path (RFC 5321 §4.5.5); without it the content type alone would
-// let anyone past a mailbox that refuses ordinary mail.
-func isDSN(o *build.Original, env Envelope) bool {
+// IsDSN reports a delivery status notification (RFC 3464): it comes with
+// the null reverse-path (RFC 5321 §4.5.5); without it the content type
+// alone would let anyone past a mailbox that refuses ordinary mail.
+func IsDSN(o *build.Original, mailFrom string) bool {
 	mt, params := rawmime.MediaType(o.Header.Get("Content-Type"))
-	if env.MailFrom != "" || mt != "multipart/report" || !strings.EqualFold(params["report-type"], "delivery-status") {
+	if mailFrom != "" || mt != "multipart/report" || !strings.EqualFold(params["report-type"], "delivery-status") {
 		return false
 	}
 	// and it must carry the machine-readable status part (RFC 3464 §2)
