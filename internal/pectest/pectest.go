@@ -65,6 +65,9 @@ type Spec struct {
 	IndexOnly bool
 	// PostfixMain are extra main.cf lines for the provider's Postfix.
 	PostfixMain []string
+	// StoreDir holds the provider's store instead of its directory (a
+	// test mounts a small file system there to fill it).
+	StoreDir string
 }
 
 // Provider is one running provider.
@@ -220,6 +223,9 @@ func (p *Provider) start() {
 	must(t, os.WriteFile(cert, testpki.PEM(append([]*x509.Certificate{p.Identity.Cert}, p.Identity.Chain...)...), 0o644))
 	must(t, os.WriteFile(key, testpki.KeyPEM(p.Identity.Key), 0o600))
 	p.StorePath = filepath.Join(p.Dir, "pec.db")
+	if p.StoreDir != "" {
+		p.StorePath = filepath.Join(p.StoreDir, "pec.db")
+	}
 	p.ConfigPath = filepath.Join(p.Dir, "pec.toml")
 
 	// routing: our domains to pecdeliver, other providers to their port 25,
