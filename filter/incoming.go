@@ -292,15 +292,7 @@ func (in *Incoming) ordinary(ctx context.Context, env Envelope, o *build.Origina
 	}
 	dsn := IsDSN(o, env.MailFrom)
 	split := SplitOrdinary(in.Config, env.Rcpts, dsn)
-	var forwards []store.Outgoing
-	for _, r := range split.Accept {
-		if fwd := split.Forward[r]; fwd != "" {
-			// Sent as posta-certificata@: the re-injection listener takes
-			// no other sender (it must relay nothing for anyone else), and a
-			// forwarder's bounces belong to the forwarder.
-			forwards = append(forwards, store.Outgoing{MailFrom: in.Provider.ServiceAddr(), Rcpts: []string{fwd}, Data: raw, Kind: "inoltro-posta-ordinaria"})
-		}
-	}
+	forwards := split.Copies(in.Provider, raw, split.Accept)
 	if len(split.Accept) == 0 {
 		d := reply(Reject, 554, "5.7.1", RefuseOrdinaryText)
 		d.Txn.Events = []store.Event{in.ordinaryEvent(now, env, o, "rifiuto-posta-ordinaria", "mailbox refuses ordinary mail", split.Refuse)}
@@ -339,6 +331,20 @@ func SplitOrdinary(cfg *config.Config, rcpts []string, dsn bool) OrdinarySplit {
 		}
 	}
 	return s
+}
+
+// Copies are the forward_to copies of raw for those of rcpts whose
+// mailbox has one. They are sent as the provider's posta-certificata@:
+// the re-injection listener takes no other sender (it must relay nothing
+// for anyone else), and a forwarder's bounces belong to the forwarder.
+func (s OrdinarySplit) Copies(p *build.Provider, raw []byte, rcpts []string) []store.Outgoing {
+	var out []store.Outgoing
+	for _, r := range rcpts {
+		if fwd := s.Forward[r]; fwd != "" {
+			out = append(out, store.Outgoing{MailFrom: p.ServiceAddr(), Rcpts: []string{fwd}, Data: raw, Kind: "inoltro-posta-ordinaria"})
+		}
+	}
+	return out
 }
 
 // OrdinaryReason is the error an anomaly envelope names for mail that is

@@ -252,9 +252,9 @@ type Group struct {
 	// (Seen.Known): not handed to Dovecot again.
 	Done    []Result
 	Data    []byte
-	Anomaly *build.Message    // Wrapped: our anomaly envelope (Data)
-	Reason  string            // Wrapped: the error it names
-	Forward map[string]string // Wrapped ordinary mail: copies to the mailboxes' forward_to
+	Anomaly *build.Message       // Wrapped: our anomaly envelope (Data)
+	Reason  string               // Wrapped: the error it names
+	Split   filter.OrdinarySplit // Wrapped ordinary mail: the mailboxes' policy, for their forward_to copies
 }
 
 // Orphan is an intent closed without a receipt.
@@ -313,7 +313,7 @@ const nonAddressee = "il destinatario non è tra i destinatari indicati nei dati
 func (d *Delivery) Plan(now time.Time, m *Message, env Envelope, seen map[string]Seen) (*Plan, error) {
 	now = now.Truncate(time.Second)
 	p := &Plan{Status: map[string]error{}}
-	var pec, unchanged, wrapped, ordinary []string
+	var pec, unchanged, wrapped, ordinary, wrappedBefore []string
 	known := map[string]Result{}
 	var nonAddr bool
 	for _, rcpt := range env.Rcpts {
@@ -343,21 +343,25 @@ func (d *Delivery) Plan(now time.Time, m *Message, env Envelope, seen map[string
 			unchanged = append(unchanged, rcpt)
 		case m.Class == ClassNotPEC && known[rcpt].Owner == "":
 			ordinary = append(ordinary, rcpt)
-		default: // invalid, or ordinary mail an earlier attempt already wrapped
+		case m.Class == ClassNotPEC: // an earlier attempt wrapped it: its policy accepted it
+			wrapped, wrappedBefore = append(wrapped, rcpt), append(wrappedBefore, rcpt)
+		default:
 			wrapped = append(wrapped, rcpt)
 		}
 	}
 	reason := m.Reason
-	var forward map[string]string
-	if m.Class == ClassNotPEC && len(ordinary) > 0 {
+	var split filter.OrdinarySplit
+	if m.Class == ClassNotPEC {
 		dsn := m.Received != nil && filter.IsDSN(m.Received, env.MailFrom)
-		split := filter.SplitOrdinary(d.Config, ordinary, dsn)
+		split = filter.SplitOrdinary(d.Config, ordinary, dsn)
 		for _, r := range split.Refuse {
 			p.Refused = append(p.Refused, r)
 			p.Status[r] = errRefuseOrdinary
 		}
 		wrapped = append(wrapped, split.Accept...)
-		forward = split.Forward
+		for r, fwd := range filter.SplitOrdinary(d.Config, wrappedBefore, true).Forward {
+			split.Forward[r] = fwd
+		}
 		reason = filter.OrdinaryReason(m.Reason, dsn)
 	}
 	if nonAddr {
@@ -393,7 +397,7 @@ func (d *Delivery) Plan(now time.Time, m *Message, env Envelope, seen map[string
 			return nil, fmt.Errorf("cannot build the anomaly envelope: %w", err)
 		}
 		g := group(Wrapped, wrapped)
-		g.Data, g.Anomaly, g.Reason, g.Forward = a.Bytes(), a, reason, forward
+		g.Data, g.Anomaly, g.Reason, g.Split = a.Bytes(), a, reason, split
 	}
 	return p, nil
 }
@@ -561,11 +565,7 @@ func (d *Delivery) Decide(now time.Time, m *Message, env Envelope, p *Plan, resu
 			noticeTo = append(noticeTo, settled...)
 		case g.Treatment == Wrapped && len(stored) > 0:
 			events = append(events, d.ordinaryEvent(now, m, env, "anomalia", g.Reason, stored, g.Anomaly.ID))
-			for _, r := range stored {
-				if fwd := g.Forward[r]; fwd != "" {
-					out.Txn.Outbox = append(out.Txn.Outbox, store.Outgoing{MailFrom: env.MailFrom, Rcpts: []string{fwd}, Data: m.Raw, Kind: "inoltro-posta-ordinaria"})
-				}
-			}
+			out.Txn.Outbox = append(out.Txn.Outbox, g.Split.Copies(d.Provider, m.Raw, stored)...)
 		}
 	}
 	if m.Notice != nil && len(noticeTo) > 0 {

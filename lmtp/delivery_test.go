@@ -492,3 +492,22 @@ func TestDecideUnconfirmed(t *testing.T) {
 		t.Fatalf("%v %v %+v", err, out.Status, out.Txn)
 	}
 }
+
+// Ordinary mail wrapped at the delivery point follows the whole mailbox
+// policy: its forward_to copy too, sent as our service address, once the
+// wrapped message is stored.
+func TestDecideForwardCopies(t *testing.T) {
+	b := newBench(t)
+	b.d.Config.Policy.Mailboxes[luigi] = config.Mailbox{ForwardTo: "luigi@mail.example.org"}
+	raw := []byte("From: p@mail.example.org\r\nTo: " + luigi + "\r\nSubject: o\r\n\r\nx\r\n")
+	env := lmtp.Envelope{MailFrom: "p@mail.example.org", Rcpts: []string{luigi}}
+	_, _, out := b.run(t, raw, env, nil, map[string]error{luigi: &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 2, 0}, Message: "later"}})
+	if len(out.Txn.Outbox) != 0 {
+		t.Fatalf("a copy for a message not stored: %+v", out.Txn.Outbox)
+	}
+	_, _, out = b.run(t, raw, env, nil, nil)
+	if len(out.Txn.Outbox) != 1 || out.Txn.Outbox[0].Rcpts[0] != "luigi@mail.example.org" ||
+		out.Txn.Outbox[0].MailFrom != "posta-certificata@pec-b.example.test" || !bytes.Equal(out.Txn.Outbox[0].Data, raw) {
+		t.Fatalf("copies %+v", out.Txn.Outbox)
+	}
+}
