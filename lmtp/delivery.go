@@ -94,6 +94,10 @@ type Message struct {
 	// valid PEC message: the error its anomaly envelope names ("" for
 	// plain ordinary mail).
 	Reason string
+	// UnknownSigner: a good signature by a certificate this copy of the
+	// providers' index does not list (the adapter may refresh the index
+	// and classify again: the incoming point's copy may be newer).
+	UnknownSigner bool
 	// Key identifies the message in the store's deliveries: the PEC id of
 	// an envelope (a replay has the same one), a hash of the signed content
 	// of a notice, a hash of the bytes of anything else.
@@ -169,6 +173,7 @@ func (d *Delivery) Classify(raw []byte) (*Message, error) {
 		_, mr, doms, err := dir.ProviderFor(sig.Signer)
 		if err != nil {
 			m.Reason = "il certificato di firma (SHA-1 " + sig.SignerSHA1 + ") non appartiene a un gestore dell'indice: " + err.Error()
+			m.UnknownSigner = true
 			return m, nil
 		}
 		m.MailReceipt, domains = mr, doms

@@ -38,6 +38,12 @@ type Server struct {
 	// Observer, when set, is called once per LMTP transaction (message)
 	// after the answer is decided, e.g. for metrics. It must not block.
 	Observer func(Report)
+	// Resync, when set, refreshes the providers' index. The delivery point
+	// calls it (at most once a minute) before it wraps a message whose
+	// signer its copy does not list: pecmilter and pecdeliver refresh their
+	// copies at different times, and a provider just added must not see
+	// its envelopes wrapped here after the incoming point took them.
+	Resync func(context.Context) error
 
 	once     sync.Once
 	mu       sync.Mutex
@@ -45,6 +51,7 @@ type Server struct {
 	seq      uint64              // LMTP transactions so far
 	active   map[string]bool     // owners of the transactions running now
 	known    map[string]knownRes // outcomes Dovecot gave that the store did not take
+	resynced time.Time           // last Resync
 }
 
 // knownRes is an outcome this process saw and could not record.
@@ -228,6 +235,9 @@ func (ss *session) LMTPData(r io.Reader, status smtp.StatusCollector) (err error
 	)
 	defer func() { ss.report(start, k, outcomes, sent, err) }()
 	m, err := s.Delivery.Classify(raw)
+	if err == nil && m.UnknownSigner && s.resync() {
+		m, err = s.Delivery.Classify(raw)
+	}
 	if err != nil {
 		s.log().Error("providers' index not available, tempfailing", "error", err)
 		return errTemp
@@ -352,6 +362,28 @@ func doneRcpts(g *Group) []string {
 		out = append(out, r.Rcpt)
 	}
 	return out
+}
+
+// resync refreshes the providers' index, at most once a minute; it
+// reports whether it did.
+func (s *Server) resync() bool {
+	if s.Resync == nil {
+		return false
+	}
+	s.mu.Lock()
+	if time.Since(s.resynced) < time.Minute {
+		s.mu.Unlock()
+		return false
+	}
+	s.resynced = time.Now()
+	s.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := s.Resync(ctx); err != nil {
+		s.log().Warn("providers' index refresh for an unknown signer failed; deciding with the copy in hand", "error", err)
+		return false
+	}
+	return true
 }
 
 func (s *Server) now() time.Time {

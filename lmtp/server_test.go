@@ -1,6 +1,7 @@
 package lmtp_test
 
 import (
+	"context"
 	"database/sql"
 	"errors"
 	"io"
@@ -13,6 +14,9 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"github.com/pecgo/pec/filter"
+	"github.com/pecgo/pec/index"
+	"github.com/pecgo/pec/internal/service"
 	"github.com/pecgo/pec/kind"
 	"github.com/pecgo/pec/lmtp"
 	"github.com/pecgo/pec/parse"
@@ -84,14 +88,15 @@ func (s *dovecotSession) LMTPData(r io.Reader, st smtp.StatusCollector) error {
 }
 
 type rig struct {
-	b    *bench
-	st   *sqlite.Store
-	path string
-	dc   *dovecot
-	addr string
+	b         *bench
+	fullIndex func() (filter.Directory, error)
+	st        *sqlite.Store
+	path      string
+	dc        *dovecot
+	addr      string
 }
 
-func newRig(t *testing.T, delay time.Duration) *rig {
+func newRig(t *testing.T, delay time.Duration, opts ...func(*lmtp.Server)) *rig {
 	r := &rig{b: newBench(t), path: filepath.Join(t.TempDir(), "pec.db"), dc: startDovecot(t, delay)}
 	st, err := sqlite.Open(r.path)
 	if err != nil {
@@ -100,6 +105,9 @@ func newRig(t *testing.T, delay time.Duration) *rig {
 	t.Cleanup(func() { st.Close() })
 	r.st = st
 	srv := &lmtp.Server{Delivery: r.b.d, Store: st, Dovecot: r.dc.addr, Timeout: 10 * time.Second}
+	for _, o := range opts {
+		o(srv)
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -313,5 +321,41 @@ func TestServerConcurrentReplay(t *testing.T) {
 	}
 	if got := r.receipts(t); got[luigi] != 1 {
 		t.Fatalf("receipts %v", got)
+	}
+}
+
+// The delivery point's copy of the index lacks a provider the incoming
+// point already knows: it refreshes its copy (once a minute at most)
+// before it would wrap that provider's envelope.
+func TestServerResyncsForUnknownSigner(t *testing.T) {
+	var mu sync.Mutex
+	var resyncs int
+	var r *rig
+	r = newRig(t, 0, func(s *lmtp.Server) {
+		s.Resync = func(context.Context) error {
+			mu.Lock()
+			defer mu.Unlock()
+			resyncs++
+			r.b.d.Index = r.fullIndex // the refreshed copy lists provider A
+			return nil
+		}
+	})
+	r.fullIndex = r.b.d.Index
+	r.b.d.Index = func() (filter.Directory, error) { return service.Directory{Ix: &index.Index{}}, nil }
+	if c := r.send(t, mario, []string{luigi}, r.b.envelope(t, r.b.a, "", luigi)); c[luigi] != 250 {
+		t.Fatalf("%v", c)
+	}
+	if got := r.receipts(t); got[luigi] != 1 || resyncs != 1 {
+		t.Fatalf("receipts %v after %d index refreshes, want one of each", got, resyncs)
+	}
+	// an unknown signer right after: no second refresh, wrapped
+	if c := r.send(t, mario, []string{luigi}, r.b.receipt(t, r.b.x)); c[luigi] != 250 || resyncs != 1 {
+		t.Fatalf("%v after %d refreshes", c, resyncs)
+	}
+	r.dc.mu.Lock()
+	last := r.dc.msgs[len(r.dc.msgs)-1]
+	r.dc.mu.Unlock()
+	if p, _ := parse.Parse(last); p.Kind != kind.Anomalia {
+		t.Fatalf("unknown signer's receipt stored as %s", p.Kind)
 	}
 }

@@ -5,6 +5,7 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"log/slog"
 	"os"
@@ -39,6 +40,7 @@ func run(path string, log *slog.Logger) error {
 	srv := &lmtp.Server{
 		Delivery: &lmtp.Delivery{Provider: d.Provider, Config: d.Cfg, Roots: roots, Index: d.Index.Current},
 		Store:    d.Store, Dovecot: d.Cfg.Deliver.Dovecot, Kick: d.Outbox.Kick, Log: log,
+		Resync: func(ctx context.Context) error { _, err := d.Index.Sync(ctx); return err },
 	}
 	if d.Metrics != nil {
 		srv.Observer = d.Metrics.ObserveDelivery
