@@ -363,6 +363,9 @@ func (p *Provider) KillMilter() { p.stopProc("pecmilter", syscall.SIGKILL) }
 // StopMilter stops pecmilter with SIGTERM.
 func (p *Provider) StopMilter() { p.stopProc("pecmilter", syscall.SIGTERM) }
 
+// StopDeliver stops pecdeliver with SIGTERM.
+func (p *Provider) StopDeliver() { p.stopProc("pecdeliver", syscall.SIGTERM) }
+
 // KillDeliver kills pecdeliver.
 func (p *Provider) KillDeliver() { p.stopProc("pecdeliver", syscall.SIGKILL) }
 
