@@ -49,6 +49,15 @@ type Delivery struct {
 	Index    func() (filter.Directory, error)
 }
 
+// config is Config, or an empty one (every mailbox accepts ordinary
+// mail, no domain is managed) when it is not set.
+func (d *Delivery) config() *config.Config {
+	if d.Config != nil {
+		return d.Config
+	}
+	return &config.Config{}
+}
+
 // Class is what the delivery point makes of a message (RFC 6109 §3.3.1:
 // its type, and whether a notice is due).
 type Class int
@@ -161,7 +170,7 @@ func (d *Delivery) Classify(raw []byte) (*Message, error) {
 	m.Ours = d.Provider.Signer != nil && sig.Signer.Equal(d.Provider.Signer.Cert)
 	var domains []string
 	if m.Ours {
-		m.MailReceipt, domains = d.Config.Provider.MailReceipt, d.Config.Provider.ManagedDomains
+		m.MailReceipt, domains = d.config().Provider.MailReceipt, d.config().Provider.ManagedDomains
 		if m.MailReceipt == "" {
 			m.MailReceipt = d.Provider.ServiceAddr()
 		}
@@ -358,13 +367,13 @@ func (d *Delivery) Plan(now time.Time, m *Message, env Envelope, seen map[string
 	var split filter.OrdinarySplit
 	if m.Class == ClassNotPEC {
 		dsn := m.Received != nil && filter.IsDSN(m.Received, env.MailFrom)
-		split = filter.SplitOrdinary(d.Config, ordinary, dsn)
+		split = filter.SplitOrdinary(d.config(), ordinary, dsn)
 		for _, r := range split.Refuse {
 			p.Refused = append(p.Refused, r)
 			p.Status[r] = errRefuseOrdinary
 		}
 		wrapped = append(wrapped, split.Accept...)
-		for r, fwd := range filter.SplitOrdinary(d.Config, wrappedBefore, true).Forward {
+		for r, fwd := range filter.SplitOrdinary(d.config(), wrappedBefore, true).Forward {
 			split.Forward[r] = fwd
 		}
 		reason = filter.OrdinaryReason(m.Reason, dsn)
@@ -627,7 +636,7 @@ func (d *Delivery) cause(rcpt string, se *smtp.SMTPError) (daticert.Errore, stri
 	}
 	name := d.Provider.Name
 	switch {
-	case !d.Config.IsManaged(rcpt):
+	case !d.config().IsManaged(rcpt):
 		return daticert.NoDominio, code + " - " + name + " - dominio del destinatario non gestito"
 	case se.EnhancedCode == smtp.EnhancedCode{5, 1, 1}:
 		return daticert.NoDest, "5.1.1 - " + name + " - casella del destinatario inesistente"
