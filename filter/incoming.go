@@ -14,6 +14,7 @@ import (
 	"github.com/pecgo/pec/config"
 	"github.com/pecgo/pec/internal/rawmime"
 	"github.com/pecgo/pec/kind"
+	"github.com/pecgo/pec/point"
 	"github.com/pecgo/pec/revocation"
 	"github.com/pecgo/pec/smime"
 	"github.com/pecgo/pec/store"
@@ -290,74 +291,15 @@ func (in *Incoming) ordinary(ctx context.Context, env Envelope, o *build.Origina
 	if res.Infected {
 		return in.refuseInfected(env, o, raw, now, "", res.Signature)
 	}
-	dsn := IsDSN(o, env.MailFrom)
-	split := SplitOrdinary(in.Config, env.Rcpts, dsn)
+	dsn := point.IsDSN(o, env.MailFrom)
+	split := in.Config.RulePolicy().SplitOrdinary(env.Rcpts, dsn)
 	forwards := split.Copies(in.Provider, raw, split.Accept)
 	if len(split.Accept) == 0 {
-		d := reply(Reject, 554, "5.7.1", RefuseOrdinaryText)
+		d := reply(Reject, 554, "5.7.1", point.RefuseOrdinaryText)
 		d.Txn.Events = []store.Event{in.ordinaryEvent(now, env, o, "rifiuto-posta-ordinaria", "mailbox refuses ordinary mail", split.Refuse)}
 		return d
 	}
-	return in.wrap(env, o, now, split.Accept, split.Refuse, OrdinaryReason(reason, dsn), forwards)
-}
-
-// RefuseOrdinaryText is the SMTP reply to ordinary mail for a mailbox that
-// refuses it.
-const RefuseOrdinaryText = "this PEC mailbox does not accept ordinary (non certified) mail"
-
-// OrdinarySplit is how the mailboxes of one transaction take mail that is
-// not PEC (RFC 6109 §2.2.2).
-type OrdinarySplit struct {
-	Accept  []string          // wrapped in an anomaly envelope for them
-	Refuse  []string          // their mailboxes refuse ordinary mail
-	Forward map[string]string // accepting mailbox → its forward_to address
-}
-
-// SplitOrdinary applies each mailbox's ordinary-mail policy (RFC 6109
-// §2.2.2) to rcpts; a DSN is accepted by every mailbox, since a PEC sender
-// must see it (PEC-SPEC §6.6 rule 2). The incoming point and the delivery
-// point both decide with it.
-func SplitOrdinary(cfg *config.Config, rcpts []string, dsn bool) OrdinarySplit {
-	s := OrdinarySplit{Forward: map[string]string{}}
-	for _, r := range rcpts {
-		policy, fwd := cfg.OrdinaryPolicy(r)
-		if policy == "refuse" && !dsn {
-			s.Refuse = append(s.Refuse, r)
-			continue
-		}
-		s.Accept = append(s.Accept, r)
-		if fwd != "" {
-			s.Forward[r] = fwd
-		}
-	}
-	return s
-}
-
-// Copies are the forward_to copies of raw for those of rcpts whose
-// mailbox has one. They are sent as the provider's posta-certificata@:
-// the re-injection listener takes no other sender (it must relay nothing
-// for anyone else), and a forwarder's bounces belong to the forwarder.
-func (s OrdinarySplit) Copies(p *build.Provider, raw []byte, rcpts []string) []store.Outgoing {
-	var out []store.Outgoing
-	for _, r := range rcpts {
-		if fwd := s.Forward[r]; fwd != "" {
-			out = append(out, store.Outgoing{MailFrom: p.ServiceAddr(), Rcpts: []string{fwd}, Data: raw, Kind: "inoltro-posta-ordinaria"})
-		}
-	}
-	return out
-}
-
-// OrdinaryReason is the error an anomaly envelope names for mail that is
-// not PEC: reason when a signed message counts as ordinary for a precise
-// reason, else the DSN or the plain ordinary-mail text.
-func OrdinaryReason(reason string, dsn bool) string {
-	switch {
-	case reason != "":
-		return reason
-	case dsn:
-		return "notifica di mancata consegna (DSN) da un server di posta ordinaria"
-	}
-	return "il messaggio non è un messaggio di posta certificata"
+	return in.wrap(env, o, now, split.Accept, split.Refuse, point.OrdinaryReason(reason, dsn), forwards)
 }
 
 // anomaly wraps a message that claims to be PEC but fails a check.
@@ -383,29 +325,6 @@ func (in *Incoming) wrap(env Envelope, o *build.Original, now time.Time, accept,
 		d.Txn.Events = append(d.Txn.Events, in.ordinaryEvent(now, env, o, "rifiuto-posta-ordinaria", "mailbox refuses ordinary mail", refuse))
 	}
 	return d
-}
-
-// IsDSN reports a delivery status notification (RFC 3464): it comes with
-// the null reverse-path (RFC 5321 §4.5.5); without it the content type
-// alone would let anyone past a mailbox that refuses ordinary mail.
-func IsDSN(o *build.Original, mailFrom string) bool {
-	mt, params := rawmime.MediaType(o.Header.Get("Content-Type"))
-	if mailFrom != "" || mt != "multipart/report" || !strings.EqualFold(params["report-type"], "delivery-status") {
-		return false
-	}
-	// and it must carry the machine-readable status part (RFC 3464 §2)
-	parts, err := rawmime.Parts(o.Body, params["boundary"])
-	if err != nil {
-		return false
-	}
-	for _, p := range parts {
-		if h, _, err := rawmime.Split(p); err == nil {
-			if pmt, _ := rawmime.MediaType(h.Get("Content-Type")); pmt == "message/delivery-status" {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // ours are the recipients in our managed domains.

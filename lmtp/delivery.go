@@ -31,11 +31,9 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/pecgo/pec/build"
-	"github.com/pecgo/pec/config"
 	"github.com/pecgo/pec/daticert"
-	"github.com/pecgo/pec/filter"
-	"github.com/pecgo/pec/point"
 	"github.com/pecgo/pec/kind"
+	"github.com/pecgo/pec/point"
 	"github.com/pecgo/pec/smime"
 	"github.com/pecgo/pec/store"
 	"github.com/pecgo/pec/verify"
@@ -44,18 +42,18 @@ import (
 // Delivery holds the delivery point's rules.
 type Delivery struct {
 	Provider *build.Provider
-	Config   *config.Config // managed domains, service mailbox, ordinary-mail policy
+	Policy   *point.Policy // managed domains, service mailbox, ordinary-mail policy (config.RulePolicy)
 	Roots    *smime.Roots
-	Index    func() (filter.Directory, error)
+	Index    func() (point.Directory, error)
 }
 
-// config is Config, or an empty one (every mailbox accepts ordinary
+// policy is Policy, or an empty one (every mailbox accepts ordinary
 // mail, no domain is managed) when it is not set.
-func (d *Delivery) config() *config.Config {
-	if d.Config != nil {
-		return d.Config
+func (d *Delivery) policy() *point.Policy {
+	if d.Policy != nil {
+		return d.Policy
 	}
-	return &config.Config{}
+	return &point.Policy{}
 }
 
 // Class is what the delivery point makes of a message (RFC 6109 §3.3.1:
@@ -170,7 +168,7 @@ func (d *Delivery) Classify(raw []byte) (*Message, error) {
 	m.Ours = d.Provider.Signer != nil && sig.Signer.Equal(d.Provider.Signer.Cert)
 	var domains []string
 	if m.Ours {
-		m.MailReceipt, domains = d.config().Provider.MailReceipt, d.config().Provider.ManagedDomains
+		m.MailReceipt, domains = d.policy().ServiceMailbox, d.policy().ManagedDomains
 		if m.MailReceipt == "" {
 			m.MailReceipt = d.Provider.ServiceAddr()
 		}
@@ -266,9 +264,9 @@ type Group struct {
 	// (Seen.Known): not handed to Dovecot again.
 	Done    []Result
 	Data    []byte
-	Anomaly *build.Message       // Wrapped: our anomaly envelope (Data)
-	Reason  string               // Wrapped: the error it names
-	Split   filter.OrdinarySplit // Wrapped ordinary mail: the mailboxes' policy, for their forward_to copies
+	Anomaly *build.Message      // Wrapped: our anomaly envelope (Data)
+	Reason  string              // Wrapped: the error it names
+	Split   point.OrdinarySplit // Wrapped ordinary mail: the mailboxes' policy, for their forward_to copies
 }
 
 // Orphan is an intent closed without a receipt.
@@ -294,7 +292,7 @@ type Plan struct {
 var (
 	errInProgress = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 2, 0},
 		Message: "PEC delivery point: this message is being delivered to this recipient by another transaction, try again later"}
-	errRefuseOrdinary = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: filter.RefuseOrdinaryText}
+	errRefuseOrdinary = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: point.RefuseOrdinaryText}
 	errMalformed      = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: "malformed message: no header section"}
 )
 
@@ -321,9 +319,9 @@ const nonAddressee = "il destinatario non è tra i destinatari indicati nei dati
 //   - Valid notices and anomaly envelopes of providers, and Postfix's own
 //     bounces, go unchanged (§3.3.2: no receipt).
 //   - Mail not from PEC meets the mailbox's ordinary-mail policy as at the
-//     incoming point (filter.SplitOrdinary): wrapped, or refused with 554;
-//     a provider-signed message that fails a check is wrapped for every
-//     recipient (§2.2.2, §3.2.2).
+//     incoming point (point.Policy.SplitOrdinary): wrapped, or refused
+//     with 554; a provider-signed message that fails a check is wrapped
+//     for every recipient (§2.2.2, §3.2.2).
 func (d *Delivery) Plan(now time.Time, m *Message, env Envelope, seen map[string]Seen) (*Plan, error) {
 	now = now.Truncate(time.Second)
 	p := &Plan{Status: map[string]error{}}
@@ -364,19 +362,19 @@ func (d *Delivery) Plan(now time.Time, m *Message, env Envelope, seen map[string
 		}
 	}
 	reason := m.Reason
-	var split filter.OrdinarySplit
+	var split point.OrdinarySplit
 	if m.Class == ClassNotPEC {
-		dsn := m.Received != nil && filter.IsDSN(m.Received, env.MailFrom)
-		split = filter.SplitOrdinary(d.config(), ordinary, dsn)
+		dsn := m.Received != nil && point.IsDSN(m.Received, env.MailFrom)
+		split = d.policy().SplitOrdinary(ordinary, dsn)
 		for _, r := range split.Refuse {
 			p.Refused = append(p.Refused, r)
 			p.Status[r] = errRefuseOrdinary
 		}
 		wrapped = append(wrapped, split.Accept...)
-		for r, fwd := range filter.SplitOrdinary(d.config(), wrappedBefore, true).Forward {
+		for r, fwd := range d.policy().SplitOrdinary(wrappedBefore, true).Forward {
 			split.Forward[r] = fwd
 		}
-		reason = filter.OrdinaryReason(m.Reason, dsn)
+		reason = point.OrdinaryReason(m.Reason, dsn)
 	}
 	if nonAddr {
 		reason = nonAddressee
@@ -431,7 +429,7 @@ func (m *Message) addressee(rcpt string) bool {
 // pass a milter and go in as Postfix wrote them; DSNs from other servers
 // reach us wrapped by the incoming point (PEC-SPEC §6.6 rule 2).
 func postfixBounce(m *Message, mailFrom string) bool {
-	if m.Class != ClassNotPEC || m.Kind != kind.Ordinaria || m.Received == nil || !filter.IsDSN(m.Received, mailFrom) || len(m.Received.From) != 1 {
+	if m.Class != ClassNotPEC || m.Kind != kind.Ordinaria || m.Received == nil || !point.IsDSN(m.Received, mailFrom) || len(m.Received.From) != 1 {
 		return false
 	}
 	local, _, _ := strings.Cut(m.Received.From[0], "@")
@@ -636,7 +634,7 @@ func (d *Delivery) cause(rcpt string, se *smtp.SMTPError) (daticert.Errore, stri
 	}
 	name := d.Provider.Name
 	switch {
-	case !d.config().IsManaged(rcpt):
+	case !d.policy().IsManaged(rcpt):
 		return daticert.NoDominio, code + " - " + name + " - dominio del destinatario non gestito"
 	case se.EnhancedCode == smtp.EnhancedCode{5, 1, 1}:
 		return daticert.NoDest, "5.1.1 - " + name + " - casella del destinatario inesistente"
@@ -705,7 +703,7 @@ func marks(now time.Time, m *Message) []store.Mark {
 	}
 	var out []store.Mark
 	for _, rcpt := range p.Recipients() {
-		if filter.InDomains(rcpt, m.SignerDomains) {
+		if point.InDomains(rcpt, m.SignerDomains) {
 			out = append(out, store.Mark{PECID: p.Daticert.Identificativo, Rcpt: rcpt, What: what, At: now})
 		}
 	}

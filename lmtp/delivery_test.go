@@ -11,7 +11,6 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/pecgo/pec/build"
-	"github.com/pecgo/pec/config"
 	"github.com/pecgo/pec/daticert"
 	"github.com/pecgo/pec/filter"
 	"github.com/pecgo/pec/index"
@@ -21,6 +20,7 @@ import (
 	"github.com/pecgo/pec/kind"
 	"github.com/pecgo/pec/lmtp"
 	"github.com/pecgo/pec/parse"
+	"github.com/pecgo/pec/point"
 	"github.com/pecgo/pec/smime"
 	"github.com/pecgo/pec/store"
 )
@@ -62,11 +62,8 @@ func newBench(t *testing.T) *bench {
 		x: &build.Provider{Name: "Intruso S.r.l.", Domain: "pec-a.example.test", Signer: signer(xID)},
 	}
 	b.d = &lmtp.Delivery{Provider: b.b, Roots: pki.Pool(),
-		Config: &config.Config{
-			Provider: config.Provider{Name: "Provider B S.p.A.", Domain: "pec-b.example.test", ManagedDomains: []string{"pec-b.example.test"},
-				MailReceipt: "posta-certificata@pec-b.example.test"},
-			Policy: config.Policy{OrdinaryMail: "accept", Mailboxes: map[string]config.Mailbox{anna: {OrdinaryMail: "refuse"}}},
-		},
+		Policy: &point.Policy{ManagedDomains: []string{"pec-b.example.test"}, ServiceMailbox: "posta-certificata@pec-b.example.test",
+			OrdinaryMail: "accept", Mailboxes: map[string]point.MailboxPolicy{anna: {OrdinaryMail: "refuse"}}},
 		Index: func() (filter.Directory, error) { return service.Directory{Ix: ix}, nil }}
 	return b
 }
@@ -498,7 +495,7 @@ func TestDecideUnconfirmed(t *testing.T) {
 // wrapped message is stored.
 func TestDecideForwardCopies(t *testing.T) {
 	b := newBench(t)
-	b.d.Config.Policy.Mailboxes[luigi] = config.Mailbox{ForwardTo: "luigi@mail.example.org"}
+	b.d.Policy.Mailboxes[luigi] = point.MailboxPolicy{ForwardTo: "luigi@mail.example.org"}
 	raw := []byte("From: p@mail.example.org\r\nTo: " + luigi + "\r\nSubject: o\r\n\r\nx\r\n")
 	env := lmtp.Envelope{MailFrom: "p@mail.example.org", Rcpts: []string{luigi}}
 	_, _, out := b.run(t, raw, env, nil, map[string]error{luigi: &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 2, 0}, Message: "later"}})
