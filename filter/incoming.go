@@ -15,6 +15,7 @@ import (
 	"github.com/pecgo/pec/config"
 	"github.com/pecgo/pec/internal/rawmime"
 	"github.com/pecgo/pec/kind"
+	"github.com/pecgo/pec/point"
 	"github.com/pecgo/pec/revocation"
 	"github.com/pecgo/pec/smime"
 	"github.com/pecgo/pec/store"
@@ -297,36 +298,15 @@ func (in *Incoming) ordinary(ctx context.Context, env Envelope, o *build.Origina
 	if res.Infected {
 		return in.refuseInfected(env, o, raw, now, "", res.Signature)
 	}
-	dsn := isDSN(o, env)
-	var accept, refuse []string
-	var forwards []store.Outgoing
-	for _, r := range env.Rcpts {
-		policy, fwd := in.Config.OrdinaryPolicy(r)
-		if policy == "refuse" && !dsn {
-			refuse = append(refuse, r)
-			continue
-		}
-		accept = append(accept, r)
-		if fwd != "" {
-			// Sent as posta-certificata@: the re-injection listener takes
-			// no other sender (it must relay nothing for anyone else), and a
-			// forwarder's bounces belong to the forwarder.
-			forwards = append(forwards, store.Outgoing{MailFrom: in.Provider.ServiceAddr(), Rcpts: []string{fwd}, Data: raw, Kind: "inoltro-posta-ordinaria"})
-		}
-	}
-	if len(accept) == 0 {
-		d := reply(Reject, 554, "5.7.1", "this PEC mailbox does not accept ordinary (non certified) mail")
-		d.Txn.Events = []store.Event{in.ordinaryEvent(now, env, o, "rifiuto-posta-ordinaria", "mailbox refuses ordinary mail", refuse)}
+	dsn := point.IsDSN(o, env.MailFrom)
+	split := in.Config.RulePolicy().SplitOrdinary(env.Rcpts, dsn)
+	forwards := split.Copies(in.Provider, raw, split.Accept)
+	if len(split.Accept) == 0 {
+		d := reply(Reject, 554, "5.7.1", point.RefuseOrdinaryText)
+		d.Txn.Events = []store.Event{in.ordinaryEvent(now, env, o, "rifiuto-posta-ordinaria", "mailbox refuses ordinary mail", split.Refuse)}
 		return d
 	}
-	switch {
-	case reason != "":
-	case dsn:
-		reason = "notifica di mancata consegna (DSN) da un server di posta ordinaria"
-	default:
-		reason = "il messaggio non è un messaggio di posta certificata"
-	}
-	return in.wrap(env, o, now, accept, refuse, reason, forwards)
+	return in.wrap(env, o, now, split.Accept, split.Refuse, point.OrdinaryReason(reason, dsn), forwards)
 }
 
 // anomaly wraps a message that claims to be PEC but fails a check.
@@ -355,29 +335,6 @@ func (in *Incoming) wrap(env Envelope, o *build.Original, now time.Time, accept,
 		d.Txn.Events = append(d.Txn.Events, in.ordinaryEvent(now, env, o, "rifiuto-posta-ordinaria", "mailbox refuses ordinary mail", refuse))
 	}
 	return d
-}
-
-// isDSN: a delivery status notification (RFC 3464) comes with the null
-// reverse-path (RFC 5321 §4.5.5); without it the content type alone would
-// let anyone past a mailbox that refuses ordinary mail.
-func isDSN(o *build.Original, env Envelope) bool {
-	mt, params := rawmime.MediaType(o.Header.Get("Content-Type"))
-	if env.MailFrom != "" || mt != "multipart/report" || !strings.EqualFold(params["report-type"], "delivery-status") {
-		return false
-	}
-	// and it must carry the machine-readable status part (RFC 3464 §2)
-	parts, err := rawmime.Parts(o.Body, params["boundary"])
-	if err != nil {
-		return false
-	}
-	for _, p := range parts {
-		if h, _, err := rawmime.Split(p); err == nil {
-			if pmt, _ := rawmime.MediaType(h.Get("Content-Type")); pmt == "message/delivery-status" {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // ours are the recipients in our managed domains.

@@ -84,15 +84,6 @@ func (b *ServiceMailbox) Is(rcpt string) bool {
 	return false
 }
 
-// deliver is forward with the service mailbox's guarantee.
-func (s *Server) deliver(ctx context.Context, from string, rcpts []string, raw []byte) ([]Result, error) {
-	results, err := forward(ctx, s.Dovecot, s.Delivery.Provider.Domain, from, rcpts, raw)
-	if err != nil || s.Service == nil {
-		return results, err
-	}
-	return s.Service.settle(results, raw), nil
-}
-
 // settle replaces Dovecot's permanent refusal of a service address by a
 // delivery into the maildir, and reads the bounces that reached the
 // service mailbox. A maildir that cannot be written is a temporary

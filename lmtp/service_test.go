@@ -32,28 +32,28 @@ type dovecotNoService struct {
 }
 
 func (d *dovecotNoService) NewSession(*smtp.Conn) (smtp.Session, error) {
-	return &dovecotSession{d: d}, nil
+	return &noServiceSession{d: d}, nil
 }
 
-type dovecotSession struct {
+type noServiceSession struct {
 	d     *dovecotNoService
 	rcpts []string
 }
 
-func (s *dovecotSession) Reset()                                    { s.rcpts = nil }
-func (s *dovecotSession) Logout() error                             { return nil }
-func (s *dovecotSession) Mail(string, *smtp.MailOptions) error      { return nil }
-func (s *dovecotSession) Data(io.Reader) error                      { return nil }
-func (s *dovecotSession) AuthPlain(string, string) error            { return nil }
-func (s *dovecotSession) Rcpt(to string, _ *smtp.RcptOptions) error { return s.rcpt(to) }
-func (s *dovecotSession) rcpt(to string) error {
+func (s *noServiceSession) Reset()                                    { s.rcpts = nil }
+func (s *noServiceSession) Logout() error                             { return nil }
+func (s *noServiceSession) Mail(string, *smtp.MailOptions) error      { return nil }
+func (s *noServiceSession) Data(io.Reader) error                      { return nil }
+func (s *noServiceSession) AuthPlain(string, string) error            { return nil }
+func (s *noServiceSession) Rcpt(to string, _ *smtp.RcptOptions) error { return s.rcpt(to) }
+func (s *noServiceSession) rcpt(to string) error {
 	if strings.EqualFold(to, serviceB) {
 		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "<" + to + "> User doesn't exist: " + to}
 	}
 	s.rcpts = append(s.rcpts, to)
 	return nil
 }
-func (s *dovecotSession) LMTPData(r io.Reader, st smtp.StatusCollector) error {
+func (s *noServiceSession) LMTPData(r io.Reader, st smtp.StatusCollector) error {
 	io.Copy(io.Discard, r)
 	s.d.mu.Lock()
 	defer s.d.mu.Unlock()

@@ -33,6 +33,7 @@ import (
 	"github.com/pecgo/pec/kind"
 	"github.com/pecgo/pec/lmtp"
 	"github.com/pecgo/pec/outbox"
+	"github.com/pecgo/pec/smime"
 	"github.com/pecgo/pec/store"
 )
 
@@ -699,8 +700,12 @@ func TestDeliveryObserver(t *testing.T) {
 	st, path := openStore(t)
 	m := New(Options{Store: st, StorePath: path, Log: quiet})
 	dovecot := listenSMTP(t, fakeDovecot{}, true)
+	// ordinary mail reaches a mailbox wrapped in our anomaly envelope: a
+	// signing provider; Dovecot's answers still pass through
+	id := pki().Issue("Example", "posta-certificata@pec.example.test", time.Time{}, time.Time{}, false)
+	prov := &build.Provider{Name: "Example", Domain: "pec.example.test", Signer: &smime.Signer{Key: id.Key, Cert: id.Cert, Chain: id.Chain}}
 	srv := &lmtp.Server{
-		Delivery: &lmtp.Delivery{Provider: &build.Provider{Name: "Example", Domain: "pec.example.test"}},
+		Delivery: &lmtp.Delivery{Provider: prov},
 		Store:    st, Dovecot: "inet:" + dovecot, Log: quiet, Observer: m.ObserveDelivery,
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

@@ -5,6 +5,7 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"log/slog"
 	"os"
@@ -44,8 +45,9 @@ func run(path string, log *slog.Logger) error {
 		return err
 	}
 	srv := &lmtp.Server{
-		Delivery: &lmtp.Delivery{Provider: d.Provider, Config: d.Cfg, Roots: roots, Index: d.Index.Current},
+		Delivery: &lmtp.Delivery{Provider: d.Provider, Policy: d.Cfg.RulePolicy(), Roots: roots, Index: d.Index.Current},
 		Store:    d.Store, Dovecot: d.Cfg.Deliver.Dovecot, Kick: d.Outbox.Kick, Log: log, Service: service,
+		Resync: func(ctx context.Context) error { _, err := d.Index.Sync(ctx); return err },
 	}
 	if d.Metrics != nil {
 		srv.Observer = d.Metrics.ObserveDelivery

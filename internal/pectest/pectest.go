@@ -69,6 +69,9 @@ type Spec struct {
 	// an administrator may: pecdeliver keeps its mail in the service
 	// maildir (ServiceMaildir).
 	NoServiceUser bool
+	// StoreDir holds the provider's store instead of its directory (a
+	// test mounts a small file system there to fill it).
+	StoreDir string
 }
 
 // ServiceMaildir is where pecdeliver keeps the service address's mail
@@ -231,6 +234,9 @@ func (p *Provider) start() {
 	must(t, os.WriteFile(cert, testpki.PEM(append([]*x509.Certificate{p.Identity.Cert}, p.Identity.Chain...)...), 0o644))
 	must(t, os.WriteFile(key, testpki.KeyPEM(p.Identity.Key), 0o600))
 	p.StorePath = filepath.Join(p.Dir, "pec.db")
+	if p.StoreDir != "" {
+		p.StorePath = filepath.Join(p.StoreDir, "pec.db")
+	}
 	p.ConfigPath = filepath.Join(p.Dir, "pec.toml")
 
 	// routing: our domains to pecdeliver, other providers to their port 25,
@@ -367,6 +373,9 @@ func (p *Provider) KillMilter() { p.stopProc("pecmilter", syscall.SIGKILL) }
 
 // StopMilter stops pecmilter with SIGTERM.
 func (p *Provider) StopMilter() { p.stopProc("pecmilter", syscall.SIGTERM) }
+
+// StopDeliver stops pecdeliver with SIGTERM.
+func (p *Provider) StopDeliver() { p.stopProc("pecdeliver", syscall.SIGTERM) }
 
 // KillDeliver kills pecdeliver.
 func (p *Provider) KillDeliver() { p.stopProc("pecdeliver", syscall.SIGKILL) }
