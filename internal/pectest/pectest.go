@@ -321,6 +321,12 @@ func (p *Provider) WriteConfig(reinject string) {
 	for _, d := range p.domains() {
 		doms = append(doms, q(d))
 	}
+	// the service maildir stays in the provider's directory when the
+	// store moves (by default it sits next to the store)
+	serviceMaildir := ""
+	if p.StoreDir != "" {
+		serviceMaildir = "service_maildir = " + q(p.ServiceMaildir()) + "\n"
+	}
 	cfg := fmt.Sprintf(`[provider]
 name = %s
 domain = %s
@@ -343,7 +349,7 @@ incoming = %s
 [deliver]
 listen = %s
 dovecot = %s
-
+%s
 [reinject]
 address = %s
 
@@ -355,7 +361,7 @@ ldif = %s
 cache_dir = %s
 `, q(p.Name), q(p.Domain), strings.Join(doms, ", "), q(filepath.Join(p.Dir, "cert.pem")), q(filepath.Join(p.Dir, "key.pem")),
 		q(w.RootPEM), q(w.Clamd.Addr), q("unix:"+p.AccessAddr), q("unix:"+p.IncomingAddr), q("unix:"+p.DeliverAddr),
-		q("inet:"+p.Dovecot.LMTPAddr), q(reinject), q(p.StorePath), q(w.IndexPath), q(filepath.Join(p.Dir, "index-cache")))
+		q("inet:"+p.Dovecot.LMTPAddr), serviceMaildir, q(reinject), q(p.StorePath), q(w.IndexPath), q(filepath.Join(p.Dir, "index-cache")))
 	must(w.t, os.WriteFile(p.ConfigPath, []byte(cfg+p.Extra), 0o644))
 }
 
