@@ -84,7 +84,7 @@ type Limits struct {
 	MessagesPerHour   int   `toml:"messages_per_hour"`    // per sending mailbox, default 1000
 	NoticeMaxSize     int64 `toml:"notice_max_size"`      // above this size a failed check gets only the SMTP error (RFC 6109 §3.1.2); default 200 MB
 	// Header limits (RFC 6109 §3.1.2 formal checks): what Postfix's
-	// cleanup can carry and rewrite intact (filter.DefaultMaxHeaderFields).
+	// cleanup can carry and rewrite intact (point.DefaultMaxHeaderFields).
 	MaxHeaderFields    int `toml:"max_header_fields"`     // default 1000, at most 5000
 	MaxHeaderFieldSize int `toml:"max_header_field_size"` // octets of one field, default 50000, at most 57000
 }

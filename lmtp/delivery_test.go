@@ -12,7 +12,6 @@ import (
 
 	"github.com/pecgo/pec/build"
 	"github.com/pecgo/pec/daticert"
-	"github.com/pecgo/pec/filter"
 	"github.com/pecgo/pec/index"
 	"github.com/pecgo/pec/internal/conformance"
 	"github.com/pecgo/pec/internal/service"
@@ -64,7 +63,7 @@ func newBench(t *testing.T) *bench {
 	b.d = &lmtp.Delivery{Provider: b.b, Roots: pki.Pool(),
 		Policy: &point.Policy{ManagedDomains: []string{"pec-b.example.test"}, ServiceMailbox: "posta-certificata@pec-b.example.test",
 			OrdinaryMail: "accept", Mailboxes: map[string]point.MailboxPolicy{anna: {OrdinaryMail: "refuse"}}},
-		Index: func() (filter.Directory, error) { return service.Directory{Ix: ix}, nil }}
+		Index: func() (point.Directory, error) { return service.Directory{Ix: ix}, nil }}
 	return b
 }
 
@@ -395,7 +394,7 @@ func TestClassifyAndWrap(t *testing.T) {
 		})
 	}
 	// our own notices need no index
-	b.d.Index = func() (filter.Directory, error) { return nil, errors.New("index down") }
+	b.d.Index = func() (point.Directory, error) { return nil, errors.New("index down") }
 	if m, err := b.d.Classify(b.receipt(t, b.b)); err != nil || m.Class != lmtp.ClassNotice {
 		t.Fatalf("own receipt with the index down: %v %v", m, err)
 	}

@@ -14,12 +14,12 @@ import (
 
 	"github.com/emersion/go-smtp"
 
-	"github.com/pecgo/pec/filter"
 	"github.com/pecgo/pec/index"
 	"github.com/pecgo/pec/internal/service"
 	"github.com/pecgo/pec/kind"
 	"github.com/pecgo/pec/lmtp"
 	"github.com/pecgo/pec/parse"
+	"github.com/pecgo/pec/point"
 	"github.com/pecgo/pec/store"
 	"github.com/pecgo/pec/store/sqlite"
 )
@@ -89,7 +89,7 @@ func (s *dovecotSession) LMTPData(r io.Reader, st smtp.StatusCollector) error {
 
 type rig struct {
 	b         *bench
-	fullIndex func() (filter.Directory, error)
+	fullIndex func() (point.Directory, error)
 	st        *sqlite.Store
 	path      string
 	dc        *dovecot
@@ -341,7 +341,7 @@ func TestServerResyncsForUnknownSigner(t *testing.T) {
 		}
 	})
 	r.fullIndex = r.b.d.Index
-	r.b.d.Index = func() (filter.Directory, error) { return service.Directory{Ix: &index.Index{}}, nil }
+	r.b.d.Index = func() (point.Directory, error) { return service.Directory{Ix: &index.Index{}}, nil }
 	if c := r.send(t, mario, []string{luigi}, r.b.envelope(t, r.b.a, "", luigi)); c[luigi] != 250 {
 		t.Fatalf("%v", c)
 	}

@@ -47,10 +47,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/pecgo/pec/clamd"
-	"github.com/pecgo/pec/filter"
 	"github.com/pecgo/pec/index"
 	"github.com/pecgo/pec/kind"
 	"github.com/pecgo/pec/lmtp"
+	"github.com/pecgo/pec/point"
 	"github.com/pecgo/pec/store"
 )
 
@@ -194,7 +194,7 @@ func (m *Metrics) log() *slog.Logger {
 
 // ObserveMilter records one milter decision; it has the signature of
 // filter.Milter.Observer. role is the point ("access" or "incoming").
-func (m *Metrics) ObserveMilter(role string, d filter.Decision, elapsed time.Duration) {
+func (m *Metrics) ObserveMilter(role string, d point.Decision, elapsed time.Duration) {
 	m.messages.WithLabelValues(role, DecisionKind(d), d.Action.String()).Inc()
 	m.latency.WithLabelValues(role).Observe(elapsed.Seconds())
 	m.countReceipts(d.Txn.Outbox)
@@ -248,7 +248,7 @@ func (m *Metrics) NoticeUndeliverable(stage, kind string) {
 // point); else the kind the role recognised, read from its log rows
 // ("presa-in-carico" and "rilevazione-virus" are written for a transport
 // envelope, "ricevuta-KIND" for a notice); else "ordinaria".
-func DecisionKind(d filter.Decision) string {
+func DecisionKind(d point.Decision) string {
 	if d.Replace != nil && d.Replace.Kind != "" {
 		return knownKind(string(d.Replace.Kind))
 	}

@@ -50,7 +50,7 @@ func run(path string, log *slog.Logger) error {
 	// the health checks use their own client: pec_clamd_errors_total
 	// counts the calls that tempfailed a message
 	probe := *scanner
-	var observe func(role string, dec filter.Decision, elapsed time.Duration)
+	var observe func(role string, dec point.Decision, elapsed time.Duration)
 	if d.Metrics != nil {
 		scanner.OnError = d.Metrics.ClamdError
 		observe = d.Metrics.ObserveMilter
@@ -87,7 +87,7 @@ func run(path string, log *slog.Logger) error {
 		if err != nil {
 			return err
 		}
-		in := &filter.Incoming{Provider: d.Provider, Config: cfg, Roots: roots, Scanner: scanner, Index: d.Index.Current, Log: log,
+		in := &point.Incoming{Provider: d.Provider, Policy: cfg.RulePolicy(), Roots: roots, Scanner: scanner, Index: d.Index.Current, Log: log,
 			Dispatched: func(pecid, rcpt string) (bool, error) {
 				rows, err := st.Tracking(pecid)
 				for _, r := range rows {

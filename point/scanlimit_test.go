@@ -1,4 +1,4 @@
-package filter_test
+package point_test
 
 import (
 	"context"
@@ -6,9 +6,9 @@ import (
 	"testing"
 
 	"github.com/pecgo/pec/clamd"
-	"github.com/pecgo/pec/filter"
 	"github.com/pecgo/pec/kind"
 	"github.com/pecgo/pec/parse"
+	"github.com/pecgo/pec/point"
 )
 
 // A message bigger than clamd's StreamMaxLength can never be scanned: the
@@ -17,9 +17,9 @@ import (
 func TestAccessTooLargeToScan(t *testing.T) {
 	e := newEnv(t)
 	raw := msg(mario, luigi, "", "")
-	ev := filter.Envelope{MailFrom: mario, Rcpts: []string{luigi}, AuthUser: mario}
+	ev := point.Envelope{MailFrom: mario, Rcpts: []string{luigi}, AuthUser: mario}
 	d := e.access(scanner{err: clamd.ErrSizeLimit}).Check(context.Background(), ev, raw, at)
-	if d.Action != filter.Reject || d.Code != 552 || d.Status != "5.3.4" || d.Replace != nil {
+	if d.Action != point.Reject || d.Code != 552 || d.Status != "5.3.4" || d.Replace != nil {
 		t.Fatalf("%v %d %s %q, want a permanent 552 5.3.4", d.Action, d.Code, d.Status, d.Text)
 	}
 	if len(d.Txn.Outbox) != 1 || len(d.Txn.Events) != 1 || d.Txn.Events[0].Type != "non-accettazione" {
@@ -39,8 +39,8 @@ func TestIncomingTooLargeToScan(t *testing.T) {
 	raw, _ := e.envelope(t, e.a, "valida", luigi)
 	ordinary := []byte("From: paolo@mail.example.org\r\nTo: " + luigi + "\r\nSubject: ciao\r\n\r\nciao\r\n")
 	for name, m := range map[string][]byte{"envelope": raw, "ordinary": ordinary} {
-		d := e.incoming().Check(context.Background(), filter.Envelope{MailFrom: mario, Rcpts: []string{luigi}}, m, at)
-		if d.Action != filter.Reject || d.Code != 552 || d.Status != "5.3.4" || len(d.Txn.Outbox) != 0 {
+		d := e.incoming().Check(context.Background(), point.Envelope{MailFrom: mario, Rcpts: []string{luigi}}, m, at)
+		if d.Action != point.Reject || d.Code != 552 || d.Status != "5.3.4" || len(d.Txn.Outbox) != 0 {
 			t.Errorf("%s: %v %d %s %q", name, d.Action, d.Code, d.Status, d.Text)
 		}
 	}

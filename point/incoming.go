@@ -1,4 +1,4 @@
-package filter
+package point
 
 import (
 	"bytes"
@@ -12,10 +12,8 @@ import (
 
 	"github.com/pecgo/pec/build"
 	"github.com/pecgo/pec/clamd"
-	"github.com/pecgo/pec/config"
 	"github.com/pecgo/pec/internal/rawmime"
 	"github.com/pecgo/pec/kind"
-	"github.com/pecgo/pec/point"
 	"github.com/pecgo/pec/revocation"
 	"github.com/pecgo/pec/smime"
 	"github.com/pecgo/pec/store"
@@ -26,8 +24,8 @@ import (
 // mail from other providers and from the Internet on port 25.
 type Incoming struct {
 	Provider *build.Provider
-	Config   *config.Config // managed domains, ordinary-mail policy, From-domain check
-	Roots    *smime.Roots   // the PEC CA roots, with the SHA-1 cut-off
+	Policy   *Policy      // managed domains, ordinary-mail policy, From-domain check
+	Roots    *smime.Roots // the PEC CA roots, with the SHA-1 cut-off
 	Scanner  Scanner
 	Index    func() (Directory, error)
 	// Dispatched reports whether we sent the envelope pecid to rcpt (its
@@ -138,7 +136,7 @@ func (in *Incoming) Check(ctx context.Context, env Envelope, raw []byte, now tim
 	}
 	d := Decision{Action: Accept, Reason: "valid " + string(m.Kind) + " from " + name}
 	d.Txn.Events = []store.Event{in.event(now, env, tx, "ricevuta-"+string(m.Kind), name, "", m.Recipients())}
-	if m.Kind == kind.RilevazioneVirus && in.toServiceMailbox(env.Rcpts) && in.Config.IsManaged(tx.Mittente) &&
+	if m.Kind == kind.RilevazioneVirus && in.toServiceMailbox(env.Rcpts) && in.Policy.IsManaged(tx.Mittente) &&
 		strings.HasSuffix(strings.ToLower(tx.ID), "@"+strings.ToLower(in.Provider.Domain)) {
 		// RFC 6109 §3.2.4: tell our sender, from the notice's data — only
 		// about an envelope we issued and a recipient the notice's
@@ -224,17 +222,6 @@ func (in *Incoming) revoked(ctx context.Context, env Envelope, chains [][]*x509.
 	return "", false
 }
 
-// InDomains reports whether addr's domain is one of domains (case-insensitive).
-func InDomains(addr string, domains []string) bool {
-	_, dom, _ := strings.Cut(strings.ToLower(addr), "@")
-	for _, d := range domains {
-		if strings.EqualFold(d, dom) {
-			return true
-		}
-	}
-	return false
-}
-
 // refuseInfected refuses an infected message that is not a transport
 // envelope and keeps it in the virus store (RFC 6109 §2.2.4).
 func (in *Incoming) refuseInfected(env Envelope, o *build.Original, raw []byte, now time.Time, provider, sig string) Decision {
@@ -257,7 +244,7 @@ func (in *Incoming) fromDomain(o *build.Original, domains []string, provider str
 		return ""
 	}
 	_, dom, _ := strings.Cut(o.From[0], "@")
-	if in.Config.Policy.FromDomainCheck == "enforce" {
+	if in.Policy.EnforceFromDomain {
 		return fmt.Sprintf("il dominio del mittente (%s) non è tra i domini gestiti da %s (RFC 6109 §7)", dom, provider)
 	}
 	in.log().Warn("From domain not among the signing provider's managed domains (RFC 6109 §7)", "from", o.From[0], "provider", provider)
@@ -298,15 +285,15 @@ func (in *Incoming) ordinary(ctx context.Context, env Envelope, o *build.Origina
 	if res.Infected {
 		return in.refuseInfected(env, o, raw, now, "", res.Signature)
 	}
-	dsn := point.IsDSN(o, env.MailFrom)
-	split := in.Config.RulePolicy().SplitOrdinary(env.Rcpts, dsn)
+	dsn := IsDSN(o, env.MailFrom)
+	split := in.Policy.SplitOrdinary(env.Rcpts, dsn)
 	forwards := split.Copies(in.Provider, raw, split.Accept)
 	if len(split.Accept) == 0 {
-		d := reply(Reject, 554, "5.7.1", point.RefuseOrdinaryText)
+		d := reply(Reject, 554, "5.7.1", RefuseOrdinaryText)
 		d.Txn.Events = []store.Event{in.ordinaryEvent(now, env, o, "rifiuto-posta-ordinaria", "mailbox refuses ordinary mail", split.Refuse)}
 		return d
 	}
-	return in.wrap(env, o, now, split.Accept, split.Refuse, point.OrdinaryReason(reason, dsn), forwards)
+	return in.wrap(env, o, now, split.Accept, split.Refuse, OrdinaryReason(reason, dsn), forwards)
 }
 
 // anomaly wraps a message that claims to be PEC but fails a check.
@@ -341,7 +328,7 @@ func (in *Incoming) wrap(env Envelope, o *build.Original, now time.Time, accept,
 func (in *Incoming) ours(rcpts []string) []string {
 	var out []string
 	for _, r := range rcpts {
-		if in.Config.IsManaged(r) {
+		if in.Policy.IsManaged(r) {
 			out = append(out, strings.ToLower(r))
 		}
 	}
@@ -350,7 +337,7 @@ func (in *Incoming) ours(rcpts []string) []string {
 
 func (in *Incoming) toServiceMailbox(rcpts []string) bool {
 	for _, r := range rcpts {
-		if strings.EqualFold(r, in.Config.Provider.MailReceipt) {
+		if in.Policy.IsServiceMailbox(r) {
 			return true
 		}
 	}
@@ -369,7 +356,7 @@ func (in *Incoming) event(now time.Time, env Envelope, tx *build.Tx, typ, provid
 func (in *Incoming) ordinaryEvent(now time.Time, env Envelope, o *build.Original, typ, errText string, rcpts []string, related ...string) store.Event {
 	sender := env.MailFrom
 	return store.Event{Time: now, Point: "incoming", Type: typ, MsgID: o.MsgID, Sender: sender, Recipients: rcpts,
-		Subject: subjectOf(o), Related: related, Error: errText, QueueID: env.QueueID}
+		Subject: SubjectOf(o), Related: related, Error: errText, QueueID: env.QueueID}
 }
 
 func (in *Incoming) log() *slog.Logger {
