@@ -44,7 +44,7 @@ fuzz:
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./build ./store/sqlite ./store/postgres ./filter
 
-deb: build
+deb:
 	./packaging/build-deb
 
 clean:

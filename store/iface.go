@@ -42,6 +42,24 @@ type Points interface {
 	Held
 }
 
+// Deliveries is the delivery point's record of what it handed to Dovecot
+// (delivery.go): at most one delivery per (message, recipient).
+type Deliveries interface {
+	// Deliveries returns the rows of key for rcpts, by lower-cased
+	// recipient.
+	Deliveries(key string, rcpts []string) (map[string]Delivery, error)
+	// ClaimDeliveries records the intent to deliver key to rcpts; it
+	// fails with ErrDeliveryConflict, recording nothing, when any of them
+	// has a row already (on any node).
+	ClaimDeliveries(key string, rcpts []string, owner DeliveryOwner, at time.Time) error
+}
+
+// DeliveryPoint is what the delivery point (pecdeliver) needs.
+type DeliveryPoint interface {
+	Points
+	Deliveries
+}
+
 // Log reads and maintains the hash-chained event log (RFC 6109 §2.3).
 type Log interface {
 	// Events returns the rows matching q, oldest first.
@@ -70,8 +88,10 @@ type Log interface {
 	Purge(before time.Time) (events, virus int, err error)
 }
 
-// Outbox is the durable queue of generated messages and its claims.
+// Outbox is the durable queue of generated messages and its claims; a
+// sender also commits log rows (a refusal by the re-injection listener).
 type Outbox interface {
+	Committer
 	// Claim takes up to limit due items for owner for lease: no other
 	// sender (of any node) gets them until the lease ends or the item is
 	// sent, retried or released.
@@ -153,6 +173,7 @@ type Shared interface {
 // Store is everything a backend provides.
 type Store interface {
 	Points
+	Deliveries
 	Log
 	Outbox
 	Timers

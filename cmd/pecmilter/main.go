@@ -19,8 +19,8 @@ import (
 	"github.com/pecgo/pec/clamd"
 	"github.com/pecgo/pec/config"
 	"github.com/pecgo/pec/filter"
-	"github.com/pecgo/pec/point"
 	"github.com/pecgo/pec/internal/daemon"
+	"github.com/pecgo/pec/point"
 	"github.com/pecgo/pec/revocation"
 	"github.com/pecgo/pec/store"
 	"github.com/pecgo/pec/timer"
@@ -47,11 +47,16 @@ func run(path string, log *slog.Logger) error {
 	cfg, st := d.Cfg, d.Store
 
 	scanner := &clamd.Client{Network: cfg.Clamd.Network, Addr: cfg.Clamd.Address, Timeout: cfg.Clamd.Timeout.Duration}
-	var observe func(role string, dec filter.Decision, elapsed time.Duration)
+	// the health checks use their own client: pec_clamd_errors_total
+	// counts the calls that tempfailed a message
+	probe := *scanner
+	var observe func(role string, dec point.Decision, elapsed time.Duration)
 	if d.Metrics != nil {
 		scanner.OnError = d.Metrics.ClamdError
 		observe = d.Metrics.ObserveMilter
+		d.Metrics.SetClamd(&probe)
 	}
+	go checkClamd(ctx, &probe, cfg.Limits.MaxSizeTimesRcpts, log)
 	// one timer runner per store: pecmilter runs it, pecdeliver does not
 	timers := &timer.Runner{Store: st, Provider: d.Provider, Kick: d.Outbox.Kick, Log: log}
 	go timers.Run(ctx, time.Minute)
@@ -82,7 +87,7 @@ func run(path string, log *slog.Logger) error {
 		if err != nil {
 			return err
 		}
-		in := &filter.Incoming{Provider: d.Provider, Config: cfg, Roots: roots, Scanner: scanner, Index: d.Index.Current, Log: log,
+		in := &point.Incoming{Provider: d.Provider, Policy: cfg.RulePolicy(), Roots: roots, Scanner: scanner, Index: d.Index.Current, Log: log,
 			Dispatched: func(pecid, rcpt string) (bool, error) {
 				rows, err := st.Tracking(pecid)
 				for _, r := range rows {

@@ -151,7 +151,10 @@ func (pt *preparedTxn) apply(p *pipe, c chainState) error {
 		p.exec("inserting virus item for "+v.PECID, nil, `INSERT INTO virus (time_ns, pecid, sender, recipients, signature, data) VALUES ($1, $2, $3, $4, $5, $6)`,
 			ns(v.Time), b(v.PECID), b(v.Sender), store.EncodeList(v.Recipients), b(v.Signature), data)
 	}
-	return commitTracking(p, txn)
+	if err := commitTracking(p, txn); err != nil {
+		return err
+	}
+	return commitDeliveries(p, txn.Deliveries)
 }
 
 // Commit writes everything in txn atomically: when it returns nil the
@@ -441,7 +444,8 @@ func (s *Store) EventLink(id int64) (prev, hash []byte, ok bool, err error) {
 }
 
 // Purge deletes event rows (a prefix of the chain, moving the anchor) and
-// virus items older than before, and outbox items sent before it. See
+// virus items older than before, outbox items sent before it and settled
+// delivery rows last changed before it. See
 // store/sqlite's Purge for the rule on out-of-order times.
 func (s *Store) Purge(before time.Time) (events, virus int, err error) {
 	cut := ns(before)
@@ -481,7 +485,12 @@ func (s *Store) Purge(before time.Time) (events, virus int, err error) {
 			return err
 		}
 		virus = int(tag.RowsAffected())
-		_, err = tx.Exec(ctx, "DELETE FROM outbox WHERE sent_ns IS NOT NULL AND sent_ns < $1", cut)
+		if _, err = tx.Exec(ctx, "DELETE FROM outbox WHERE sent_ns IS NOT NULL AND sent_ns < $1", cut); err != nil {
+			return err
+		}
+		// settled deliveries: a replay older than the log is not checked
+		// against them any more (pending rows stay until settled)
+		_, err = tx.Exec(ctx, "DELETE FROM deliveries WHERE state <> $1 AND at_ns < $2", store.DeliveryPending, cut)
 		return err
 	})
 	if err != nil {

@@ -30,14 +30,14 @@ func (s *Store) Claim(owner store.ClaimOwner, now time.Time, lease time.Duration
 		out = out[:0]
 		rows, err := tx.Query(ctx, `UPDATE outbox SET next_try_ns = $1
 			WHERE id IN (SELECT id FROM outbox WHERE sent_ns IS NULL AND next_try_ns <= $2 ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED)
-			RETURNING id, mail_from, rcpts, data, message_id, kind, attempts`, ns(until), ns(now), limit)
+			RETURNING id, mail_from, rcpts, data, message_id, kind, attempts, last_error`, ns(until), ns(now), limit)
 		if err != nil {
 			return err
 		}
 		for rows.Next() {
 			var q store.Queued
 			var rcpts string
-			if err := rows.Scan(&q.ID, &q.MailFrom, &rcpts, &q.Data, &q.MessageID, &q.Kind, &q.Attempts); err != nil {
+			if err := rows.Scan(&q.ID, &q.MailFrom, &rcpts, &q.Data, &q.MessageID, &q.Kind, &q.Attempts, &q.LastError); err != nil {
 				rows.Close()
 				return err
 			}

@@ -149,3 +149,34 @@ func TestOpenErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestUpgrade: a store of schema version 1 (before the deliveries table)
+// is upgraded when a node opens it, and keeps its log.
+func TestUpgrade(t *testing.T) {
+	pg := testenv.StartPostgres(t)
+	s, url := openDB(t, pg)
+	if err := s.Commit(storetest.Acceptance(1, t0)); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if err := sqlAs(t, url, "DROP TABLE deliveries", "UPDATE pec_schema SET version = 1"); err != nil {
+		t.Fatal(err)
+	}
+	s2, err := Open(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	if err := s2.ClaimDeliveries("k", []string{"a@x"}, store.DeliveryOwner{ID: "o", PID: 1}, t0); err != nil {
+		t.Fatalf("deliveries after the upgrade: %v", err)
+	}
+	if bad, err := s2.VerifyLog(); bad != 0 || err != nil {
+		t.Fatalf("VerifyLog after the upgrade = %d, %v", bad, err)
+	}
+	if err := sqlAs(t, url, "UPDATE pec_schema SET version = 99"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(context.Background(), url); err == nil || !strings.Contains(err.Error(), "newer version of the program") {
+		t.Fatalf("open of a newer schema: %v", err)
+	}
+}

@@ -1,10 +1,11 @@
 package postgres
 
 // schemaVersion is the version of a store written by this code, kept in
-// pec_schema.
-const schemaVersion = 1
+// pec_schema: one per migration.
+var schemaVersion = len(migrations)
 
-// migrations[i] upgrades a store from version i to i+1. They run in one
+// migrations[i] upgrades a store from version i to i+1. Append new ones
+// at the end; never change one that was released. They run in one
 // transaction under an advisory lock, so nodes starting together upgrade
 // once. The tables mirror store/sqlite's; every free-form string of a log
 // row is BYTEA, because a row must come back byte for byte (its hash
@@ -142,5 +143,19 @@ CREATE TABLE shared (
 	at_ns BIGINT NOT NULL,
 	data  BYTEA NOT NULL
 );
+`,
+	// 1 -> 2: the delivery point's record of what it handed to Dovecot
+	// (store/delivery.go)
+	`
+CREATE TABLE deliveries (
+	msg_key BYTEA NOT NULL,               -- PEC id of an envelope, or a content hash
+	rcpt    BYTEA NOT NULL,               -- lower case
+	state   TEXT NOT NULL CHECK (state IN ('pending', 'stored', 'failed', 'unknown')),
+	owner   TEXT NOT NULL DEFAULT '',     -- the LMTP transaction that recorded the intent
+	pid     BIGINT NOT NULL DEFAULT 0,    -- its process
+	at_ns   BIGINT NOT NULL,              -- last change
+	PRIMARY KEY (msg_key, rcpt)
+);
+CREATE INDEX deliveries_at ON deliveries (at_ns);
 `,
 }

@@ -10,6 +10,7 @@ import (
 	"reflect"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -45,6 +46,8 @@ func Run(t *testing.T, b Backend) {
 		{"Leases", testLeases},
 		{"Shared", testShared},
 		{"ConcurrentNodes", testConcurrentNodes},
+		{"DeliveriesClaimAndSettle", testDeliveries},
+		{"DeliveryClaimedByOneNode", testDeliveryRace},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -718,5 +721,97 @@ func testConcurrentNodes(t *testing.T, open func() store.Store) {
 	all, _ := s1.Events(store.Query{})
 	if int64(len(all)) != id || all[len(all)-1].ID != id {
 		t.Fatalf("head %d, %d rows: ids not contiguous", id, len(all))
+	}
+}
+
+func testDeliveries(t *testing.T, open func() store.Store) {
+	s := open()
+	me := store.DeliveryOwner{ID: "inst/1", PID: 4242}
+	const key = "opec-1@pec.example.test"
+	must(t, s.ClaimDeliveries(key, []string{"Luigi@pec.example.test", "carla@pec.example.test"}, me, t0))
+	got, err := s.Deliveries(key, []string{"luigi@pec.example.test", "carla@PEC.example.test", "ugo@pec.example.test"})
+	if err != nil || len(got) != 2 || got["luigi@pec.example.test"].State != store.DeliveryPending || got["carla@pec.example.test"].Owner != me ||
+		!got["carla@pec.example.test"].At.Equal(t0) || got["carla@pec.example.test"].Key != key {
+		t.Fatalf("after claim: %+v, %v", got, err)
+	}
+	// a second claim of a recipient with a row records nothing at all
+	err = s.ClaimDeliveries(key, []string{"ugo@pec.example.test", "luigi@pec.example.test"}, store.DeliveryOwner{ID: "other/1", PID: 1}, t0)
+	if !errors.Is(err, store.ErrDeliveryConflict) {
+		t.Fatalf("second claim: %v, want ErrDeliveryConflict", err)
+	}
+	if got, _ := s.Deliveries(key, []string{"ugo@pec.example.test"}); len(got) != 0 {
+		t.Fatalf("a failed claim left %+v", got)
+	}
+	// the outcome moves the rows with the receipts, atomically
+	must(t, s.Commit(store.Txn{
+		Events:     []store.Event{{Time: t0, Point: "delivery", Type: "avvenuta-consegna", PECID: key}},
+		Deliveries: []store.DeliveryMark{{Key: key, Rcpt: "luigi@pec.example.test", From: store.DeliveryPending, Owner: me.ID, To: store.DeliveryStored, At: t0}},
+	}))
+	// another owner cannot settle carla's row: nothing of its Txn is written
+	bad := store.Txn{
+		Events:     []store.Event{{Time: t0, Point: "delivery", Type: "avvenuta-consegna", PECID: key, Recipients: []string{"carla"}}},
+		Outbox:     Acceptance(1, t0).Outbox,
+		Deliveries: []store.DeliveryMark{{Key: key, Rcpt: "carla@pec.example.test", From: store.DeliveryPending, Owner: "other/1", To: store.DeliveryStored, At: t0}},
+	}
+	if err := s.Commit(bad); !errors.Is(err, store.ErrDeliveryConflict) {
+		t.Fatalf("foreign settle: %v, want ErrDeliveryConflict", err)
+	}
+	if ev, _ := s.Events(store.Query{PECID: key}); len(ev) != 1 {
+		t.Fatalf("the refused Txn wrote %d rows", len(ev)-1)
+	}
+	if n, _ := s.OutboxDepth(); n != 0 {
+		t.Fatal("the refused Txn queued its receipt")
+	}
+	// a temporary failure removes the row: the next attempt starts over
+	must(t, s.Commit(store.Txn{Deliveries: []store.DeliveryMark{{Key: key, Rcpt: "carla@pec.example.test", From: store.DeliveryPending, Owner: me.ID, At: t0}}}))
+	// a permanent refusal at RCPT (no intent) is recorded once
+	fail := store.Txn{Deliveries: []store.DeliveryMark{{Key: key, Rcpt: "ugo@pec.example.test", To: store.DeliveryFailed, At: t0}}}
+	must(t, s.Commit(fail))
+	if err := s.Commit(fail); !errors.Is(err, store.ErrDeliveryConflict) {
+		t.Fatalf("second insert: %v, want ErrDeliveryConflict", err)
+	}
+	got, _ = s.Deliveries(key, []string{"luigi@pec.example.test", "carla@pec.example.test", "ugo@pec.example.test"})
+	if got["luigi@pec.example.test"].State != store.DeliveryStored || got["ugo@pec.example.test"].State != store.DeliveryFailed || len(got) != 2 {
+		t.Fatalf("final rows: %+v", got)
+	}
+	// settled rows go with the log's retention; pending ones stay
+	must(t, s.ClaimDeliveries("k2", []string{"x@pec.example.test"}, me, t0))
+	if _, _, err := s.Purge(t0.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.Deliveries(key, []string{"luigi@pec.example.test"}); len(got) != 0 {
+		t.Fatalf("purge kept %+v", got)
+	}
+	if got, _ := s.Deliveries("k2", []string{"x@pec.example.test"}); len(got) != 1 {
+		t.Fatal("purge removed a pending row")
+	}
+}
+
+// testDeliveryRace: two nodes' delivery points receiving the same envelope
+// for the same recipient at once (Postfix retried on the other node):
+// exactly one records the intent, so the mailbox gets one copy.
+func testDeliveryRace(t *testing.T, open func() store.Store) {
+	s1, s2 := open(), open()
+	for i := 0; i < 10; i++ {
+		key := fmt.Sprintf("race-%d@pec.example.test", i)
+		var wins atomic.Int32
+		var wg sync.WaitGroup
+		for n := 0; n < 4; n++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				err := []store.Store{s1, s2}[n%2].ClaimDeliveries(key, []string{"luigi@pec.example.test"}, store.DeliveryOwner{ID: fmt.Sprint("o", n), PID: n}, t0)
+				switch {
+				case err == nil:
+					wins.Add(1)
+				case !errors.Is(err, store.ErrDeliveryConflict):
+					t.Error(err)
+				}
+			}()
+		}
+		wg.Wait()
+		if wins.Load() != 1 {
+			t.Fatalf("%s: %d claims succeeded, want 1", key, wins.Load())
+		}
 	}
 }
