@@ -50,6 +50,7 @@ type Server struct {
 	once     sync.Once
 	mu       sync.Mutex
 	instance string              // this process, in the owner of every intent it records
+	host     string              // its host name (the owner ids of other hosts name theirs)
 	seq      uint64              // LMTP transactions so far
 	active   map[string]bool     // owners of the transactions running now
 	known    map[string]knownRes // outcomes Dovecot gave that the store did not take
@@ -402,7 +403,10 @@ func (s *Server) setup() {
 	s.once.Do(func() {
 		var b [8]byte
 		rand.Read(b[:])
-		s.instance = hex.EncodeToString(b[:])
+		// the host name in the owner tells other nodes of a cluster (one
+		// PostgreSQL store) that its PID is not theirs to check
+		s.host, _ = os.Hostname()
+		s.instance = s.host + ":" + hex.EncodeToString(b[:])
 		s.active = map[string]bool{}
 		s.known = map[string]knownRes{}
 	})
@@ -449,13 +453,20 @@ func (s *Server) judge(key string, rows map[string]store.Delivery) map[string]Se
 			if k, ok := s.known[key+"\x00"+rcpt]; ok && k.r.Owner == d.Owner.ID {
 				r := k.r
 				sn.Known = &r
-			} else if strings.HasPrefix(d.Owner.ID, s.instance+"/") || d.Owner.PID == os.Getpid() || !alive(d.Owner.PID) || now.Sub(d.At) > s.lease() {
+			} else if strings.HasPrefix(d.Owner.ID, s.instance+"/") || s.sameHost(d.Owner.ID) && (d.Owner.PID == os.Getpid() || !alive(d.Owner.PID)) || now.Sub(d.At) > s.lease() {
 				sn.Orphaned = true
 			}
 		}
 		seen[rcpt] = sn
 	}
 	return seen
+}
+
+// sameHost reports whether an owner id was made on this host (ids without
+// a host name come from a single-machine store).
+func (s *Server) sameHost(id string) bool {
+	h, _, ok := strings.Cut(id, ":")
+	return !ok || h == s.host
 }
 
 // alive reports whether process pid exists (on this machine: the store is

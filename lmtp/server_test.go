@@ -359,3 +359,33 @@ func TestServerResyncsForUnknownSigner(t *testing.T) {
 		t.Fatalf("unknown signer's receipt stored as %s", p.Kind)
 	}
 }
+
+// An intent recorded by another node of a cluster (its host in the owner)
+// whose PID means nothing here is in progress until its lease ends, not
+// orphaned: this node answers 451 and stores no copy.
+func TestServerIntentOfAnotherNode(t *testing.T) {
+	r := newRig(t, 0)
+	raw := r.b.envelope(t, r.b.b, "", luigi)
+	m, err := r.b.d.Classify(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gone := exec.Command("true")
+	if err := gone.Run(); err != nil {
+		t.Skip("no true(1):", err)
+	}
+	owner := store.DeliveryOwner{ID: "mx2.other-node.example:0123/1", PID: gone.Process.Pid}
+	if err := r.st.ClaimDeliveries(m.Key, []string{luigi}, owner, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if c := r.send(t, mario, []string{luigi}, raw); c[luigi] != 451 {
+		t.Fatalf("with another node delivering: %d, want 451", c[luigi])
+	}
+	if data, _ := r.dc.counts(); data != 0 {
+		t.Fatalf("Dovecot got the message (%d)", data)
+	}
+	rows, _ := r.st.Deliveries(m.Key, []string{luigi})
+	if rows[luigi].State != store.DeliveryPending || rows[luigi].Owner != owner {
+		t.Fatalf("row %+v: the other node's intent was taken", rows)
+	}
+}
