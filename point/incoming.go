@@ -31,7 +31,10 @@ type Incoming struct {
 	// Dispatched reports whether we sent the envelope pecid to rcpt (its
 	// delivery is being tracked); nil trusts the id's domain alone.
 	Dispatched func(pecid, rcpt string) (bool, error)
-	Log        *slog.Logger
+	// Charged returns the recipients (lower-case) that a take-charge of
+	// ours already covered for the envelope pecid; nil: none recorded.
+	Charged func(pecid string) ([]string, error)
+	Log     *slog.Logger
 	// Revocation checks the signer's verified chain (leaf first) against
 	// the CRLs (RFC 6109 §2.2.2 check 3), as revocation.Checker.Check
 	// does: nil, an error matching revocation.ErrRevoked, or another error
@@ -119,14 +122,31 @@ func (in *Incoming) Check(ctx context.Context, env Envelope, raw []byte, now tim
 			return in.virus(env, tx, raw, now, mailReceipt, name, ours, res.Signature)
 		}
 		// RFC 6109 §3.2.1: one take-charge per SMTP transaction covering
-		// every recipient of ours in it, to the sender provider's mailReceipt.
-		pic, err := in.Provider.PresaInCarico(now, tx, mailReceipt, ours)
+		// every recipient of ours in it that the envelope is addressed to
+		// and that no earlier take-charge covered (a replay gets none; the
+		// delivery point wraps what reaches a non-addressee), to the sender
+		// provider's mailReceipt.
+		covered, err := in.charged(tx.ID)
+		if err != nil {
+			in.log().Error("cannot read the take-charges already issued, tempfailing", "pec_id", tx.ID, "error", err)
+			return tempfail("4.3.0", "PEC: store not available, try again later")
+		}
+		var charge []string
+		for _, r := range ours {
+			if addressed(tx, r) && !covered[r] {
+				charge = append(charge, r)
+			}
+		}
+		if len(charge) == 0 {
+			return Decision{Action: Accept, Reason: "valid transport envelope from " + name + ": no recipient left to take in charge (replay, or not addressed)"}
+		}
+		pic, err := in.Provider.PresaInCarico(now, tx, mailReceipt, charge)
 		if err != nil {
 			return tempfail("4.3.0", "PEC: cannot build the take-charge notice: "+err.Error())
 		}
 		d := Decision{Action: Accept, Reason: "valid transport envelope from " + name}
 		d.Txn = store.Txn{
-			Events: []store.Event{in.event(now, env, tx, "presa-in-carico", name, "", ours, pic.ID)},
+			Events: []store.Event{in.event(now, env, tx, "presa-in-carico", name, "", charge, pic.ID)},
 			Outbox: []store.Outgoing{outgoing(pic)},
 		}
 		return d
@@ -322,6 +342,30 @@ func (in *Incoming) wrap(env Envelope, o *build.Original, now time.Time, accept,
 		d.Txn.Events = append(d.Txn.Events, in.ordinaryEvent(now, env, o, "rifiuto-posta-ordinaria", "mailbox refuses ordinary mail", refuse))
 	}
 	return d
+}
+
+// charged is the set of recipients already taken in charge for pecid.
+func (in *Incoming) charged(pecid string) (map[string]bool, error) {
+	out := map[string]bool{}
+	if in.Charged == nil {
+		return out, nil
+	}
+	l, err := in.Charged(pecid)
+	for _, r := range l {
+		out[strings.ToLower(r)] = true
+	}
+	return out, err
+}
+
+// addressed reports whether rcpt is among the envelope's destinatari
+// (RFC 6109 §4.4: To and Cc of the original).
+func addressed(tx *build.Tx, rcpt string) bool {
+	for _, d := range tx.Destinatari {
+		if strings.EqualFold(d.Addr, rcpt) {
+			return true
+		}
+	}
+	return false
 }
 
 // ours are the recipients in our managed domains.

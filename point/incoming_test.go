@@ -405,3 +405,45 @@ func TestIncomingRevocation(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// RFC 6109 §3.2.1: a take-charge covers the recipients the envelope is
+// addressed to, once: a replay of the same envelope gets none, a
+// recipient outside destinatari is not taken in charge (the delivery point
+// wraps what reaches it), and a store that cannot say fails closed.
+func TestIncomingTakeChargeOncePerAddressee(t *testing.T) {
+	e := newIncoming(t)
+	raw, tx := e.envelope(t, e.a, "una volta", luigi)
+	in := e.incoming()
+	var charged []string
+	in.Charged = func(pecid string) ([]string, error) {
+		if pecid != tx.ID {
+			t.Fatalf("asked about %s", pecid)
+		}
+		return charged, nil
+	}
+	// a non-addressee of ours beside the addressee
+	d := in.Check(context.Background(), point.Envelope{MailFrom: mario, Rcpts: []string{luigi, carla}}, raw, at)
+	if d.Action != point.Accept || len(d.Txn.Outbox) != 1 {
+		t.Fatalf("%v %q, %d notices", d.Action, d.Reason, len(d.Txn.Outbox))
+	}
+	p, _ := parse.Parse(d.Txn.Outbox[0].Data)
+	if strings.Join(p.Daticert.Ricezione, ",") != luigi {
+		t.Fatalf("ricezione %v, want only the addressee", p.Daticert.Ricezione)
+	}
+	charged = d.Txn.Events[0].Recipients
+	// the same envelope again (a replay, or the sender's retry)
+	d = in.Check(context.Background(), point.Envelope{MailFrom: mario, Rcpts: []string{luigi}}, raw, at.Add(time.Minute))
+	if d.Action != point.Accept || len(d.Txn.Outbox) != 0 || len(d.Txn.Events) != 0 {
+		t.Fatalf("replay: %v %q, %d notices %d events, want accepted without a second take-charge", d.Action, d.Reason, len(d.Txn.Outbox), len(d.Txn.Events))
+	}
+	// only a non-addressee
+	charged = nil
+	d = in.Check(context.Background(), point.Envelope{MailFrom: mario, Rcpts: []string{carla}}, raw, at)
+	if d.Action != point.Accept || len(d.Txn.Outbox) != 0 {
+		t.Fatalf("non-addressee: %v %q, %d notices", d.Action, d.Reason, len(d.Txn.Outbox))
+	}
+	in.Charged = func(string) ([]string, error) { return nil, errors.New("database is locked") }
+	if d = in.Check(context.Background(), point.Envelope{MailFrom: mario, Rcpts: []string{luigi}}, raw, at); d.Action != point.TempFail {
+		t.Fatalf("store down: %v, want a tempfail", d.Action)
+	}
+}

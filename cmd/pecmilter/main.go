@@ -88,6 +88,16 @@ func run(path string, log *slog.Logger) error {
 			return err
 		}
 		in := &point.Incoming{Provider: d.Provider, Policy: cfg.RulePolicy(), Roots: roots, Scanner: scanner, Index: d.Index.Current, Log: log,
+			Charged: func(pecid string) ([]string, error) {
+				// ours from either point: the delivery point takes our own
+				// envelopes in charge (RFC 6109 §3.4)
+				ev, err := st.Events(store.Query{PECID: pecid, Type: "presa-in-carico"})
+				var out []string
+				for _, e := range ev {
+					out = append(out, e.Recipients...)
+				}
+				return out, err
+			},
 			Dispatched: func(pecid, rcpt string) (bool, error) {
 				rows, err := st.Tracking(pecid)
 				for _, r := range rows {
