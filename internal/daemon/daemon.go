@@ -14,6 +14,7 @@ import (
 	"os/user"
 	"strconv"
 	"syscall"
+	"time"
 
 	"github.com/pecgo/pec/build"
 	"github.com/pecgo/pec/config"
@@ -22,6 +23,7 @@ import (
 	"github.com/pecgo/pec/outbox"
 	"github.com/pecgo/pec/store"
 	"github.com/pecgo/pec/store/open"
+	"github.com/pecgo/pec/store/postgres"
 )
 
 // Daemon is one running program's shared state.
@@ -47,7 +49,7 @@ func Start(ctx context.Context, path string, metricsAddr func(*config.Config) st
 	if err != nil {
 		return nil, err
 	}
-	st, err := open.Open(ctx, cfg.Store)
+	st, err := openStore(ctx, cfg.Store, log)
 	if err != nil {
 		return nil, err
 	}
@@ -86,6 +88,26 @@ func Start(ctx context.Context, path string, metricsAddr func(*config.Config) st
 	}
 	go d.Outbox.Run(ctx)
 	return d, nil
+}
+
+// openStore opens the store; a PostgreSQL server that cannot be reached
+// yet (a cluster node booting before its database, a failover) is waited
+// for, retrying after 1 s and backing off to 30 s, instead of exiting: mail
+// is tempfailed meanwhile (Postfix's milter_default_action = tempfail;
+// pecdeliver's LMTP socket is not there yet).
+func openStore(ctx context.Context, cfg config.Store, log *slog.Logger) (store.Store, error) {
+	for delay := time.Second; ; delay = min(2*delay, 30*time.Second) {
+		st, err := open.Open(ctx, cfg)
+		if err == nil || cfg.URL == "" || !postgres.Unreachable(err) {
+			return st, err
+		}
+		log.Error("store unreachable at start-up: mail is tempfailed until it answers; retrying", "retry_in", delay, "error", err)
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(delay):
+		}
+	}
 }
 
 // resyncOnHangup refreshes the providers' index on SIGHUP (after `pecctl

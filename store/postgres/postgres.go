@@ -305,3 +305,9 @@ func b(s string) []byte {
 	}
 	return []byte(s)
 }
+
+// Unreachable reports whether err (from Open or any call) says the
+// database could not be reached or was shutting down, as opposed to a
+// refusal (authentication, a missing database, a newer schema) that
+// waiting does not cure.
+func Unreachable(err error) bool { return err != nil && unreachable(err) }
