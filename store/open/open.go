@@ -35,7 +35,13 @@ func Open(ctx context.Context, cfg config.Store) (store.Store, error) {
 // "verifies". A PostgreSQL store exists when its schema was created by a
 // daemon.
 func Existing(ctx context.Context, cfg config.Store) (store.Store, error) {
-	if cfg.URL == "" {
+	if cfg.URL != "" {
+		if cfg.Path != "" {
+			return nil, errors.New("store: [store] sets both path and url: keep the one this node uses")
+		}
+		return postgres.OpenExisting(ctx, cfg.URL)
+	}
+	{
 		p := cfg.Path
 		if p == "" {
 			return nil, errors.New("neither [store] path nor [store] url is set in the configuration")

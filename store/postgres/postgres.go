@@ -57,6 +57,17 @@ var _ store.Store = (*Store)(nil)
 // Open connects to the database at connString (a postgres:// URL or libpq
 // keywords), creates or upgrades the schema, and returns the store.
 func Open(ctx context.Context, connString string) (*Store, error) {
+	return open(ctx, connString, false)
+}
+
+// OpenExisting is Open for a database that already holds a store (the
+// operator's tool): a wrong URL must not yield an empty log that
+// "verifies".
+func OpenExisting(ctx context.Context, connString string) (*Store, error) {
+	return open(ctx, connString, true)
+}
+
+func open(ctx context.Context, connString string, existing bool) (*Store, error) {
 	desc := redact(connString)
 	cfg, err := pgxpool.ParseConfig(connString)
 	if err != nil {
@@ -78,6 +89,17 @@ func Open(ctx context.Context, connString string) (*Store, error) {
 		return nil, fmt.Errorf("store: %s: %w", desc, err)
 	}
 	s := &Store{pool: pool, desc: desc}
+	if existing {
+		var found bool
+		if err := pool.QueryRow(ctx, "SELECT to_regclass('pec_schema') IS NOT NULL").Scan(&found); err != nil {
+			pool.Close()
+			return nil, s.explain("cannot open", err)
+		}
+		if !found {
+			pool.Close()
+			return nil, fmt.Errorf("store: %s holds no pec store: check [store] url (pecmilter and pecdeliver create it)", desc)
+		}
+	}
 	if err := s.migrate(ctx); err != nil {
 		pool.Close()
 		return nil, err

@@ -180,3 +180,26 @@ func TestUpgrade(t *testing.T) {
 		t.Fatalf("open of a newer schema: %v", err)
 	}
 }
+
+// TestOpenExisting: the operator's tool refuses a database without a store
+// (a wrong URL) instead of creating an empty log that verifies.
+func TestOpenExisting(t *testing.T) {
+	pg := testenv.StartPostgres(t)
+	url := pg.NewDatabase(t)
+	if _, err := OpenExisting(context.Background(), url); err == nil || !strings.Contains(err.Error(), "holds no pec store") {
+		t.Fatalf("OpenExisting of an empty database: %v", err)
+	}
+	if err := sqlAs(t, url, "SELECT 1"); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s, err = OpenExisting(context.Background(), url)
+	if err != nil {
+		t.Fatalf("OpenExisting of a store: %v", err)
+	}
+	s.Close()
+}
