@@ -26,7 +26,11 @@ func Open(ctx context.Context, cfg config.Store) (store.Store, error) {
 	case cfg.URL != "":
 		return openURL(ctx, cfg.URL)
 	default:
-		return sqlite.Open(cfg.Path)
+		st, err := sqlite.Open(cfg.Path)
+		if err != nil {
+			return nil, err
+		}
+		return st, nil
 	}
 }
 
@@ -35,27 +39,31 @@ func Open(ctx context.Context, cfg config.Store) (store.Store, error) {
 // "verifies". A PostgreSQL store exists when its schema was created by a
 // daemon.
 func Existing(ctx context.Context, cfg config.Store) (store.Store, error) {
-	if cfg.URL != "" {
-		if cfg.Path != "" {
-			return nil, errors.New("store: [store] sets both path and url: keep the one this node uses")
+	switch {
+	case cfg.URL != "" && cfg.Path != "":
+		return nil, errors.New("store: [store] sets both path and url: keep the one this node uses")
+	case cfg.URL != "":
+		st, err := postgres.OpenExisting(ctx, cfg.URL)
+		if err != nil {
+			return nil, err
 		}
-		return postgres.OpenExisting(ctx, cfg.URL)
+		return st, nil
+	case cfg.Path == "":
+		return nil, errors.New("neither [store] path nor [store] url is set in the configuration")
 	}
-	{
-		p := cfg.Path
-		if p == "" {
-			return nil, errors.New("neither [store] path nor [store] url is set in the configuration")
+	if _, err := os.Stat(cfg.Path); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("store %s does not exist: check [store] path in the configuration", cfg.Path)
 		}
-		if _, err := os.Stat(p); err != nil {
-			if errors.Is(err, fs.ErrNotExist) {
-				return nil, fmt.Errorf("store %s does not exist: check [store] path in the configuration", p)
-			}
-			return nil, fmt.Errorf("store %s: %w", p, err)
-		}
+		return nil, fmt.Errorf("store %s: %w", cfg.Path, err)
 	}
 	return Open(ctx, cfg)
 }
 
 func openURL(ctx context.Context, url string) (store.Store, error) {
-	return postgres.Open(ctx, url)
+	st, err := postgres.Open(ctx, url)
+	if err != nil {
+		return nil, err // not a nil *postgres.Store in a non-nil interface
+	}
+	return st, nil
 }
