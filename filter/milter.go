@@ -46,12 +46,32 @@ type Milter struct {
 }
 
 // Server returns a go-milter server for m.
+//
+// It negotiates away what the roles do not read (the milter protocol's
+// SMFIP_* flags; Postfix honours them with milter_protocol 6, its
+// default): no connect, HELO, DATA, end-of-header or unknown-command
+// events, and no reply to RCPT, to each header field and to each body
+// chunk, which the roles always accept (each one was a round trip between
+// Postfix's cleanup and the milter). MAIL FROM keeps its reply where the
+// milter may refuse there (RequireAuth). The answer comes at the end of
+// the message, as before.
 func (m *Milter) Server() *milter.Server {
 	return &milter.Server{
 		NewMilter: func() milter.Milter { return &session{m: m} },
 		Actions:   milter.OptAddHeader | milter.OptChangeHeader | milter.OptChangeBody | milter.OptAddRcpt | milter.OptRemoveRcpt,
-		Protocol:  milter.OptHeaderLeadingSpace | milter.OptNoUnknown,
+		Protocol:  m.protocol(),
 	}
+}
+
+// protocol is the SMFIP_* mask the milter asks for.
+func (m *Milter) protocol() milter.OptProtocol {
+	p := milter.OptHeaderLeadingSpace | milter.OptNoUnknown |
+		milter.OptNoConnect | milter.OptNoHelo | milter.OptNoData | milter.OptNoEOH |
+		milter.OptNoRcptReply | milter.OptNoHeaderReply | milter.OptNoBodyReply
+	if !m.RequireAuth {
+		p |= milter.OptNoMailReply
+	}
+	return p
 }
 
 // Serve serves the milter protocol on ln until it is closed.
@@ -73,6 +93,7 @@ func (s *session) log() *slog.Logger {
 	return slog.Default()
 }
 
+// Connect and Helo are not negotiated (SMFIP_NOCONNECT, SMFIP_NOHELO).
 func (s *session) Connect(host, family string, port uint16, addr net.IP, m *milter.Modifier) (milter.Response, error) {
 	return milter.RespContinue, nil
 }
@@ -88,26 +109,32 @@ func (s *session) MailFrom(from string, m *milter.Modifier) (milter.Response, er
 	if s.m.RequireAuth && s.env.AuthUser == "" {
 		return milter.NewResponseStr('y', "530 5.7.0 PEC: authentication required"), nil
 	}
+	if !s.m.RequireAuth {
+		return nil, nil // SMFIP_NR_MAIL
+	}
 	return milter.RespContinue, nil
 }
 
+// RcptTo, Header and BodyChunk send no reply (SMFIP_NR_RCPT, NR_HDR,
+// NR_BODY): go-milter writes none for a nil response.
 func (s *session) RcptTo(rcpt string, m *milter.Modifier) (milter.Response, error) {
 	s.env.Rcpts = append(s.env.Rcpts, rcpt)
-	return milter.RespContinue, nil
+	return nil, nil
 }
 
 func (s *session) Header(name, value string, m *milter.Modifier) (milter.Response, error) {
 	s.headers = append(s.headers, header{name, value})
-	return milter.RespContinue, nil
+	return nil, nil
 }
 
+// Headers is not negotiated (SMFIP_NOEOH).
 func (s *session) Headers(h textproto.MIMEHeader, m *milter.Modifier) (milter.Response, error) {
 	return milter.RespContinue, nil
 }
 
 func (s *session) BodyChunk(chunk []byte, m *milter.Modifier) (milter.Response, error) {
 	s.body.Write(chunk)
-	return milter.RespContinue, nil
+	return nil, nil
 }
 
 func (s *session) Abort(m *milter.Modifier) error {
