@@ -224,10 +224,11 @@ func (s *session) Body(m *milter.Modifier) (milter.Response, error) {
 			s.m.Kick()
 		}
 	}
+	elapsed := time.Since(start) // rules and store, before the edits go to Postfix
 	if s.m.Observer != nil {
-		s.m.Observer(s.m.Name, d, time.Since(start))
+		s.m.Observer(s.m.Name, d, elapsed)
 	}
-	attrs := []any{"role", s.m.Name, "queue_id", s.env.QueueID, "mail_from", s.env.MailFrom, "rcpts", s.env.Rcpts, "action", d.Action.String(), "reason", d.Reason}
+	attrs := []any{"role", s.m.Name, "queue_id", s.env.QueueID, "mail_from", s.env.MailFrom, "rcpts", s.env.Rcpts, "action", d.Action.String(), "reason", d.Reason, "elapsed", elapsed}
 	if d.Replace != nil {
 		attrs = append(attrs, "pec_id", d.Replace.ID, "kind", d.Replace.Kind)
 	}
