@@ -53,7 +53,7 @@ PEC_FULLPATH ?= 1
 bench-fullpath:
 	PEC_FULLPATH=$(PEC_FULLPATH) $(GO) test -count=1 -timeout 30m -run '^$$' -bench . -benchtime 1x ./integration/fullpath
 
-deb: build
+deb:
 	./packaging/build-deb
 
 clean:

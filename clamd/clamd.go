@@ -299,3 +299,58 @@ func (c *Client) where() string {
 	}
 	return c.Network + ":" + c.Addr
 }
+
+// SignatureDate reads the build time of the signature database from a
+// VERSION reply ("ClamAV 1.0.7/27479/Sat Dec  7 09:37:56 2024"; clamd
+// prints it in its local time). ok is false when the reply has no date:
+// clamd then runs on databases without an official daily.cvd (e.g. only
+// local .ndb/.hdb files).
+func SignatureDate(version string) (time.Time, bool) {
+	parts := strings.SplitN(version, "/", 3)
+	if len(parts) != 3 {
+		return time.Time{}, false
+	}
+	t, err := time.ParseInLocation(time.ANSIC, strings.TrimSpace(parts[2]), time.Local)
+	if err != nil {
+		return time.Time{}, false
+	}
+	return t, true
+}
+
+// StreamLimitAtLeast asks clamd whether it takes an INSTREAM of n bytes
+// without scanning anything: it announces one chunk of n bytes and sends
+// none. clamd compares the announced length with its StreamMaxLength and
+// answers "INSTREAM size limit exceeded" at once when it is too big (then
+// false); otherwise it waits for the data, and after wait with no answer
+// the connection is closed (true; clamd logs the aborted stream).
+func (c *Client) StreamLimitAtLeast(ctx context.Context, n int64, wait time.Duration) (bool, error) {
+	if n <= 0 || n > 1<<32-1 {
+		return false, fmt.Errorf("clamd: stream size %d out of range", n)
+	}
+	conn, ctx, cancel, err := c.dial(ctx)
+	if err != nil {
+		return false, c.failed(err)
+	}
+	defer cancel()
+	defer conn.Close()
+	var hdr [4]byte
+	binary.BigEndian.PutUint32(hdr[:], uint32(n))
+	if _, err := conn.Write(append([]byte("zINSTREAM\x00"), hdr[:]...)); err != nil {
+		return false, c.failed(c.ioErr(ctx, "sending the stream size probe", err))
+	}
+	conn.SetReadDeadline(time.Now().Add(wait))
+	reply, err := readReply(conn)
+	if errors.Is(err, os.ErrDeadlineExceeded) && ctx.Err() == nil {
+		return true, nil // waiting for the data: the size is allowed
+	}
+	if err != nil {
+		if isClosedByPeer(err) {
+			return false, nil // closed at once: refused
+		}
+		return false, c.failed(c.ioErr(ctx, "reading the reply to the stream size probe", err))
+	}
+	if _, perr := parseReply(reply); errors.Is(perr, ErrSizeLimit) {
+		return false, nil
+	}
+	return false, c.failed(fmt.Errorf("clamd at %s: unexpected reply %q to an announced stream of %d bytes", c.where(), reply, n))
+}

@@ -84,7 +84,7 @@ type Limits struct {
 	MessagesPerHour   int   `toml:"messages_per_hour"`    // per sending mailbox, default 1000
 	NoticeMaxSize     int64 `toml:"notice_max_size"`      // above this size a failed check gets only the SMTP error (RFC 6109 §3.1.2); default 200 MB
 	// Header limits (RFC 6109 §3.1.2 formal checks): what Postfix's
-	// cleanup can carry and rewrite intact (filter.DefaultMaxHeaderFields).
+	// cleanup can carry and rewrite intact (point.DefaultMaxHeaderFields).
 	MaxHeaderFields    int `toml:"max_header_fields"`     // default 1000, at most 5000
 	MaxHeaderFieldSize int `toml:"max_header_field_size"` // octets of one field, default 50000, at most 57000
 }
@@ -125,6 +125,11 @@ type Deliver struct {
 	Listen  string `toml:"listen"`  // unix:/run/pec/lmtp.sock (or inet:HOST:PORT, open to every local process)
 	Dovecot string `toml:"dovecot"` // unix:/run/dovecot/lmtp (a socket only user pec may use)
 	Metrics string `toml:"metrics"`
+	// ServiceMaildir is where pecdeliver keeps the mail for the service
+	// addresses (posta-certificata@<domain>, mail_receipt) that Dovecot
+	// refuses permanently, so that no receipt is lost. Default: the
+	// directory service-mail next to [store] path.
+	ServiceMaildir string `toml:"service_maildir"`
 }
 
 // Reinject is the Postfix listener with no milters that takes generated messages.
@@ -247,6 +252,9 @@ func (c *Config) defaults() {
 	if c.Store.Retention.Duration == 0 {
 		// 30 calendar months are at most 915 days (RFC 6109 §2.3, §2.2.4)
 		c.Store.Retention.Duration = 915 * 24 * time.Hour
+	}
+	if c.Deliver.ServiceMaildir == "" {
+		c.Deliver.ServiceMaildir = filepath.Join(filepath.Dir(c.Store.Path), "service-mail")
 	}
 	if c.Reinject.Helo == "" {
 		c.Reinject.Helo = "localhost"

@@ -14,13 +14,14 @@ import (
 	"github.com/emersion/go-milter"
 
 	"github.com/pecgo/pec/build"
+	"github.com/pecgo/pec/point"
 	"github.com/pecgo/pec/store"
 	"github.com/pecgo/pec/store/sqlite"
 )
 
 // Role is one of the two milter roles.
 type Role interface {
-	Check(ctx context.Context, env Envelope, raw []byte, now time.Time) Decision
+	Check(ctx context.Context, env point.Envelope, raw []byte, now time.Time) point.Decision
 }
 
 // Milter adapts a Role to Postfix's milter protocol. It collects the
@@ -33,10 +34,10 @@ type Milter struct {
 	Role     Role
 	Store    *sqlite.Store
 	Kick     func() // wakes the outbox sender after a commit
-	Clock    Clock
+	Clock    point.Clock
 	Log      *slog.Logger
 	Timeout  time.Duration // per message (antivirus, signing); default 2 min
-	Observer func(role string, d Decision, elapsed time.Duration)
+	Observer func(role string, d point.Decision, elapsed time.Duration)
 	// RequireAuth refuses MAIL FROM without SASL authentication (submission).
 	RequireAuth bool
 	// ConfirmDomain, when set, holds the transaction of every message the
@@ -88,7 +89,7 @@ const bigMessage = 4 << 20
 
 type session struct {
 	m   *Milter
-	env Envelope
+	env point.Envelope
 	// names are the header field names as they came, for replace
 	names []string
 	// head is the header section as the client sent it (CRLF line ends,
@@ -171,7 +172,7 @@ func (s *session) Abort(m *milter.Modifier) error {
 }
 
 func (s *session) reset() {
-	s.env = Envelope{}
+	s.env = point.Envelope{}
 	s.names, s.head, s.chunks, s.size = nil, nil, nil, 0
 }
 
@@ -210,16 +211,16 @@ func (s *session) Body(m *milter.Modifier) (milter.Response, error) {
 	// an acceptance is true only once Postfix has queued the envelope:
 	// hold it until then (store/held.go)
 	token := ""
-	if s.m.ConfirmDomain != "" && d.Action == Accept && d.Replace != nil {
+	if s.m.ConfirmDomain != "" && d.Action == point.Accept && d.Replace != nil {
 		token = NewQueuedToken()
 		if err := s.m.Store.HoldUntilQueued(token, s.env.QueueID, now, d.Txn); err != nil {
 			s.log().Error("store hold failed: tempfailing so the client keeps the message", "role", s.m.Name, "queue_id", s.env.QueueID, "error", err)
-			d = tempfail("4.3.0", "PEC: store not available, try again later")
+			d = point.Tempfail("4.3.0", "PEC: store not available, try again later")
 		}
 	} else if len(d.Txn.Events) > 0 || len(d.Txn.Outbox) > 0 || len(d.Txn.Virus) > 0 {
 		if err := s.m.Store.Commit(d.Txn); err != nil {
 			s.log().Error("store commit failed: tempfailing so the client keeps the message", "role", s.m.Name, "queue_id", s.env.QueueID, "error", err)
-			d = tempfail("4.3.0", "PEC: store not available, try again later")
+			d = point.Tempfail("4.3.0", "PEC: store not available, try again later")
 		} else if s.m.Kick != nil && len(d.Txn.Outbox) > 0 {
 			s.m.Kick()
 		}
@@ -232,7 +233,7 @@ func (s *session) Body(m *milter.Modifier) (milter.Response, error) {
 	if d.Replace != nil {
 		attrs = append(attrs, "pec_id", d.Replace.ID, "kind", d.Replace.Kind)
 	}
-	if token != "" && d.Action == Accept {
+	if token != "" && d.Action == point.Accept {
 		attrs = append(attrs, "held_until_queued", true)
 	}
 	s.log().Info("message", attrs...)
@@ -247,9 +248,9 @@ func (s *session) Body(m *milter.Modifier) (milter.Response, error) {
 		debug.FreeOSMemory()
 	}
 	switch d.Action {
-	case Reject, TempFail:
+	case point.Reject, point.TempFail:
 		return milter.NewResponseStr('y', fmt.Sprintf("%d %s %s", d.Code, d.Status, d.Text)), nil
-	case Discard:
+	case point.Discard:
 		return milter.RespDiscard, nil
 	}
 	for _, r := range d.RemoveRcpts {

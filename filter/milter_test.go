@@ -14,17 +14,24 @@ import (
 	"github.com/pecgo/pec/build"
 	"github.com/pecgo/pec/filter"
 	"github.com/pecgo/pec/kind"
+	"github.com/pecgo/pec/point"
 	"github.com/pecgo/pec/store/sqlite"
+)
+
+const (
+	mario = "mario.rossi@pec-a.example.test"
+	luigi = "luigi.verdi@pec-b.example.test"
+	carla = "carla.neri@pec-b.example.test"
 )
 
 // recorder is a role that keeps what the milter handed it.
 type recorder struct {
-	env filter.Envelope
+	env point.Envelope
 	raw []byte
-	d   filter.Decision
+	d   point.Decision
 }
 
-func (r *recorder) Check(ctx context.Context, env filter.Envelope, raw []byte, now time.Time) filter.Decision {
+func (r *recorder) Check(ctx context.Context, env point.Envelope, raw []byte, now time.Time) point.Decision {
 	r.env, r.raw = env, append([]byte(nil), raw...)
 	return r.d
 }
@@ -93,7 +100,7 @@ func TestMilterMessage(t *testing.T) {
 	replace := &build.Message{Kind: kind.PostaCertificata, ID: "opec.1@pec-a.example.test",
 		Header:     []build.Field{{Name: "To", Value: luigi, Copied: true}, {Name: "Subject", Value: "POSTA CERTIFICATA: prova"}},
 		BodyPieces: [][]byte{[]byte("signed\r\n"), bytes.Repeat([]byte("0123456789\r\n"), 20000)}}
-	role := &recorder{d: filter.Decision{Action: filter.Accept, Replace: replace}}
+	role := &recorder{d: point.Decision{Action: point.Accept, Replace: replace}}
 	s := session(t, serve(t, &filter.Milter{Name: "access", Role: role, Store: st, RequireAuth: true}))
 	if err := s.Macros(milter.CodeMail, "{auth_authen}", mario); err != nil {
 		t.Fatal(err)

@@ -3,12 +3,26 @@
 // emitting one delivery or non-delivery receipt per recipient of every
 // valid transport envelope, according to Dovecot's per-recipient answer.
 //
-// The PEC rules live in Delivery (pure: message, results, instant in;
-// receipts, log rows and per-recipient answers out); server.go is the
-// LMTP adapter.
+// The PEC rules live in Delivery and are pure: Classify reads the message,
+// Plan decides from it, the LMTP envelope, what the store already holds
+// and the instant what to hand to Dovecot and what to answer without
+// Dovecot; Decide turns Dovecot's answers into receipts, log rows, store
+// rows and per-recipient answers. server.go is the LMTP adapter: it reads
+// the store, records the intent before Dovecot gets the end of a message,
+// forwards, and commits what Decide returned before it answers Postfix.
+//
+// The delivery point trusts nothing about where a message came from
+// (re-injection listener, a local LMTP client): only a valid transport
+// envelope gets receipts, only a valid notice or anomaly envelope of a
+// provider of the index (or ours) and Postfix's own bounces reach a
+// mailbox unchanged; everything else is wrapped in an anomaly envelope or
+// refused under the mailbox's ordinary-mail policy, as at the incoming
+// point (RFC 6109 §2.2.2, §3.2.2).
 package lmtp
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strings"
@@ -17,11 +31,9 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/pecgo/pec/build"
-	"github.com/pecgo/pec/config"
 	"github.com/pecgo/pec/daticert"
-	"github.com/pecgo/pec/filter"
-	"github.com/pecgo/pec/point"
 	"github.com/pecgo/pec/kind"
+	"github.com/pecgo/pec/point"
 	"github.com/pecgo/pec/smime"
 	"github.com/pecgo/pec/store"
 	"github.com/pecgo/pec/verify"
@@ -30,20 +42,82 @@ import (
 // Delivery holds the delivery point's rules.
 type Delivery struct {
 	Provider *build.Provider
-	Config   *config.Config
+	Policy   *point.Policy // managed domains, service mailbox, ordinary-mail policy (config.RulePolicy)
 	Roots    *smime.Roots
-	Index    func() (filter.Directory, error)
+	Index    func() (point.Directory, error)
+}
+
+// policy is Policy, or an empty one (every mailbox accepts ordinary
+// mail, no domain is managed) when it is not set.
+func (d *Delivery) policy() *point.Policy {
+	if d.Policy != nil {
+		return d.Policy
+	}
+	return &point.Policy{}
+}
+
+// Class is what the delivery point makes of a message (RFC 6109 §3.3.1:
+// its type, and whether a notice is due).
+type Class int
+
+// The classes.
+const (
+	// ClassEnvelope: a valid transport envelope signed by a provider of
+	// the index or by us. Its addressees get it and their receipts.
+	ClassEnvelope Class = iota + 1
+	// ClassNotice: a valid notice or anomaly envelope signed by a provider
+	// of the index or by us: delivered unchanged, no receipt (RFC 6109
+	// §3.3.2).
+	ClassNotice
+	// ClassNotPEC: not from PEC (no signature, a signature that does not
+	// verify, a signer outside the index, a PEC look-alike): ordinary mail
+	// under the mailbox's policy (RFC 6109 §2.2.2), Postfix's own bounces
+	// excepted.
+	ClassNotPEC
+	// ClassInvalid: signed by a provider of the index (or us) but not a
+	// valid PEC message: an anomaly for every recipient (RFC 6109 §3.2.2).
+	ClassInvalid
+)
+
+func (c Class) String() string {
+	switch c {
+	case ClassEnvelope:
+		return "envelope"
+	case ClassNotice:
+		return "notice"
+	case ClassNotPEC:
+		return "not-pec"
+	case ClassInvalid:
+		return "invalid"
+	}
+	return "unknown"
 }
 
 // Message is a message classified for delivery.
 type Message struct {
-	Kind kind.Kind
-	// PEC is set for a valid transport envelope: only those get receipts
-	// (RFC 6109 §2.2.3; anomaly envelopes and notices get none).
-	PEC       bool
+	Kind  kind.Kind
+	Class Class
+	// Reason says why a ClassNotPEC or ClassInvalid message is not a
+	// valid PEC message: the error its anomaly envelope names ("" for
+	// plain ordinary mail).
+	Reason string
+	// UnknownSigner: a good signature by a certificate this copy of the
+	// providers' index does not list (the adapter may refresh the index
+	// and classify again: the incoming point's copy may be newer).
+	UnknownSigner bool
+	// Key identifies the message in the store's deliveries: the PEC id of
+	// an envelope (a replay has the same one), a hash of the signed content
+	// of a notice, a hash of the bytes of anything else.
+	Key      string
+	Raw      []byte
+	Received *build.Original // the message as received; nil when it has no header section
+	// For envelopes and notices: the transaction data from the daticert.
 	Tx        *build.Tx
 	Postacert []byte // the original inside the envelope
 	To, Cc    []string
+	// Addressees are the envelope's daticert destinatari (lower case):
+	// the only recipients it may be delivered to as PEC.
+	Addressees []string
 	// Ours is set when the envelope is signed by us: it came from our own
 	// access point and never passed our incoming point (same-provider
 	// traffic, RFC 6109 §3.4), so the delivery point does the incoming
@@ -56,46 +130,324 @@ type Message struct {
 	SignerDomains []string
 }
 
-// Classify reads a message handed over for delivery.
+// Classify reads a message handed over for delivery (RFC 6109 §3.3.1).
+// It fails only when the providers' index is not available: the adapter
+// tempfails then.
 func (d *Delivery) Classify(raw []byte) (*Message, error) {
+	m := &Message{Kind: kind.Ordinaria, Class: ClassNotPEC, Raw: raw, Key: hashKey(raw)}
+	m.Received, _ = build.ParseOriginal(raw)
 	r := verify.Message(raw, d.Roots)
 	if r.Message == nil {
-		return &Message{Kind: kind.Ordinaria}, nil
-	}
-	m := &Message{Kind: r.Message.Kind}
-	if !r.Valid() || r.Message.Daticert == nil {
+		m.Reason = "messaggio non leggibile: manca la sezione delle intestazioni"
 		return m, nil
 	}
-	dir, err := d.Index()
-	if err != nil {
-		return nil, err // fail closed: tempfail, Postfix retries
+	m.Kind = r.Message.Kind
+	if m.Kind == kind.Ordinaria {
+		return m, nil // plain ordinary mail (or S/MIME mail that is not PEC)
 	}
-	_, mailReceipt, domains, err := dir.ProviderFor(r.Signature.Signer)
-	if err != nil {
-		return m, nil // the incoming point wraps these; here just deliver
+	// RFC 6109 §2.2.2 checks 1–3, as at the incoming point: a PEC
+	// look-alike without a signature, a signature that does not verify
+	// and a signer that is neither a provider of the index nor us make the
+	// message "not from PEC"
+	sig := r.Signature
+	switch {
+	case sig == nil:
+		name, value := m.Kind.TypeHeader()
+		m.Reason = fmt.Sprintf("intestazione %s: %s su un messaggio senza firma valida", name, value)
+		if r.Err != nil {
+			m.Reason += " (" + r.Err.Error() + ")"
+		}
+		return m, nil
+	case sig.SignatureErr != nil:
+		m.Reason = "firma non valida: il messaggio è stato alterato (" + sig.SignatureErr.Error() + ")"
+		return m, nil
+	case sig.Signer == nil:
+		m.Reason = "firma senza certificato del firmatario"
+		return m, nil
 	}
-	orig := r.Message.Original
+	m.Ours = d.Provider.Signer != nil && sig.Signer.Equal(d.Provider.Signer.Cert)
+	var domains []string
+	if m.Ours {
+		m.MailReceipt, domains = d.policy().ServiceMailbox, d.policy().ManagedDomains
+		if m.MailReceipt == "" {
+			m.MailReceipt = d.Provider.ServiceAddr()
+		}
+	} else {
+		dir, err := d.Index()
+		if err != nil {
+			return nil, err // fail closed: tempfail, Postfix retries
+		}
+		_, mr, doms, err := dir.ProviderFor(sig.Signer)
+		if err != nil {
+			m.Reason = "il certificato di firma (SHA-1 " + sig.SignerSHA1 + ") non appartiene a un gestore dell'indice: " + err.Error()
+			m.UnknownSigner = true
+			return m, nil
+		}
+		m.MailReceipt, domains = mr, doms
+	}
+	// signed by a provider: a failure from here on is an anomaly for every
+	// recipient (RFC 6109 §2.2.2 check 4, §3.2.2)
+	if r.Err != nil {
+		m.Class, m.Reason = ClassInvalid, "messaggio di posta certificata non valido: "+r.Err.Error()
+		return m, nil
+	}
+	m.Key = hashKey(r.Message.Content) // the same signed content under other outer headers is the same message
+	if m.Kind == kind.Anomalia {
+		m.Class = ClassNotice // another provider's or our incoming point's anomaly envelope: no daticert
+		return m, nil
+	}
 	m.Tx = build.TxFromDaticert(r.Message.Daticert, "")
 	if m.Kind != kind.PostaCertificata {
-		m.Notice = r
-		m.SignerDomains = domains
+		m.Class, m.Notice, m.SignerDomains = ClassNotice, r, domains
 		return m, nil
 	}
-	m.PEC = true
-	m.Postacert = orig
-	m.MailReceipt = mailReceipt
-	m.Ours = d.Provider.Signer != nil && r.Signature.Signer.Equal(d.Provider.Signer.Cert)
-	if o, err := build.ParseOriginal(orig); err == nil {
+	if m.Tx.ID == "" {
+		m.Class, m.Reason = ClassInvalid, "messaggio di posta certificata non valido: identificativo mancante nei dati di certificazione"
+		return m, nil
+	}
+	m.Class, m.Key = ClassEnvelope, m.Tx.ID
+	m.Postacert = r.Message.Original
+	for _, x := range m.Tx.Destinatari {
+		m.Addressees = append(m.Addressees, strings.ToLower(x.Addr))
+	}
+	if o, err := build.ParseOriginal(m.Postacert); err == nil {
 		m.To, m.Cc = o.To, o.Cc
 		m.Tx.Subject = o.Subject
 	}
 	return m, nil
 }
 
-// Result is Dovecot's answer for one recipient: nil when stored.
+func hashKey(b []byte) string {
+	h := sha256.Sum256(b)
+	return "sha256:" + hex.EncodeToString(h[:])
+}
+
+// Envelope is the LMTP envelope of one transaction.
+type Envelope struct {
+	MailFrom string   // "" for the null reverse-path
+	Rcpts    []string // in RCPT order
+}
+
+// Seen is what the store holds for one recipient of the message
+// (store.Deliveries), as the adapter judged it.
+type Seen struct {
+	State string // a store.Delivery* state
+	Owner string // of a pending row
+	// Orphaned marks a pending row whose LMTP transaction ended (its
+	// process died, or it lost Dovecot's answer) without recording the
+	// outcome: the message may or may not be in the mailbox.
+	Orphaned bool
+	// Known is the outcome that transaction saw but could not record (the
+	// store failed after Dovecot answered).
+	Known *Result
+}
+
+// Treatment is how a group of recipients gets the message.
+type Treatment int
+
+// The treatments.
+const (
+	// AsPEC: the transport envelope to its addressees, with receipts.
+	AsPEC Treatment = iota + 1
+	// Unchanged: a valid notice or anomaly envelope, or Postfix's own
+	// bounce, delivered as it came.
+	Unchanged
+	// Wrapped: in our anomaly envelope (Group.Anomaly).
+	Wrapped
+)
+
+// Group is one Dovecot transaction: one message to some recipients.
+type Group struct {
+	Treatment Treatment
+	Rcpts     []string // to hand to Dovecot
+	// Done are outcomes an earlier attempt saw and could not record
+	// (Seen.Known): not handed to Dovecot again.
+	Done    []Result
+	Data    []byte
+	Anomaly *build.Message      // Wrapped: our anomaly envelope (Data)
+	Reason  string              // Wrapped: the error it names
+	Split   point.OrdinarySplit // Wrapped ordinary mail: the mailboxes' policy, for their forward_to copies
+}
+
+// Orphan is an intent closed without a receipt.
+type Orphan struct{ Rcpt, Owner string }
+
+// Plan is what to do with one LMTP transaction before Dovecot is asked.
+type Plan struct {
+	Groups []*Group
+	// Status answers the recipients that need no Dovecot transaction:
+	// duplicates and closed intents (nil: 250), refusals (5xx),
+	// deliveries in progress (4xx).
+	Status map[string]error
+	// Duplicate: already stored (or refused for good) for this message:
+	// not stored again, no second receipt.
+	Duplicate []string
+	// Unknown: intents whose outcome was lost; closed now without a second
+	// copy and without a receipt (see Decide).
+	Unknown []Orphan
+	// Refused: mailboxes that refuse ordinary mail (RFC 6109 §2.2.2).
+	Refused []string
+}
+
+var (
+	errInProgress = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 2, 0},
+		Message: "PEC delivery point: this message is being delivered to this recipient by another transaction, try again later"}
+	errRefuseOrdinary = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: point.RefuseOrdinaryText}
+	errMalformed      = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: "malformed message: no header section"}
+)
+
+// nonAddressee is the anomaly reason for a valid envelope handed over for
+// someone its daticert does not name.
+const nonAddressee = "il destinatario non è tra i destinatari indicati nei dati di certificazione del messaggio (daticert.xml): " +
+	"messaggio consegnato a un indirizzo diverso da quelli scelti dal mittente"
+
+// Plan decides, for every recipient of the transaction, what it gets.
+//
+//   - A recipient whose delivery of this message is recorded as settled
+//     gets 250 and nothing else: at most one copy and one receipt per
+//     (PEC id, recipient) (RFC 6109 §3.3.2), however often Postfix retries
+//     or anyone replays the envelope. One whose intent was orphaned is
+//     closed the same way (Decide says why without a receipt); one being
+//     delivered right now by another transaction gets a 4xx.
+//   - A valid transport envelope goes as PEC only to the addressees its
+//     daticert names (RFC 6109 §3.3.2: the receipt certifies delivery "to
+//     the specified recipient"); anyone else it reaches (a replay, a
+//     forged RCPT) gets it wrapped in an anomaly envelope (§3.2.2), no
+//     receipt. The provider defines no alias or forward that would rewrite
+//     a PEC recipient ([policy.mailboxes] forward_to sends copies of
+//     ordinary mail only), so the match is on the address itself.
+//   - Valid notices and anomaly envelopes of providers, and Postfix's own
+//     bounces, go unchanged (§3.3.2: no receipt).
+//   - Mail not from PEC meets the mailbox's ordinary-mail policy as at the
+//     incoming point (point.Policy.SplitOrdinary): wrapped, or refused
+//     with 554; a provider-signed message that fails a check is wrapped
+//     for every recipient (§2.2.2, §3.2.2).
+func (d *Delivery) Plan(now time.Time, m *Message, env Envelope, seen map[string]Seen) (*Plan, error) {
+	now = now.Truncate(time.Second)
+	p := &Plan{Status: map[string]error{}}
+	var pec, unchanged, wrapped, ordinary, wrappedBefore []string
+	known := map[string]Result{}
+	var nonAddr bool
+	for _, rcpt := range env.Rcpts {
+		s, ok := seen[strings.ToLower(rcpt)]
+		switch {
+		case !ok:
+		case s.State == store.DeliveryPending && s.Known != nil:
+			known[rcpt] = *s.Known
+		case s.State == store.DeliveryPending && s.Orphaned:
+			p.Unknown = append(p.Unknown, Orphan{Rcpt: rcpt, Owner: s.Owner})
+			p.Status[rcpt] = nil
+			continue
+		case s.State == store.DeliveryPending:
+			p.Status[rcpt] = errInProgress
+			continue
+		default:
+			p.Duplicate = append(p.Duplicate, rcpt)
+			p.Status[rcpt] = nil
+			continue
+		}
+		switch {
+		case m.Class == ClassEnvelope && m.addressee(rcpt):
+			pec = append(pec, rcpt)
+		case m.Class == ClassEnvelope:
+			wrapped, nonAddr = append(wrapped, rcpt), true
+		case m.Class == ClassNotice, m.Class == ClassNotPEC && postfixBounce(m, env.MailFrom):
+			unchanged = append(unchanged, rcpt)
+		case m.Class == ClassNotPEC && known[rcpt].Owner == "":
+			ordinary = append(ordinary, rcpt)
+		case m.Class == ClassNotPEC: // an earlier attempt wrapped it: its policy accepted it
+			wrapped, wrappedBefore = append(wrapped, rcpt), append(wrappedBefore, rcpt)
+		default:
+			wrapped = append(wrapped, rcpt)
+		}
+	}
+	reason := m.Reason
+	var split point.OrdinarySplit
+	if m.Class == ClassNotPEC {
+		dsn := m.Received != nil && point.IsDSN(m.Received, env.MailFrom)
+		split = d.policy().SplitOrdinary(ordinary, dsn)
+		for _, r := range split.Refuse {
+			p.Refused = append(p.Refused, r)
+			p.Status[r] = errRefuseOrdinary
+		}
+		wrapped = append(wrapped, split.Accept...)
+		for r, fwd := range d.policy().SplitOrdinary(wrappedBefore, true).Forward {
+			split.Forward[r] = fwd
+		}
+		reason = point.OrdinaryReason(m.Reason, dsn)
+	}
+	if nonAddr {
+		reason = nonAddressee
+	}
+	group := func(t Treatment, rcpts []string) *Group {
+		g := &Group{Treatment: t, Data: m.Raw}
+		for _, r := range rcpts {
+			if k, ok := known[r]; ok {
+				g.Done = append(g.Done, k)
+			} else {
+				g.Rcpts = append(g.Rcpts, r)
+			}
+		}
+		p.Groups = append(p.Groups, g)
+		return g
+	}
+	if len(pec) > 0 {
+		group(AsPEC, pec)
+	}
+	if len(unchanged) > 0 {
+		group(Unchanged, unchanged)
+	}
+	if len(wrapped) > 0 && m.Received == nil {
+		for _, r := range wrapped {
+			p.Status[r] = errMalformed
+		}
+		wrapped = nil
+	}
+	if len(wrapped) > 0 {
+		a, err := d.Provider.Anomalia(now, m.Received, env.MailFrom, wrapped, reason)
+		if err != nil {
+			return nil, fmt.Errorf("cannot build the anomaly envelope: %w", err)
+		}
+		g := group(Wrapped, wrapped)
+		g.Data, g.Anomaly, g.Reason, g.Split = a.Bytes(), a, reason, split
+	}
+	return p, nil
+}
+
+func (m *Message) addressee(rcpt string) bool {
+	for _, a := range m.Addressees {
+		if strings.EqualFold(a, rcpt) {
+			return true
+		}
+	}
+	return false
+}
+
+// postfixBounce: a bounce or delay notice Postfix itself wrote to one of
+// our users or our service mailbox — a DSN (RFC 3464) with the null
+// reverse-path, From MAILER-DAEMON and no PEC type header. Those never
+// pass a milter and go in as Postfix wrote them; DSNs from other servers
+// reach us wrapped by the incoming point (PEC-SPEC §6.6 rule 2).
+func postfixBounce(m *Message, mailFrom string) bool {
+	if m.Class != ClassNotPEC || m.Kind != kind.Ordinaria || m.Received == nil || !point.IsDSN(m.Received, mailFrom) || len(m.Received.From) != 1 {
+		return false
+	}
+	local, _, _ := strings.Cut(m.Received.From[0], "@")
+	return strings.EqualFold(local, "mailer-daemon")
+}
+
+// Result is Dovecot's answer for one recipient of a group.
 type Result struct {
 	Rcpt string
-	Err  error
+	Err  error // nil when stored
+	// Owner is the intent recorded for this recipient before Dovecot got
+	// the end of the message; "" when Dovecot refused it at RCPT or never
+	// got the whole message.
+	Owner string
+	// Unconfirmed: Dovecot got the whole message but its answer for this
+	// recipient never came: it may or may not be stored.
+	Unconfirmed bool
+	At          time.Time // when Dovecot answered: the delivery instant (RFC 6109 §3.3.2); zero means Decide's now
 }
 
 // Outcome is what the delivery point answers Postfix per recipient and
@@ -105,81 +457,156 @@ type Outcome struct {
 	Txn    store.Txn
 }
 
-// Decide turns Dovecot's per-recipient results into receipts (RFC 6109
-// §3.3.2, §3.3.3) and the answers for Postfix:
+// Decide turns Plan and Dovecot's per-recipient results (results[i] for
+// p.Groups[i]) into receipts (RFC 6109 §3.3.2, §3.3.3), log rows, the
+// deliveries' new states and the answers for Postfix:
 //   - stored → delivery receipt in the requested form (To: the form asked
 //     for; Cc: sintetica), 250 to Postfix;
 //   - permanent failure → non-delivery notice with the coded cause, and
 //     250 to Postfix: the PEC notice is the answer, an SMTP bounce to the
 //     sender would duplicate it;
 //   - temporary failure → the temporary error to Postfix and no receipt:
-//     Postfix retries (RFC 6109 §2.2.2: at most 24 h, maximal_queue_lifetime).
-func (d *Delivery) Decide(now time.Time, m *Message, mailFrom string, results []Result) (Outcome, error) {
+//     Postfix retries (RFC 6109 §2.2.2: at most 24 h, maximal_queue_lifetime);
+//   - no answer after the whole message → a temporary error, and the
+//     intent stays: the retry closes it as unknown;
+//   - an intent whose outcome was lost (Plan.Unknown) → 250, no second
+//     copy and no receipt: a delivery receipt certifies that the message
+//     reached the mailbox (§3.3.2) and a non-delivery notice that it did
+//     not (§3.3.3); neither is known, and Dovecot may have refused the
+//     message after its end (a full mailbox is found only then), so
+//     either could be false. The sender's provider sends its 24 h notice
+//     for want of a receipt (§3.1.6), which is true; the log row tells the
+//     operator to check the mailbox.
+//
+// For our own envelopes (Message.Ours) one take-charge to our mailReceipt
+// covers the recipients settled in this transaction (§3.2.1, §3.4): each
+// recipient's delivery is settled once, so its take-charge is sent once.
+func (d *Delivery) Decide(now time.Time, m *Message, env Envelope, p *Plan, results [][]Result) (Outcome, error) {
 	now = now.Truncate(time.Second)
 	out := Outcome{Status: map[string]error{}}
-	if !m.PEC {
-		for _, r := range results {
-			out.Status[r.Rcpt] = r.Err
-		}
-		if m.Notice != nil {
-			out.Txn.Events = append(out.Txn.Events, d.noticeEvent(now, m, results))
-			out.Txn.Marks = marks(now, m)
-		}
-		return out, nil
+	for r, e := range p.Status {
+		out.Status[r] = e
 	}
-	tx := m.Tx
-	if m.Ours {
-		// same provider: the take-charge our incoming point would have sent,
-		// for the recipients this transaction settled (a temporarily failed
-		// one is covered by the transaction that retries it)
-		var ours []string
-		for _, r := range results {
-			if !temporary(r.Err) {
-				ours = append(ours, strings.ToLower(r.Rcpt))
+	var (
+		taken    []string // Ours: recipients settled here, for the take-charge
+		events   []store.Event
+		noticeTo []string // recipients a notice reached
+	)
+	mark := func(rcpt, from, owner, to string) {
+		out.Txn.Deliveries = append(out.Txn.Deliveries, store.DeliveryMark{Key: m.Key, Rcpt: strings.ToLower(rcpt), From: from, Owner: owner, To: to, At: now})
+	}
+	for _, o := range p.Unknown {
+		mark(o.Rcpt, store.DeliveryPending, o.Owner, store.DeliveryUnknown)
+		switch m.Class {
+		case ClassEnvelope:
+			if !m.addressee(o.Rcpt) {
+				break
 			}
-		}
-		if len(ours) > 0 {
-			pic, err := d.Provider.PresaInCarico(now, tx, m.MailReceipt, ours)
-			if err != nil {
-				return out, err
-			}
-			out.Txn.Events = append(out.Txn.Events, d.event(now, tx, "presa-in-carico", "", ours, pic.ID))
-			out.Txn.Outbox = append(out.Txn.Outbox, outgoing(pic))
+			rcpt := strings.ToLower(o.Rcpt)
+			taken = append(taken, rcpt)
+			events = append(events, d.event(now, m.Tx, "consegna-non-confermata",
+				"consegna interrotta dopo la trasmissione a Dovecot: esito sconosciuto, nessuna ricevuta emessa; verificare la casella", []string{rcpt}))
+		case ClassNotice:
+			noticeTo = append(noticeTo, o.Rcpt)
 		}
 	}
-	for _, r := range results {
-		rcpt := strings.ToLower(r.Rcpt)
-		var se *smtp.SMTPError
+	if len(p.Refused) > 0 {
+		events = append(events, d.ordinaryEvent(now, m, env, "rifiuto-posta-ordinaria", "mailbox refuses ordinary mail", p.Refused))
+	}
+	for i, g := range p.Groups {
+		var stored, settled []string
+		for _, r := range results[i] {
+			rcpt := strings.ToLower(r.Rcpt)
+			at := now
+			if !r.At.IsZero() {
+				at = r.At.Truncate(time.Second)
+			}
+			perm := permanent(r.Err)
+			switch {
+			case r.Owner != "" && r.Unconfirmed: // the intent stays: the retry closes it
+			case r.Owner != "" && r.Err == nil:
+				mark(rcpt, store.DeliveryPending, r.Owner, store.DeliveryStored)
+			case r.Owner != "" && perm:
+				mark(rcpt, store.DeliveryPending, r.Owner, store.DeliveryFailed)
+			case r.Owner != "":
+				mark(rcpt, store.DeliveryPending, r.Owner, "") // temporary: the retry starts over
+			case perm && g.Treatment == AsPEC:
+				mark(rcpt, "", "", store.DeliveryFailed) // refused at RCPT: its notice once
+			}
+			status := r.Err
+			if r.Unconfirmed {
+				status = errTemp
+			}
+			if g.Treatment != AsPEC {
+				out.Status[r.Rcpt] = status
+				if r.Err == nil {
+					stored = append(stored, r.Rcpt)
+				}
+				if r.Err == nil || perm {
+					settled = append(settled, r.Rcpt)
+				}
+				continue
+			}
+			var se *smtp.SMTPError
+			switch {
+			case r.Err == nil:
+				n, err := d.Provider.AvvenutaConsegna(at, m.Tx, rcpt, primary(rcpt, m.To, m.Cc), m.Postacert)
+				if err != nil {
+					return out, err
+				}
+				out.Status[r.Rcpt] = nil
+				taken = append(taken, rcpt)
+				events = append(events, d.event(at, m.Tx, "avvenuta-consegna", "", []string{rcpt}, n.ID))
+				out.Txn.Outbox = append(out.Txn.Outbox, outgoing(n))
+			case errors.As(r.Err, &se) && perm:
+				errore, esteso := d.cause(rcpt, se)
+				n, err := d.Provider.ErroreConsegna(at, m.Tx, rcpt, errore, esteso)
+				if err != nil {
+					return out, err
+				}
+				out.Status[r.Rcpt] = nil
+				taken = append(taken, rcpt)
+				events = append(events, d.event(at, m.Tx, "errore-consegna", esteso, []string{rcpt}, n.ID))
+				out.Txn.Outbox = append(out.Txn.Outbox, outgoing(n))
+			default:
+				out.Status[r.Rcpt] = status // temporary: no receipt, Postfix retries
+			}
+		}
 		switch {
-		case r.Err == nil:
-			n, err := d.Provider.AvvenutaConsegna(now, tx, rcpt, primary(rcpt, m.To, m.Cc), m.Postacert)
-			if err != nil {
-				return out, err
-			}
-			out.Status[r.Rcpt] = nil
-			out.Txn.Events = append(out.Txn.Events, d.event(now, tx, "avvenuta-consegna", "", []string{rcpt}, n.ID))
-			out.Txn.Outbox = append(out.Txn.Outbox, outgoing(n))
-		case errors.As(r.Err, &se) && se.Code >= 500:
-			errore, esteso := d.cause(rcpt, se)
-			n, err := d.Provider.ErroreConsegna(now, tx, rcpt, errore, esteso)
-			if err != nil {
-				return out, err
-			}
-			out.Status[r.Rcpt] = nil
-			out.Txn.Events = append(out.Txn.Events, d.event(now, tx, "errore-consegna", esteso, []string{rcpt}, n.ID))
-			out.Txn.Outbox = append(out.Txn.Outbox, outgoing(n))
-		default:
-			out.Status[r.Rcpt] = r.Err // temporary: no receipt, Postfix retries
+		case g.Treatment == Unchanged:
+			noticeTo = append(noticeTo, settled...)
+		case g.Treatment == Wrapped && len(stored) > 0:
+			events = append(events, d.ordinaryEvent(now, m, env, "anomalia", g.Reason, stored, g.Anomaly.ID))
+			out.Txn.Outbox = append(out.Txn.Outbox, g.Split.Copies(d.Provider, m.Raw, stored)...)
 		}
 	}
+	if m.Notice != nil && len(noticeTo) > 0 {
+		events = append(events, d.noticeEvent(now, m, noticeTo))
+		out.Txn.Marks = marks(now, m)
+	}
+	if m.Ours && len(taken) > 0 {
+		// same provider: the take-charge our incoming point would have sent
+		// (a temporarily failed recipient is covered by the transaction
+		// that settles it)
+		pic, err := d.Provider.PresaInCarico(now, m.Tx, m.MailReceipt, taken)
+		if err != nil {
+			return out, err
+		}
+		events = append([]store.Event{d.event(now, m.Tx, "presa-in-carico", "", taken, pic.ID)}, events...)
+		out.Txn.Outbox = append([]store.Outgoing{outgoing(pic)}, out.Txn.Outbox...)
+	}
+	out.Txn.Events = events
 	return out, nil
 }
 
-// temporary reports a failure that Postfix will retry.
-func temporary(err error) bool {
+// permanent reports a failure that Postfix will not retry.
+func permanent(err error) bool {
 	var se *smtp.SMTPError
-	return err != nil && !(errors.As(err, &se) && se.Code >= 500)
+	return errors.As(err, &se) && se.Code >= 500
 }
+
+// temporary reports a failure that Postfix will retry.
+func temporary(err error) bool { return err != nil && !permanent(err) }
 
 // primary: To recipients get the requested form; Cc the sintetica one; a
 // recipient in neither (cannot tell) counts as primary (RFC 6109 §3.3.2.1).
@@ -207,7 +634,7 @@ func (d *Delivery) cause(rcpt string, se *smtp.SMTPError) (daticert.Errore, stri
 	}
 	name := d.Provider.Name
 	switch {
-	case !d.Config.IsManaged(rcpt):
+	case !d.policy().IsManaged(rcpt):
 		return daticert.NoDominio, code + " - " + name + " - dominio del destinatario non gestito"
 	case se.EnhancedCode == smtp.EnhancedCode{5, 1, 1}:
 		return daticert.NoDest, "5.1.1 - " + name + " - casella del destinatario inesistente"
@@ -228,18 +655,28 @@ func (d *Delivery) event(now time.Time, tx *build.Tx, typ, errText string, rcpts
 		Recipients: rcpts, Subject: subj, Related: related, Provider: d.Provider.Name, Error: errText}
 }
 
+// ordinaryEvent logs what the delivery point did with a message it did
+// not deliver as it came (PEC-SPEC §6.5): the PEC id only for an envelope
+// that reached a non-addressee.
+func (d *Delivery) ordinaryEvent(now time.Time, m *Message, env Envelope, typ, errText string, rcpts []string, related ...string) store.Event {
+	e := store.Event{Time: now, Point: "delivery", Type: typ, Sender: env.MailFrom, Recipients: rcpts, Related: related, Error: errText}
+	if m.Class == ClassEnvelope {
+		e.PECID = m.Tx.ID
+	}
+	if o := m.Received; o != nil {
+		e.MsgID, e.Subject = o.MsgID, build.DecodeSubject(o.Subject)
+	}
+	return e
+}
+
 // noticeEvent logs a notice delivered to one of our users, so the sender's
 // provider sees delivery and non-delivery receipts for its timers
 // (PEC-SPEC §6.6 rule 4).
-func (d *Delivery) noticeEvent(now time.Time, m *Message, results []Result) store.Event {
+func (d *Delivery) noticeEvent(now time.Time, m *Message, rcpts []string) store.Event {
 	p := m.Notice.Message
 	var about []string
 	about = append(about, p.Recipients()...)
-	var rc []string
-	for _, r := range results {
-		rc = append(rc, r.Rcpt)
-	}
-	e := d.event(now, m.Tx, "ricevuta-"+string(m.Kind), "", rc)
+	e := d.event(now, m.Tx, "ricevuta-"+string(m.Kind), "", rcpts)
 	e.Related = about
 	if n := p.Header.Get("Message-ID"); n != "" {
 		e.Related = append(e.Related, n)
@@ -266,7 +703,7 @@ func marks(now time.Time, m *Message) []store.Mark {
 	}
 	var out []store.Mark
 	for _, rcpt := range p.Recipients() {
-		if filter.InDomains(rcpt, m.SignerDomains) {
+		if point.InDomains(rcpt, m.SignerDomains) {
 			out = append(out, store.Mark{PECID: p.Daticert.Identificativo, Rcpt: rcpt, What: what, At: now})
 		}
 	}

@@ -60,7 +60,7 @@ func TestForwardPartialAnswer(t *testing.T) {
 	addr := fakeDovecot(t, []string{"552 5.2.2 <a@x.example.test> Quota exceeded"})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	res, err := forward(ctx, addr, "pec.example.test", "s@x.example.test", []string{"a@x.example.test", "b@x.example.test"}, []byte("Subject: x\r\n\r\nx\r\n"))
+	res, err := forward(ctx, addr, "pec.example.test", "s@x.example.test", []string{"a@x.example.test", "b@x.example.test"}, []byte("Subject: x\r\n\r\nx\r\n"), "", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,7 +75,7 @@ func TestForwardPartialAnswer(t *testing.T) {
 
 func TestForwardAllConfirmed(t *testing.T) {
 	addr := fakeDovecot(t, []string{"250 2.0.0 <a@x.example.test> Saved", "250 2.0.0 <b@x.example.test> Saved"})
-	res, err := forward(context.Background(), addr, "pec.example.test", "s@x.example.test", []string{"a@x.example.test", "b@x.example.test"}, []byte("Subject: x\r\n\r\nx\r\n"))
+	res, err := forward(context.Background(), addr, "pec.example.test", "s@x.example.test", []string{"a@x.example.test", "b@x.example.test"}, []byte("Subject: x\r\n\r\nx\r\n"), "", nil)
 	if err != nil || res[0].Err != nil || res[1].Err != nil {
 		t.Fatalf("%v %+v", err, res)
 	}
@@ -118,7 +118,7 @@ func TestForwardHonoursDeadline(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	defer cancel()
 	start := time.Now()
-	res, err := forward(ctx, "inet:"+stall.Addr().String(), "pec.example.test", "s@x.example.test", []string{"a@x.example.test"}, []byte("Subject: x\r\n\r\nx\r\n"))
+	res, err := forward(ctx, "inet:"+stall.Addr().String(), "pec.example.test", "s@x.example.test", []string{"a@x.example.test"}, []byte("Subject: x\r\n\r\nx\r\n"), "", nil)
 	if took := time.Since(start); took > 5*time.Second {
 		t.Fatalf("forward took %v past a 500 ms deadline", took)
 	}

@@ -3,12 +3,17 @@ package lmtp
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
-	"github.com/pecgo/pec/store/sqlite"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"strings"
+	"sync"
+	"syscall"
 	"time"
 
 	"github.com/emersion/go-smtp"
@@ -17,6 +22,7 @@ import (
 	"github.com/pecgo/pec/filter"
 	"github.com/pecgo/pec/kind"
 	"github.com/pecgo/pec/store"
+	"github.com/pecgo/pec/store/sqlite"
 )
 
 // Server is the LMTP front of the delivery point.
@@ -32,21 +38,45 @@ type Server struct {
 	// Observer, when set, is called once per LMTP transaction (message)
 	// after the answer is decided, e.g. for metrics. It must not block.
 	Observer func(Report)
+	// Service, when set, keeps the mail for the provider's service
+	// addresses that Dovecot refuses (service.go).
+	Service *ServiceMailbox
+	// Resync, when set, refreshes the providers' index. The delivery point
+	// calls it (at most once a minute) before it wraps a message whose
+	// signer its copy does not list: pecmilter and pecdeliver refresh their
+	// copies at different times, and a provider just added must not see
+	// its envelopes wrapped here after the incoming point took them.
+	Resync func(context.Context) error
+
+	once     sync.Once
+	mu       sync.Mutex
+	instance string              // this process, in the owner of every intent it records
+	seq      uint64              // LMTP transactions so far
+	active   map[string]bool     // owners of the transactions running now
+	known    map[string]knownRes // outcomes Dovecot gave that the store did not take
+	resynced time.Time           // last Resync
+}
+
+// knownRes is an outcome this process saw and could not record.
+type knownRes struct {
+	r    Result
+	seen time.Time
 }
 
 // Per-recipient outcomes in a Report.
 const (
-	Delivered = "delivered" // stored by Dovecot
-	Failed    = "failed"    // refused permanently by Dovecot (5xx)
+	Delivered = "delivered" // stored by Dovecot (as it came or wrapped in an anomaly envelope)
+	Failed    = "failed"    // refused permanently by Dovecot (5xx), or by the mailbox's ordinary-mail policy
 	Deferred  = "deferred"  // temporary failure: Postfix keeps the message and retries
+	Duplicate = "duplicate" // handed to Dovecot before for this message: not stored again, no second receipt
 )
 
 // Report tells Server.Observer what one LMTP transaction came to.
 type Report struct {
 	Kind kind.Kind // the message's kind; Ordinaria when not a PEC message or not classified
 	// Rcpts is the outcome per recipient, in the order of RCPT TO:
-	// Delivered, Failed or Deferred (every recipient when the whole
-	// transaction was tempfailed).
+	// Delivered, Failed, Deferred or Duplicate (every recipient Deferred
+	// when the whole transaction was tempfailed).
 	Rcpts []RcptReport
 	// Outbox holds the generated messages (receipts) committed to the
 	// store for this transaction; empty when nothing was committed.
@@ -57,7 +87,7 @@ type Report struct {
 // RcptReport is the outcome for one recipient.
 type RcptReport struct {
 	Rcpt    string
-	Outcome string // Delivered, Failed or Deferred
+	Outcome string // Delivered, Failed, Deferred or Duplicate
 }
 
 // outcome classifies Dovecot's answer for one recipient.
@@ -65,16 +95,15 @@ func outcome(err error) string {
 	if err == nil {
 		return Delivered
 	}
-	var se *smtp.SMTPError
-	if errors.As(err, &se) && se.Code >= 500 {
+	if permanent(err) {
 		return Failed
 	}
 	return Deferred
 }
 
-// report calls the Observer: err is LMTPData's answer, results Dovecot's
-// per-recipient answers when it gave them.
-func (ss *session) report(start time.Time, k kind.Kind, results []Result, outbox []store.Outgoing, err error) {
+// report calls the Observer: err is LMTPData's answer, outcomes the
+// per-recipient outcomes when it gave them.
+func (ss *session) report(start time.Time, k kind.Kind, outcomes map[string]string, outbox []store.Outgoing, err error) {
 	if ss.s.Observer == nil {
 		return
 	}
@@ -82,14 +111,10 @@ func (ss *session) report(start time.Time, k kind.Kind, results []Result, outbox
 		k = kind.Ordinaria
 	}
 	rep := Report{Kind: k, Elapsed: time.Since(start)}
-	byRcpt := make(map[string]error, len(results))
-	for _, r := range results {
-		byRcpt[r.Rcpt] = r.Err
-	}
 	for _, rcpt := range ss.rcpts {
 		o := Deferred
-		if err == nil {
-			o = outcome(byRcpt[rcpt])
+		if err == nil && outcomes[rcpt] != "" {
+			o = outcomes[rcpt]
 		}
 		rep.Rcpts = append(rep.Rcpts, RcptReport{Rcpt: rcpt, Outcome: o})
 	}
@@ -183,8 +208,18 @@ func (ss *session) Data(r io.Reader) error {
 var errTemp = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "PEC delivery point: temporary failure, try again later"}
 
 // LMTPData delivers the message and answers per recipient.
+//
+// At most one copy per (message, recipient) reaches Dovecot: the intent
+// is committed to the store after Dovecot accepted the recipients and got
+// the message, before it gets the message's end; if the store cannot be
+// written, Dovecot never gets the end (it drops the message with the
+// connection) and Postfix gets a 4xx. The outcome is committed with the
+// receipts before Postfix gets its answer; when that commit fails, the
+// outcome is kept in memory, Postfix gets a 4xx, and its retry commits it
+// without handing the message to Dovecot again.
 func (ss *session) LMTPData(r io.Reader, status smtp.StatusCollector) (err error) {
 	s := ss.s
+	s.setup()
 	raw, err := io.ReadAll(r)
 	if err != nil {
 		return err
@@ -197,53 +232,274 @@ func (ss *session) LMTPData(r io.Reader, status smtp.StatusCollector) (err error
 	}
 	start := time.Now()
 	var (
-		k       kind.Kind
-		results []Result
-		sent    []store.Outgoing
+		k        kind.Kind
+		outcomes map[string]string
+		sent     []store.Outgoing
 	)
-	defer func() { ss.report(start, k, results, sent, err) }()
+	defer func() { ss.report(start, k, outcomes, sent, err) }()
 	m, err := s.Delivery.Classify(raw)
+	if err == nil && m.UnknownSigner && s.resync() {
+		m, err = s.Delivery.Classify(raw)
+	}
 	if err != nil {
-		s.log().Error("cannot classify, tempfailing", "error", err)
+		s.log().Error("providers' index not available, tempfailing", "error", err)
 		return errTemp
 	}
 	k = m.Kind
+	owner := s.begin()
+	defer s.end(owner)
+	env := Envelope{MailFrom: ss.from, Rcpts: ss.rcpts}
+	rows, err := s.Store.Deliveries(m.Key, ss.rcpts)
+	if err != nil {
+		s.log().Error("store not readable, tempfailing: check the store file", "error", err)
+		return errTemp
+	}
+	plan, err := s.Delivery.Plan(s.now(), m, env, s.judge(m.Key, rows))
+	if err != nil {
+		s.log().Error("cannot plan the delivery, tempfailing", "error", err)
+		return errTemp
+	}
 	timeout := s.Timeout
 	if timeout == 0 {
 		timeout = 5 * time.Minute
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	results, err = forward(ctx, s.Dovecot, s.Delivery.Provider.Domain, ss.from, ss.rcpts, raw)
-	if err != nil {
-		s.log().Error("Dovecot LMTP not available, tempfailing: no receipt until it is back", "dovecot", s.Dovecot, "error", err)
-		return errTemp
+	results := make([][]Result, len(plan.Groups))
+	for i, g := range plan.Groups {
+		results[i] = append(results[i], g.Done...)
+		if len(g.Rcpts) == 0 {
+			continue
+		}
+		claim := func(accepted []string) error { return s.Store.ClaimDeliveries(m.Key, accepted, owner, s.now()) }
+		res, err := forward(ctx, s.Dovecot, s.Delivery.Provider.Domain, ss.from, g.Rcpts, g.Data, owner.ID, claim)
+		switch {
+		case errors.Is(err, store.ErrDeliveryConflict):
+			s.log().Warn("another transaction recorded the delivery of this message meanwhile: not handed to Dovecot, tempfailing",
+				"key", m.Key, "rcpts", g.Rcpts)
+		case errors.Is(err, errNotClaimed):
+			s.log().Error("store not writable: message not handed to Dovecot, tempfailing (free space or fix the permissions of the store)",
+				"key", m.Key, "rcpts", g.Rcpts, "error", err)
+		case err != nil:
+			s.log().Error("Dovecot LMTP not available, tempfailing: no receipt until it is back", "dovecot", s.Dovecot, "error", err)
+		case s.Service != nil:
+			// the service mailbox never refuses (service.go)
+			res = s.Service.settle(res, g.Data)
+		}
+		if err != nil {
+			res = make([]Result, len(g.Rcpts))
+			for j, r := range g.Rcpts {
+				res[j] = Result{Rcpt: r, Err: errTemp}
+			}
+		}
+		at := s.now() // the delivery instant: after Dovecot answered (RFC 6109 §3.3.2)
+		for j := range res {
+			res[j].At = at
+		}
+		results[i] = append(results[i], res...)
 	}
-	// the delivery instant: after Dovecot answered (RFC 6109 §3.3.2)
-	now := time.Now()
-	if s.Now != nil {
-		now = s.Now()
-	}
-	out, err := s.Delivery.Decide(now, m, ss.from, results)
-	if err == nil && (len(out.Txn.Events) > 0 || len(out.Txn.Outbox) > 0) {
+	out, err := s.Delivery.Decide(s.now(), m, env, plan, results)
+	if err == nil {
 		err = s.Store.Commit(out.Txn)
 	}
 	if err != nil {
-		// the message may sit in Dovecot already; retrying can deliver it
-		// twice, which is better than a delivery without its receipt
-		s.log().Error("receipts not recorded, tempfailing", "error", err)
+		n := s.remember(m.Key, results)
+		s.log().Error("delivery outcome not recorded, tempfailing: Postfix retries and the retry records it without storing the message again",
+			"key", m.Key, "outcomes_kept", n, "error", err)
 		return errTemp
 	}
+	s.forget(m.Key, ss.rcpts)
 	sent = out.Txn.Outbox
 	if len(out.Txn.Outbox) > 0 && s.Kick != nil {
 		s.Kick()
 	}
+	outcomes = map[string]string{}
+	for i := range plan.Groups {
+		for _, r := range results[i] {
+			outcomes[r.Rcpt] = outcome(r.Err)
+		}
+	}
+	for _, r := range plan.Duplicate {
+		outcomes[r] = Duplicate
+	}
+	for _, o := range plan.Unknown {
+		outcomes[o.Rcpt] = Duplicate
+	}
+	for _, r := range plan.Refused {
+		outcomes[r] = Failed
+	}
 	for _, rcpt := range ss.rcpts {
 		err := out.Status[rcpt]
 		status.SetStatus(rcpt, err)
-		s.log().Info("delivery", "kind", m.Kind, "pec", m.PEC, "rcpt", rcpt, "result", errString(err))
+		s.log().Info("delivery", "kind", m.Kind, "class", m.Class, "key", m.Key, "rcpt", rcpt, "result", errString(err), "note", note(plan, rcpt))
+	}
+	for _, o := range plan.Unknown {
+		s.log().Error("outcome of an earlier delivery lost (it ended after Dovecot got the whole message, before its answer was recorded): "+
+			"closed without a second copy and without a receipt; check whether the mailbox holds the message", "key", m.Key, "rcpt", o.Rcpt)
 	}
 	return nil
+}
+
+// note says, for the log, why a recipient got its answer without Dovecot.
+func note(p *Plan, rcpt string) string {
+	for _, r := range p.Duplicate {
+		if r == rcpt {
+			return "handed to Dovecot before: not stored again, no second receipt"
+		}
+	}
+	for _, o := range p.Unknown {
+		if o.Rcpt == rcpt {
+			return "outcome of an earlier attempt unknown: not stored again, no receipt"
+		}
+	}
+	for _, g := range p.Groups {
+		for _, r := range append(g.Rcpts, doneRcpts(g)...) {
+			if r == rcpt && g.Treatment == Wrapped {
+				return "wrapped in an anomaly envelope: " + g.Reason
+			}
+		}
+	}
+	return ""
+}
+
+func doneRcpts(g *Group) []string {
+	var out []string
+	for _, r := range g.Done {
+		out = append(out, r.Rcpt)
+	}
+	return out
+}
+
+// resync refreshes the providers' index, at most once a minute; it
+// reports whether it did.
+func (s *Server) resync() bool {
+	if s.Resync == nil {
+		return false
+	}
+	s.mu.Lock()
+	if time.Since(s.resynced) < time.Minute {
+		s.mu.Unlock()
+		return false
+	}
+	s.resynced = time.Now()
+	s.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := s.Resync(ctx); err != nil {
+		s.log().Warn("providers' index refresh for an unknown signer failed; deciding with the copy in hand", "error", err)
+		return false
+	}
+	return true
+}
+
+func (s *Server) now() time.Time {
+	if s.Now != nil {
+		return s.Now()
+	}
+	return time.Now()
+}
+
+func (s *Server) setup() {
+	s.once.Do(func() {
+		var b [8]byte
+		rand.Read(b[:])
+		s.instance = hex.EncodeToString(b[:])
+		s.active = map[string]bool{}
+		s.known = map[string]knownRes{}
+	})
+}
+
+// begin registers a running LMTP transaction; its owner marks the intents
+// it records.
+func (s *Server) begin() store.DeliveryOwner {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.seq++
+	o := store.DeliveryOwner{ID: fmt.Sprintf("%s/%d", s.instance, s.seq), PID: os.Getpid()}
+	s.active[o.ID] = true
+	return o
+}
+
+func (s *Server) end(o store.DeliveryOwner) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.active, o.ID)
+}
+
+// lease bounds how long another live process's intent counts as a
+// delivery in progress: past one Dovecot transaction it is orphaned.
+func (s *Server) lease() time.Duration {
+	if s.Timeout > 0 {
+		return s.Timeout + time.Minute
+	}
+	return 6 * time.Minute
+}
+
+// judge tells Plan, for the recorded rows, which pending intents are in
+// progress, which ended with an outcome this process kept, and which are
+// orphaned: recorded by a transaction of this process that ended, by a
+// process that is gone, or longer ago than a Dovecot transaction lasts.
+func (s *Server) judge(key string, rows map[string]store.Delivery) map[string]Seen {
+	now := s.now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	seen := map[string]Seen{}
+	for rcpt, d := range rows {
+		sn := Seen{State: d.State, Owner: d.Owner.ID}
+		if d.State == store.DeliveryPending && !s.active[d.Owner.ID] {
+			if k, ok := s.known[key+"\x00"+rcpt]; ok && k.r.Owner == d.Owner.ID {
+				r := k.r
+				sn.Known = &r
+			} else if strings.HasPrefix(d.Owner.ID, s.instance+"/") || d.Owner.PID == os.Getpid() || !alive(d.Owner.PID) || now.Sub(d.At) > s.lease() {
+				sn.Orphaned = true
+			}
+		}
+		seen[rcpt] = sn
+	}
+	return seen
+}
+
+// alive reports whether process pid exists (on this machine: the store is
+// a local file).
+func alive(pid int) bool {
+	if pid <= 0 {
+		return false
+	}
+	err := syscall.Kill(pid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
+}
+
+// remember keeps the outcomes Dovecot gave for recorded intents when the
+// store did not take them; it returns how many.
+func (s *Server) remember(key string, results [][]Result) int {
+	now := time.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.known) > 10000 {
+		for k, v := range s.known {
+			if now.Sub(v.seen) > 25*time.Hour { // Postfix gave up (maximal_queue_lifetime)
+				delete(s.known, k)
+			}
+		}
+	}
+	n := 0
+	for _, g := range results {
+		for _, r := range g {
+			if r.Owner != "" && !r.Unconfirmed {
+				s.known[key+"\x00"+strings.ToLower(r.Rcpt)] = knownRes{r: r, seen: now}
+				n++
+			}
+		}
+	}
+	return n
+}
+
+func (s *Server) forget(key string, rcpts []string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, r := range rcpts {
+		delete(s.known, key+"\x00"+strings.ToLower(r))
+	}
 }
 
 func errString(err error) string {
@@ -253,9 +509,20 @@ func errString(err error) string {
 	return err.Error()
 }
 
+// errNotClaimed: the intent could not be recorded, so Dovecot did not get
+// the end of the message.
+var errNotClaimed = errors.New("intent not recorded")
+
 // forward hands the message to Dovecot over LMTP and collects its answer
-// per recipient. An error means no answer at all (Dovecot down).
-func forward(ctx context.Context, addr, helo, from string, rcpts []string, raw []byte) ([]Result, error) {
+// per recipient. An error means that Dovecot stored nothing: no answer at
+// all (Dovecot down), or claim failed.
+//
+// claim, when not nil, is called with the recipients Dovecot accepted,
+// after it got the whole message and before the end of data: only when it
+// returns nil does Dovecot get the end of the message; otherwise the
+// connection is closed and Dovecot drops what it got. Their results carry
+// owner.
+func forward(ctx context.Context, addr, helo, from string, rcpts []string, raw []byte, owner string, claim func(accepted []string) error) ([]Result, error) {
 	network, a, err := config.SplitAddr(addr)
 	if err != nil {
 		return nil, err
@@ -305,6 +572,13 @@ func forward(ctx context.Context, addr, helo, from string, rcpts []string, raw [
 	if _, err := io.Copy(w, bytes.NewReader(raw)); err != nil {
 		return nil, err
 	}
+	if claim != nil {
+		if err := claim(accepted); err != nil {
+			return nil, fmt.Errorf("%w: %w", errNotClaimed, err) // the deferred Close drops the message
+		}
+	} else {
+		owner = ""
+	}
 	resp, err := w.CloseWithLMTPResponse()
 	// per-recipient refusals come as an LMTPDataError; anything else (the
 	// connection dropped midway) may come joined with it: then only the
@@ -316,12 +590,14 @@ func forward(ctx context.Context, addr, helo, from string, rcpts []string, raw [
 	for i := range results {
 		r := &results[i]
 		if r.Err != nil {
-			continue
+			continue // refused at RCPT
 		}
+		r.Owner = owner
 		if e, ok := lerr[r.Rcpt]; ok {
 			r.Err = stripRcpt(e, r.Rcpt)
 		} else if _, ok := resp[r.Rcpt]; !ok {
-			r.Err = errTemp // no answer for this recipient: not stored as far as we know
+			// no answer for this recipient: Dovecot may have stored it or not
+			r.Err, r.Unconfirmed = errTemp, true
 		}
 	}
 	c.Quit()

@@ -18,6 +18,11 @@
 //	pec_index_age_seconds                    gauge: now - when the served index snapshot was fetched
 //	pec_index_providers                      gauge: providers in the served snapshot
 //	pec_clamd_errors_total                   counter: clamd calls that failed (message tempfailed)
+//	pec_clamd_up                             gauge: 1 when clamd answered PING at the last scrape or /healthz (pecmilter)
+//	pec_clamd_signatures_age_seconds         gauge: age of clamd's signature database (VERSION), when it tells
+//	pec_notices_undeliverable_total{stage,kind} counter: generated messages reported undeliverable
+//	                                         (stage "reinject": refused by the re-injection listener;
+//	                                         "bounce": a bounce reached the service mailbox)
 //
 // Go runtime and process metrics (go_*, process_*) are on the registry too.
 package metrics
@@ -33,6 +38,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -40,10 +46,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/pecgo/pec/filter"
+	"github.com/pecgo/pec/clamd"
 	"github.com/pecgo/pec/index"
 	"github.com/pecgo/pec/kind"
 	"github.com/pecgo/pec/lmtp"
+	"github.com/pecgo/pec/point"
 	"github.com/pecgo/pec/store"
 )
 
@@ -74,8 +81,18 @@ type Options struct {
 	// Index gives pec_index_age_seconds and pec_index_providers; /healthz
 	// needs a snapshot loaded.
 	Index IndexView
+	// Clamd, when set, is asked at scrape time and by /healthz (pecmilter:
+	// PING and VERSION of its clamd); a failure makes /healthz unhealthy.
+	Clamd ClamdView
 	Now   func() time.Time // default time.Now
 	Log   *slog.Logger     // default slog.Default()
+}
+
+// ClamdView is the antivirus as the metrics read it; *clamd.Client
+// implements it.
+type ClamdView interface {
+	Ping(ctx context.Context) error
+	Version(ctx context.Context) (string, error)
 }
 
 // Metrics is one process's registry and the hooks that feed it. Its
@@ -84,12 +101,16 @@ type Metrics struct {
 	opts Options
 	reg  *prometheus.Registry
 
+	clamdMu sync.Mutex
+	clamd   ClamdView // Options.Clamd, or set later by SetClamd
+
 	messages       *prometheus.CounterVec
 	latency        *prometheus.HistogramVec
 	receipts       *prometheus.CounterVec
 	outboxSent     prometheus.Counter
 	outboxFailures prometheus.Counter
 	clamdErrors    prometheus.Counter
+	undeliverable  *prometheus.CounterVec
 }
 
 // latencyBuckets span a quick refusal (milliseconds) to the milter's
@@ -99,8 +120,9 @@ var latencyBuckets = []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10,
 // New builds the metrics on a new registry.
 func New(o Options) *Metrics {
 	m := &Metrics{
-		opts: o,
-		reg:  prometheus.NewRegistry(),
+		opts:  o,
+		reg:   prometheus.NewRegistry(),
+		clamd: o.Clamd,
 		messages: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pec_messages_total",
 			Help: "Messages handled, by point (access, incoming: one per message; delivery: one per recipient), PEC kind and outcome.",
@@ -126,12 +148,31 @@ func New(o Options) *Metrics {
 			Name: "pec_clamd_errors_total",
 			Help: "Calls to clamd that failed (the message is tempfailed: fail closed).",
 		}),
+		undeliverable: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pec_notices_undeliverable_total",
+			Help: "Generated messages (receipts, notices) reported undeliverable, by stage (reinject: refused by the re-injection listener; bounce: returned to the service mailbox) and kind. Each is also an event-log row of type undeliverable.",
+		}, []string{"stage", "kind"}),
 	}
-	m.reg.MustRegister(m.messages, m.latency, m.receipts, m.outboxSent, m.outboxFailures, m.clamdErrors,
+	m.reg.MustRegister(m.messages, m.latency, m.receipts, m.outboxSent, m.outboxFailures, m.clamdErrors, m.undeliverable,
 		scrapeCollector{m},
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
+}
+
+// SetClamd makes the scrapes and /healthz ask c (pecmilter's clamd), as
+// Options.Clamd does; for a process whose metrics endpoint is started
+// before its antivirus client exists.
+func (m *Metrics) SetClamd(c ClamdView) {
+	m.clamdMu.Lock()
+	m.clamd = c
+	m.clamdMu.Unlock()
+}
+
+func (m *Metrics) clamdView() ClamdView {
+	m.clamdMu.Lock()
+	defer m.clamdMu.Unlock()
+	return m.clamd
 }
 
 // Registry returns the process's registry (to add more collectors).
@@ -153,7 +194,7 @@ func (m *Metrics) log() *slog.Logger {
 
 // ObserveMilter records one milter decision; it has the signature of
 // filter.Milter.Observer. role is the point ("access" or "incoming").
-func (m *Metrics) ObserveMilter(role string, d filter.Decision, elapsed time.Duration) {
+func (m *Metrics) ObserveMilter(role string, d point.Decision, elapsed time.Duration) {
 	m.messages.WithLabelValues(role, DecisionKind(d), d.Action.String()).Inc()
 	m.latency.WithLabelValues(role).Observe(elapsed.Seconds())
 	m.countReceipts(d.Txn.Outbox)
@@ -194,13 +235,20 @@ func (m *Metrics) OutboxResult(err error) {
 // clamd.Client.OnError.
 func (m *Metrics) ClamdError(error) { m.clamdErrors.Inc() }
 
+// NoticeUndeliverable counts one generated message reported undeliverable;
+// it has the signature of lmtp.ServiceMailbox.OnUndeliverable and
+// outbox.Sender.OnUndeliverable.
+func (m *Metrics) NoticeUndeliverable(stage, kind string) {
+	m.undeliverable.WithLabelValues(stage, knownKind(kind)).Inc()
+}
+
 // DecisionKind is the kind label of a milter decision: the kind of the
 // message that replaces the original when there is one (the transport
 // envelope at the access point, the anomaly envelope at the incoming
 // point); else the kind the role recognised, read from its log rows
 // ("presa-in-carico" and "rilevazione-virus" are written for a transport
 // envelope, "ricevuta-KIND" for a notice); else "ordinaria".
-func DecisionKind(d filter.Decision) string {
+func DecisionKind(d point.Decision) string {
 	if d.Replace != nil && d.Replace.Kind != "" {
 		return knownKind(string(d.Replace.Kind))
 	}
@@ -235,6 +283,10 @@ var (
 		"Seconds since the providers' index snapshot served was fetched from its source (last successful sync, or the time recorded in the cache loaded at start). Absent while no snapshot is loaded.", nil, nil)
 	descIndexProviders = prometheus.NewDesc("pec_index_providers",
 		"Providers in the providers' index snapshot served (0 while none is loaded).", nil, nil)
+	descClamdUp = prometheus.NewDesc("pec_clamd_up",
+		"1 when clamd answered PING at this scrape, else 0 (every message is tempfailed while it is down).", nil, nil)
+	descClamdAge = prometheus.NewDesc("pec_clamd_signatures_age_seconds",
+		"Seconds since clamd's signature database was built (from VERSION); absent when clamd does not tell (no official daily database).", nil, nil)
 )
 
 func (c scrapeCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -245,10 +297,19 @@ func (c scrapeCollector) Describe(ch chan<- *prometheus.Desc) {
 		ch <- descIndexAge
 		ch <- descIndexProviders
 	}
+	ch <- descClamdUp
+	ch <- descClamdAge
 }
 
 func (c scrapeCollector) Collect(ch chan<- prometheus.Metric) {
 	o := c.m.opts
+	if cv := c.m.clamdView(); cv != nil {
+		up, age, ok := c.m.clamdState(cv)
+		ch <- prometheus.MustNewConstMetric(descClamdUp, prometheus.GaugeValue, map[bool]float64{true: 1}[up == nil])
+		if ok {
+			ch <- prometheus.MustNewConstMetric(descClamdAge, prometheus.GaugeValue, age.Seconds())
+		}
+	}
 	if o.Store != nil {
 		if n, err := o.Store.OutboxDepth(); err != nil {
 			ch <- prometheus.NewInvalidMetric(descOutboxDepth, err)
@@ -269,11 +330,38 @@ func (c scrapeCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
+// clamdState pings clamd and reads its signature age from VERSION.
+func (m *Metrics) clamdState(cv ClamdView) (up error, age time.Duration, ok bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := cv.Ping(ctx); err != nil {
+		return err, 0, false
+	}
+	v, err := cv.Version(ctx)
+	if err != nil {
+		return nil, 0, false
+	}
+	at, ok := clamd.SignatureDate(v)
+	if !ok {
+		return nil, 0, false
+	}
+	return nil, max(0, m.now().Sub(at)), true
+}
+
 // Health returns nil when the process can take mail: the store answers
-// and is writable, and a providers' index snapshot is loaded. Otherwise
-// the error says why (every failed check).
+// and is writable, a providers' index snapshot is loaded and, for
+// pecmilter, clamd answers PING. Otherwise the error says why (every
+// failed check).
 func (m *Metrics) Health() error {
 	var errs []error
+	if cv := m.clamdView(); cv != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err := cv.Ping(ctx)
+		cancel()
+		if err != nil {
+			errs = append(errs, fmt.Errorf("clamd not available (every message is tempfailed): %w", err))
+		}
+	}
 	if st := m.opts.Store; st != nil {
 		if _, err := st.OutboxDepth(); err != nil {
 			errs = append(errs, fmt.Errorf("store not available: %w", err))

@@ -33,6 +33,8 @@ import (
 	"github.com/pecgo/pec/kind"
 	"github.com/pecgo/pec/lmtp"
 	"github.com/pecgo/pec/outbox"
+	"github.com/pecgo/pec/point"
+	"github.com/pecgo/pec/smime"
 	"github.com/pecgo/pec/store"
 )
 
@@ -185,29 +187,29 @@ func TestObserversExposition(t *testing.T) {
 	envelope := &build.Message{Kind: kind.PostaCertificata}
 	anomaly := &build.Message{Kind: kind.Anomalia}
 
-	m.ObserveMilter("access", filter.Decision{Action: filter.Accept, Replace: envelope, Txn: store.Txn{
+	m.ObserveMilter("access", point.Decision{Action: point.Accept, Replace: envelope, Txn: store.Txn{
 		Events: []store.Event{event("access", "accettazione"), event("access", "posta-certificata")},
 		Outbox: []store.Outgoing{outgoing(kind.Accettazione, 1)}}}, 31250*time.Microsecond)
-	m.ObserveMilter("access", filter.Decision{Action: filter.Accept, Replace: envelope, Txn: store.Txn{
+	m.ObserveMilter("access", point.Decision{Action: point.Accept, Replace: envelope, Txn: store.Txn{
 		Outbox: []store.Outgoing{outgoing(kind.Accettazione, 2)}}}, 46875*time.Microsecond)
-	m.ObserveMilter("access", filter.Decision{Action: filter.Reject, Code: 550, Txn: store.Txn{
+	m.ObserveMilter("access", point.Decision{Action: point.Reject, Code: 550, Txn: store.Txn{
 		Events: []store.Event{event("access", "non-accettazione")},
 		Outbox: []store.Outgoing{outgoing(kind.NonAccettazione, 3)}}}, 3*time.Second)
-	m.ObserveMilter("access", filter.Decision{Action: filter.TempFail, Code: 451}, 3906250*time.Nanosecond)
+	m.ObserveMilter("access", point.Decision{Action: point.TempFail, Code: 451}, 3906250*time.Nanosecond)
 	// incoming: a transport envelope taken in charge, a virus in one, a
 	// notice, an anomaly envelope for ordinary mail
-	m.ObserveMilter("incoming", filter.Decision{Action: filter.Accept, Txn: store.Txn{
+	m.ObserveMilter("incoming", point.Decision{Action: point.Accept, Txn: store.Txn{
 		Events: []store.Event{event("incoming", "presa-in-carico")},
 		Outbox: []store.Outgoing{outgoing(kind.PresaInCarico, 4)}}}, 10*time.Millisecond)
-	m.ObserveMilter("incoming", filter.Decision{Action: filter.Discard, Txn: store.Txn{
+	m.ObserveMilter("incoming", point.Decision{Action: point.Discard, Txn: store.Txn{
 		Events: []store.Event{event("incoming", "rilevazione-virus"), event("incoming", "rilevazione-virus")},
 		Outbox: []store.Outgoing{outgoing(kind.RilevazioneVirus, 5), outgoing(kind.RilevazioneVirus, 6)}}}, 10*time.Millisecond)
-	m.ObserveMilter("incoming", filter.Decision{Action: filter.Accept, Txn: store.Txn{
+	m.ObserveMilter("incoming", point.Decision{Action: point.Accept, Txn: store.Txn{
 		Events: []store.Event{event("incoming", "ricevuta-avvenuta-consegna")}}}, 10*time.Millisecond)
-	m.ObserveMilter("incoming", filter.Decision{Action: filter.Accept, Replace: anomaly, Txn: store.Txn{
+	m.ObserveMilter("incoming", point.Decision{Action: point.Accept, Replace: anomaly, Txn: store.Txn{
 		Events: []store.Event{event("incoming", "anomalia")},
 		Outbox: []store.Outgoing{{Kind: "inoltro-posta-ordinaria"}}}}, 10*time.Millisecond)
-	m.ObserveMilter("incoming", filter.Decision{Action: filter.Reject, Code: 554}, 10*time.Millisecond)
+	m.ObserveMilter("incoming", point.Decision{Action: point.Reject, Code: 554}, 10*time.Millisecond)
 
 	m.ObserveDelivery(lmtp.Report{Kind: kind.PostaCertificata, Elapsed: 200 * time.Millisecond,
 		Rcpts:  []lmtp.RcptReport{{Rcpt: "a@x", Outcome: lmtp.Delivered}, {Rcpt: "b@x", Outcome: lmtp.Delivered}, {Rcpt: "c@x", Outcome: lmtp.Failed}, {Rcpt: "d@x", Outcome: lmtp.Deferred}},
@@ -263,15 +265,15 @@ func TestObserversExposition(t *testing.T) {
 
 func TestDecisionKind(t *testing.T) {
 	for _, c := range []struct {
-		d    filter.Decision
+		d    point.Decision
 		want string
 	}{
-		{filter.Decision{}, "ordinaria"},
-		{filter.Decision{Replace: &build.Message{Kind: kind.Anomalia}}, "anomalia"},
-		{filter.Decision{Txn: store.Txn{Events: []store.Event{{Type: "ricevuta-rilevazione-virus"}, {Type: "errore-consegna-virus"}}}}, "rilevazione-virus"},
-		{filter.Decision{Txn: store.Txn{Events: []store.Event{{Type: "rilevazione-virus"}}}}, "posta-certificata"},
-		{filter.Decision{Txn: store.Txn{Events: []store.Event{{Type: "ricevuta-nonsense"}}}}, "ordinaria"},
-		{filter.Decision{Txn: store.Txn{Events: []store.Event{{Type: "rifiuto-posta-ordinaria"}}}}, "ordinaria"},
+		{point.Decision{}, "ordinaria"},
+		{point.Decision{Replace: &build.Message{Kind: kind.Anomalia}}, "anomalia"},
+		{point.Decision{Txn: store.Txn{Events: []store.Event{{Type: "ricevuta-rilevazione-virus"}, {Type: "errore-consegna-virus"}}}}, "rilevazione-virus"},
+		{point.Decision{Txn: store.Txn{Events: []store.Event{{Type: "rilevazione-virus"}}}}, "posta-certificata"},
+		{point.Decision{Txn: store.Txn{Events: []store.Event{{Type: "ricevuta-nonsense"}}}}, "ordinaria"},
+		{point.Decision{Txn: store.Txn{Events: []store.Event{{Type: "rifiuto-posta-ordinaria"}}}}, "ordinaria"},
 	} {
 		if got := DecisionKind(c.d); got != c.want {
 			t.Errorf("%+v: kind %q, want %q", c.d, got, c.want)
@@ -425,12 +427,12 @@ func TestHealthz(t *testing.T) {
 // ---- end to end: go-milter client → filter.Milter → store; scrape over HTTP ----
 
 // scripted is a Role answering by envelope sender.
-type scripted map[string]filter.Decision
+type scripted map[string]point.Decision
 
-func (s scripted) Check(ctx context.Context, env filter.Envelope, raw []byte, now time.Time) filter.Decision {
+func (s scripted) Check(ctx context.Context, env point.Envelope, raw []byte, now time.Time) point.Decision {
 	d, ok := s[env.MailFrom]
 	if !ok {
-		return filter.Decision{Action: filter.TempFail, Code: 451, Status: "4.3.0", Text: "unscripted"}
+		return point.Decision{Action: point.TempFail, Code: 451, Status: "4.3.0", Text: "unscripted"}
 	}
 	return d
 }
@@ -499,23 +501,23 @@ func TestMilterEndToEnd(t *testing.T) {
 		Header:     []build.Field{{Name: "Subject", Value: "POSTA CERTIFICATA: hello"}, {Name: "To", Value: "b@pec.example.test", Copied: true}},
 		BodyPieces: [][]byte{[]byte("signed body\r\n")}}
 	access := scripted{
-		"ok@pec.example.test": {Action: filter.Accept, Replace: envelope, Reason: "accepted", Txn: store.Txn{
+		"ok@pec.example.test": {Action: point.Accept, Replace: envelope, Reason: "accepted", Txn: store.Txn{
 			Events: []store.Event{event("access", "accettazione"), event("access", "posta-certificata")},
 			Outbox: []store.Outgoing{outgoing(kind.Accettazione, 1)}}},
-		"bad@pec.example.test": {Action: filter.Reject, Code: 550, Status: "5.7.1", Text: "PEC: message not accepted", Txn: store.Txn{
+		"bad@pec.example.test": {Action: point.Reject, Code: 550, Status: "5.7.1", Text: "PEC: message not accepted", Txn: store.Txn{
 			Events: []store.Event{event("access", "non-accettazione")},
 			Outbox: []store.Outgoing{outgoing(kind.NonAccettazione, 2)}}},
 		// a transaction the store refuses (zero event time): the milter
 		// tempfails and nothing is queued, so no receipt may be counted
-		"broken@pec.example.test": {Action: filter.Accept, Replace: envelope, Txn: store.Txn{
+		"broken@pec.example.test": {Action: point.Accept, Replace: envelope, Txn: store.Txn{
 			Events: []store.Event{{Point: "access", Type: "accettazione"}},
 			Outbox: []store.Outgoing{outgoing(kind.Accettazione, 3)}}},
 	}
 	incoming := scripted{
-		"posta-certificata@pec.other.test": {Action: filter.Discard, Reason: "virus", Txn: store.Txn{
+		"posta-certificata@pec.other.test": {Action: point.Discard, Reason: "virus", Txn: store.Txn{
 			Events: []store.Event{event("incoming", "rilevazione-virus")},
 			Outbox: []store.Outgoing{outgoing(kind.RilevazioneVirus, 4)}}},
-		"someone@internet.test": {Action: filter.Accept, Replace: &build.Message{Kind: kind.Anomalia, ID: "x@pec.example.test", BodyPieces: [][]byte{[]byte("wrapped\r\n")}},
+		"someone@internet.test": {Action: point.Accept, Replace: &build.Message{Kind: kind.Anomalia, ID: "x@pec.example.test", BodyPieces: [][]byte{[]byte("wrapped\r\n")}},
 			Txn: store.Txn{Events: []store.Event{event("incoming", "anomalia")}}},
 	}
 	var kicks atomic.Int32
@@ -699,8 +701,12 @@ func TestDeliveryObserver(t *testing.T) {
 	st, path := openStore(t)
 	m := New(Options{Store: st, StorePath: path, Log: quiet})
 	dovecot := listenSMTP(t, fakeDovecot{}, true)
+	// ordinary mail reaches a mailbox wrapped in our anomaly envelope: a
+	// signing provider; Dovecot's answers still pass through
+	id := pki().Issue("Example", "posta-certificata@pec.example.test", time.Time{}, time.Time{}, false)
+	prov := &build.Provider{Name: "Example", Domain: "pec.example.test", Signer: &smime.Signer{Key: id.Key, Cert: id.Cert, Chain: id.Chain}}
 	srv := &lmtp.Server{
-		Delivery: &lmtp.Delivery{Provider: &build.Provider{Name: "Example", Domain: "pec.example.test"}},
+		Delivery: &lmtp.Delivery{Provider: prov},
 		Store:    st, Dovecot: "inet:" + dovecot, Log: quiet, Observer: m.ObserveDelivery,
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

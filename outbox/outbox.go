@@ -49,6 +49,10 @@ type Sender struct {
 	// Owner is written next to every item this sender claims; default
 	// ThisProcess().
 	Owner store.ClaimOwner
+	// OnUndeliverable, when set, is called with StageReinject and the
+	// item's kind when the re-injection listener refuses an item
+	// permanently (for metrics). It must not block.
+	OnUndeliverable func(stage, kind string)
 
 	once      sync.Once
 	kick      chan struct{}
@@ -338,6 +342,7 @@ func (s *Sender) failed(it store.Queued, err error) error {
 	if errors.As(err, &se) && se.Code >= 500 {
 		s.log().Error("outbox: refused permanently; kept and retried, operator action needed",
 			append(attrs, "smtp_code", se.Code)...)
+		s.undeliverable(it, err)
 	} else if se != nil {
 		s.log().Warn("outbox: refused temporarily; will retry", append(attrs, "smtp_code", se.Code)...)
 	} else {
@@ -350,6 +355,28 @@ func (s *Sender) failed(it store.Queued, err error) error {
 		return fmt.Errorf("outbox: scheduling retry of %d: %w", it.ID, merr)
 	}
 	return nil
+}
+
+// StageReinject is the stage of OnUndeliverable for a refusal by the
+// re-injection listener.
+const StageReinject = "reinject"
+
+// undeliverable records a permanent refusal in the event log (type
+// "undeliverable", point "outbox", the cause in Error) and the metric,
+// once per distinct refusal of an item: the retries that follow with the
+// same answer add nothing.
+func (s *Sender) undeliverable(it store.Queued, err error) {
+	if it.LastError == err.Error() {
+		return
+	}
+	if s.OnUndeliverable != nil {
+		s.OnUndeliverable(StageReinject, it.Kind)
+	}
+	ev := store.Event{Time: s.now().Truncate(time.Second), Point: "outbox", Type: "undeliverable", Sender: it.MailFrom,
+		Recipients: it.Rcpts, Related: []string{it.MessageID}, Error: it.Kind + ": " + err.Error()}
+	if cerr := s.Store.Commit(store.Txn{Events: []store.Event{ev}}); cerr != nil {
+		s.log().Error("outbox: cannot record the refusal in the event log", itemAttrs(it, "error", cerr.Error())...)
+	}
 }
 
 func itemAttrs(it store.Queued, more ...any) []any {

@@ -342,6 +342,8 @@ func TestPermanentFailureKeptAndLogged(t *testing.T) {
 	commit(t, st, a)
 	k.setReply(func([]byte) error { return smtpErr(554, "rejected") })
 	snd, logs := newSender(t, st, k.addr, clk)
+	var reported []string
+	snd.OnUndeliverable = func(stage, kind string) { reported = append(reported, stage+"/"+kind) }
 
 	for i, wait := range []time.Duration{10 * time.Second, 20 * time.Second, 40 * time.Second} {
 		if n, err := snd.DrainOnce(context.Background()); n != 0 || err != nil {
@@ -356,6 +358,28 @@ func TestPermanentFailureKeptAndLogged(t *testing.T) {
 	if d := depth(t, st); d != 1 {
 		t.Errorf("depth %d, want 1: the receipt must stay queued", d)
 	}
+	// one log row and one metric for the refusal, not one per retry
+	undeliverable := func() []store.Event {
+		ev, err := st.Events(store.Query{Type: "undeliverable"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ev
+	}
+	if ev := undeliverable(); len(ev) != 1 || ev[0].Point != "outbox" || len(ev[0].Related) != 1 || ev[0].Related[0] != a.MessageID ||
+		!strings.Contains(ev[0].Error, "554") || !strings.HasPrefix(ev[0].Error, "accettazione: ") || ev[0].Recipients[0] != a.Rcpts[0] {
+		t.Fatalf("undeliverable rows %+v, want one naming the item and the cause", ev)
+	}
+	if len(reported) != 1 || reported[0] != StageReinject+"/accettazione" {
+		t.Fatalf("metric calls %v", reported)
+	}
+	// another refusal is another row
+	k.setReply(func([]byte) error { return smtpErr(550, "sender not allowed") })
+	snd.DrainOnce(context.Background())
+	if ev := undeliverable(); len(ev) != 2 || !strings.Contains(ev[1].Error, "sender not allowed") || len(reported) != 2 {
+		t.Fatalf("after a different refusal: rows %+v, metric calls %v", ev, reported)
+	}
+	clk.Advance(time.Hour)
 	var found bool
 	for _, line := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
 		var rec map[string]any

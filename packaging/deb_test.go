@@ -120,6 +120,16 @@ func TestUnitsLeastPrivilege(t *testing.T) {
 				t.Errorf("%s: want Type=oneshot", u)
 			}
 		}
+		// enabled at install, but nothing runs before pec.toml is written
+		if c := lookup(d, "ConditionPathExists"); len(c) != 1 || c[0] != "/etc/pec/pec.toml" {
+			t.Errorf("%s: ConditionPathExists=%v, want /etc/pec/pec.toml", u, c)
+		}
+		if daemon {
+			// systemctl reload = SIGHUP = re-read the providers' index
+			if r := lookup(d, "ExecReload"); len(r) != 1 || r[0] != "/bin/kill -HUP $MAINPID" {
+				t.Errorf("%s: ExecReload=%v, want /bin/kill -HUP $MAINPID", u, r)
+			}
+		}
 		for _, e := range lookup(d, "ExecStart") {
 			if !strings.Contains(e, "-config /etc/pec/pec.toml") {
 				t.Errorf("%s: ExecStart %q does not name /etc/pec/pec.toml", u, e)
@@ -194,6 +204,7 @@ func TestBuildDeb(t *testing.T) {
 	start := time.Now()
 	cmd := exec.CommandContext(ctx, "./build-deb")
 	cmd.Env = append(os.Environ(), "OUT="+outDir, "BIN="+binDir, "GO="+goBin, "VERSION=",
+		"DEB_MAINTAINER=PEC test build <pec-test@example.org>", // the default root@localhost is for local builds
 		"DEB_COMPRESS=gzip") // xz takes ~15 s more here; the compressor is dpkg-deb's business
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -221,23 +232,29 @@ func TestBuildDeb(t *testing.T) {
 	if filepath.Base(deb) != "pec_"+f["Version"]+"_"+arch+".deb" {
 		t.Errorf("file name %s does not match Version %s / Architecture %s", filepath.Base(deb), f["Version"], arch)
 	}
-	for _, dep := range []string{"postfix", "dovecot-lmtpd", "clamav-daemon", "adduser"} {
+	for _, dep := range []string{"postfix", "dovecot-lmtpd", "clamav-daemon", "adduser", "init-system-helpers(>=1.54~)"} {
 		if !contains(strings.Split(strings.ReplaceAll(f["Depends"], " ", ""), ","), dep) {
 			t.Errorf("Depends %q lacks %s", f["Depends"], dep)
 		}
+	}
+	if !regexp.MustCompile(`libc6 \(>= [0-9.]+\)`).MatchString(f["Depends"]) {
+		t.Errorf("Depends %q: want libc6 with the version the binaries need (dpkg-shlibdeps)", f["Depends"])
+	}
+	if !regexp.MustCompile(`^0\.0~git[0-9]{8}\.[0-9a-f]{7}$|^[0-9]+\.[0-9]+\.[0-9]+`).MatchString(f["Version"]) {
+		t.Errorf("Version %q: want the git tag's, or 0.0~gitDATE.HASH without a tag", f["Version"])
 	}
 	if f["Maintainer"] == "" || f["Description"] == "" || f["Installed-Size"] == "" {
 		t.Errorf("control fields: %q", fields)
 	}
 
 	info := run(t, "dpkg-deb", "-I", deb)
-	for _, m := range []string{"control", "conffiles", "postinst", "prerm", "postrm"} {
+	for _, m := range []string{"control", "postinst", "prerm", "postrm"} {
 		if !strings.Contains(info, " "+m) {
 			t.Errorf("dpkg-deb -I lacks the %s member:\n%s", m, info)
 		}
 	}
-	if cf := strings.TrimSpace(run(t, "dpkg-deb", "-I", deb, "conffiles")); cf != "/etc/pec/pec.toml" {
-		t.Errorf("conffiles %q, want /etc/pec/pec.toml", cf)
+	if strings.Contains(info, " conffiles") {
+		t.Errorf("the package has conffiles: /etc/pec/pec.toml is the administrator's, written from the example:\n%s", info)
 	}
 
 	// file list: mode, owner, path
@@ -253,8 +270,14 @@ func TestBuildDeb(t *testing.T) {
 		"/usr/sbin/pecmilter":                                     "-rwxr-xr-x",
 		"/usr/sbin/pecdeliver":                                    "-rwxr-xr-x",
 		"/usr/bin/pecctl":                                         "-rwxr-xr-x",
-		"/etc/pec/pec.toml":                                       "-rw-r--r--",
 		"/usr/share/doc/pec/pec.toml.example":                     "-rw-r--r--",
+		"/usr/share/doc/pec/README.md":                            "-rw-r--r--",
+		"/usr/share/doc/pec/copyright":                            "-rw-r--r--",
+		"/usr/share/doc/pec/changelog.gz":                         "-rw-r--r--",
+		"/usr/share/doc/pec/examples/providers.ldif":              "-rw-r--r--",
+		"/usr/share/man/man8/pecmilter.8.gz":                      "-rw-r--r--",
+		"/usr/share/man/man8/pecdeliver.8.gz":                     "-rw-r--r--",
+		"/usr/share/man/man1/pecctl.1.gz":                         "-rw-r--r--",
 		"/usr/share/doc/pec/postfix-examples/README.md":           "-rw-r--r--",
 		"/usr/share/doc/pec/postfix-examples/main.cf.pec":         "-rw-r--r--",
 		"/usr/share/doc/pec/postfix-examples/master.cf.pec":       "-rw-r--r--",
@@ -293,12 +316,17 @@ func TestBuildDeb(t *testing.T) {
 		t.Error("/usr/lib/tmpfiles.d/pec.conf differs from packaging/tmpfiles/pec.conf")
 	}
 	ex, _ := os.ReadFile("../pec.toml.example")
-	if got, _ := os.ReadFile(filepath.Join(root, "etc/pec/pec.toml")); !bytes.Equal(got, ex) {
-		t.Error("/etc/pec/pec.toml differs from pec.toml.example")
+	if got, _ := os.ReadFile(filepath.Join(root, "usr/share/doc/pec/pec.toml.example")); !bytes.Equal(got, ex) {
+		t.Error("/usr/share/doc/pec/pec.toml.example differs from pec.toml.example")
 	}
-	if _, err := config.Load(filepath.Join(root, "etc/pec/pec.toml")); err != nil {
-		t.Errorf("installed pec.toml: %v", err)
+	if _, err := config.Load(filepath.Join(root, "usr/share/doc/pec/pec.toml.example")); err != nil {
+		t.Errorf("shipped pec.toml.example: %v", err)
 	}
+	if _, err := os.Stat(filepath.Join(root, "etc/pec/pec.toml")); err == nil {
+		t.Error("the package ships /etc/pec/pec.toml: the units would start before it is configured")
+	}
+	checkDocs(t, root, f["Version"])
+	lintianCheck(t, deb)
 	filepath.Walk(root, func(p string, fi os.FileInfo, err error) error {
 		if err == nil && fi.Mode().IsRegular() && !strings.Contains(p, "/usr/sbin/") && !strings.Contains(p, "/usr/bin/") {
 			if b, _ := os.ReadFile(p); bytes.Contains(b, []byte("PRIVATE KEY-----")) {
@@ -362,8 +390,13 @@ func TestBuildDeb(t *testing.T) {
 		}
 	}
 	post, _ := os.ReadFile(filepath.Join(ctl, "postinst"))
+	if regexp.MustCompile(`(?m)^\s*systemctl (--system )?(start|restart|try-restart|enable)`).Match(post) {
+		t.Error("postinst starts or enables units with systemctl: policy-rc.d would be ignored; use deb-systemd-invoke / deb-systemd-helper")
+	}
 	for _, s := range []string{"adduser --system", "/var/lib/pec", "getent passwd pec",
-		"systemd-tmpfiles --create pec.conf", "install -d -o pec -g postfix -m 2750 /run/pec"} {
+		"systemd-tmpfiles --create pec.conf", "install -d -o pec -g postfix -m 2750 /run/pec",
+		// policy-rc.d is honoured: starts go through deb-systemd-invoke
+		"deb-systemd-helper enable", "deb-systemd-invoke start"} {
 		if !strings.Contains(string(post), s) {
 			t.Errorf("postinst lacks %q", s)
 		}

@@ -119,7 +119,8 @@ func TestExampleConfigDefaults(t *testing.T) {
 	ex := load(t, examplePath)
 	minimal := filepath.Join(t.TempDir(), "min.toml")
 	// only what has no default; the same domain so derived defaults agree
-	src := "[provider]\nname = " + quote(ex.Provider.Name) + "\ndomain = " + quote(ex.Provider.Domain) + "\n"
+	src := "[provider]\nname = " + quote(ex.Provider.Name) + "\ndomain = " + quote(ex.Provider.Domain) + "\n" +
+		"[store]\npath = " + quote(ex.Store.Path) + "\n" // [deliver] service_maildir derives from it
 	if err := os.WriteFile(minimal, []byte(src), 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,7 @@ package point
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sort"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/pecgo/pec/build"
+	"github.com/pecgo/pec/clamd"
 	"github.com/pecgo/pec/daticert"
 	"github.com/pecgo/pec/internal/rawmime"
 	"github.com/pecgo/pec/store"
@@ -96,6 +98,17 @@ func (a *Access) Check(ctx context.Context, env Envelope, raw []byte, now time.T
 
 	// Antivirus (RFC 6109 §2.2.1): fail closed when clamd cannot answer.
 	res, err := a.Scanner.Scan(ctx, bytes.NewReader(raw))
+	if errors.Is(err, clamd.ErrSizeLimit) {
+		// it can never be scanned: a formal exception with its notice,
+		// not a day of tempfails (see tooLargeToScan)
+		a.log().Error("message larger than clamd's StreamMaxLength, refused with a non-acceptance notice; raise StreamMaxLength in clamd.conf to at least [limits] max_size_times_rcpts",
+			"queue_id", env.QueueID, "size", len(raw))
+		d := a.refuse(now, env, tx, raw, fmt.Sprintf("messaggio troppo grande per il controllo antivirus (%d byte)", len(raw)))
+		if d.Action == Reject {
+			d.Code, d.Status = 552, "5.3.4"
+		}
+		return d
+	}
 	if err != nil {
 		a.log().Error("antivirus unavailable, tempfailing", "queue_id", env.QueueID, "error", err)
 		return tempfail("4.7.1", "PEC: antivirus not available, try again later")

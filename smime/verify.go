@@ -298,10 +298,13 @@ func checkChain(r *Result, roots *Roots) error {
 	if lerr != nil {
 		return fmt.Errorf("smime: signer certificate does not chain to a trusted root at %s: %v; checked with SHA-1 allowed: %v", at.Format(time.RFC3339), err, lerr)
 	}
-	r.Chains = [][]*x509.Certificate{chain}
-	if hasSHA1(chain) {
-		r.ChainNote = fmt.Sprintf("chain includes SHA-1 certificate signatures, accepted because the message was signed at %s, before the cut-off %s",
-			at.Format(time.RFC3339), roots.SHA1Cutoff.Format(time.RFC3339))
+	if !hasSHA1(chain[:len(chain)-1]) {
+		// crypto/x509 refused a chain without SHA-1 signatures: its
+		// verdict stands, the walk here only stands in for SHA-1
+		return fmt.Errorf("smime: signer certificate does not chain to a trusted root at %s: %v", at.Format(time.RFC3339), err)
 	}
+	r.Chains = [][]*x509.Certificate{chain}
+	r.ChainNote = fmt.Sprintf("chain includes SHA-1 certificate signatures, accepted because the message was signed at %s, before the cut-off %s",
+		at.Format(time.RFC3339), roots.SHA1Cutoff.Format(time.RFC3339))
 	return nil
 }

@@ -64,6 +64,10 @@ type Txn struct {
 	// notices sent by the timers.
 	Track []Tracked
 	Marks []Mark
+	// Deliveries moves the delivery point's rows (delivery.go); the whole
+	// Txn fails with ErrDeliveryConflict when one is not in the state it
+	// expects.
+	Deliveries []DeliveryMark
 }
 
 // Queued is a pending outbox item.
@@ -72,6 +76,9 @@ type Queued struct {
 	Outgoing
 	Attempts int
 	NextTry  time.Time // zero: as soon as possible
+	// LastError is the error of the last failed attempt ("" after none);
+	// set by Claim.
+	LastError string
 }
 
 // Query selects event log rows. Empty fields do not filter. From is
@@ -158,7 +165,7 @@ func (e Event) ChainHash(prev []byte) []byte {
 
 // Empty reports whether the transaction records nothing.
 func (t Txn) Empty() bool {
-	return len(t.Events) == 0 && len(t.Outbox) == 0 && len(t.Virus) == 0 && len(t.Track) == 0 && len(t.Marks) == 0
+	return len(t.Events) == 0 && len(t.Outbox) == 0 && len(t.Virus) == 0 && len(t.Track) == 0 && len(t.Marks) == 0 && len(t.Deliveries) == 0
 }
 
 // Tracked starts tracking one certified recipient of an envelope.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -15,7 +16,7 @@ import (
 	"github.com/pecgo/pec/smime"
 )
 
-const indexUsage = `usage: pecctl index sync|show|domain DOMAIN|cert SHA1 [-config FILE]
+const indexUsage = `usage: pecctl index sync|show|domain DOMAIN|cert SHA1|hash [--ldif] CERT.pem [-config FILE]
 
 The providers' index (RFC 6109 §4.5) from the [index] source of the
 configuration (ldif, signed_ldif or ldap_url), kept in the cache the
@@ -25,6 +26,10 @@ services read ([index] cache_dir, default "index" next to the store).
   show          list the cached providers: name, mailReceipt, domains, certificates
   domain DOMAIN the provider managing DOMAIN (an address is accepted too)
   cert SHA1     the provider listing that certificate SHA-1 (hex, colons allowed)
+  hash CERT.pem the providerCertificateHash of each certificate in the PEM file:
+                hex SHA-1 of its DER encoding (RFC 6109 §4.5.2); with --ldif,
+                the providerCertificateHash and providerCertificate;binary
+                lines of an index entry (no configuration needed)
 
 Exit status: 0 found / synced, 1 not found or error, 2 usage error.
 Default -config: ` + config.DefaultPath + `
@@ -33,6 +38,7 @@ Default -config: ` + config.DefaultPath + `
 func cmdIndex(args []string, stdout, stderr io.Writer) int {
 	const cmd = "index"
 	fset, cfgPath := newFlags(cmd, indexUsage, stderr)
+	asLDIF := fset.Bool("ldif", false, "")
 	pos, err := parseArgs(fset, args)
 	if err != nil {
 		return exitParse(err)
@@ -41,7 +47,7 @@ func cmdIndex(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stderr, indexUsage)
 		return 2
 	}
-	want := map[string]int{"sync": 1, "show": 1, "domain": 2, "cert": 2}
+	want := map[string]int{"sync": 1, "show": 1, "domain": 2, "cert": 2, "hash": 2}
 	n, ok := want[pos[0]]
 	if !ok {
 		return usageErr(stderr, cmd, indexUsage, "unknown subcommand %q", pos[0])
@@ -51,6 +57,9 @@ func cmdIndex(args []string, stdout, stderr io.Writer) int {
 			return usageErr(stderr, cmd, indexUsage, "%s takes one argument", pos[0])
 		}
 		return usageErr(stderr, cmd, indexUsage, "%s takes no argument", pos[0])
+	}
+	if pos[0] == "hash" {
+		return indexHash(pos[1], *asLDIF, stdout, stderr)
 	}
 	cfg, err := loadConfig(*cfgPath)
 	if err != nil {
@@ -129,4 +138,29 @@ func printProvider(w io.Writer, p *index.Provider, cfg *config.Config) {
 			fmt.Fprintf(w, "  certificate: %s (hash listed, certificate not in the entry)\n", h)
 		}
 	}
+}
+
+// indexHash prints the providerCertificateHash of every certificate in a
+// PEM file, or with asLDIF the two attribute lines of an index entry.
+func indexHash(path string, asLDIF bool, stdout, stderr io.Writer) int {
+	certs, err := config.LoadCerts(path)
+	if err != nil {
+		return fail(stderr, "index hash", err)
+	}
+	for _, c := range certs {
+		if !asLDIF {
+			fmt.Fprintln(stdout, smime.CertSHA1(c))
+			continue
+		}
+		fmt.Fprintf(stdout, "providerCertificateHash: %s\n", smime.CertSHA1(c))
+		// RFC 2849: base64 value, folded at 76 columns with a leading space
+		b64 := base64.StdEncoding.EncodeToString(c.Raw)
+		line := "providerCertificate;binary:: " + b64
+		for len(line) > 76 {
+			fmt.Fprintln(stdout, line[:76])
+			line = " " + line[76:]
+		}
+		fmt.Fprintln(stdout, line)
+	}
+	return 0
 }

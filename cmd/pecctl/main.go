@@ -4,6 +4,7 @@
 //	pecctl log verify|search|export|purge|archive   the event log
 //	pecctl index sync|show|domain D|cert SHA1       the providers' index
 //	pecctl report --from DAY --to DAY [--json]      quality indicators
+//	pecctl config check                             the configuration, before starting the daemons
 package main
 
 import (
@@ -25,10 +26,13 @@ commands:
   log archive --day DAY [--dir D] [--tsa URL] | --verify --day DAY
                                            signed (and time-stamped) daily archive
   index sync|show|domain DOMAIN|cert SHA1  the providers' index
+  index hash [--ldif] CERT.pem             providerCertificateHash (hex SHA-1 of the DER) of a certificate
+  config check                             load the configuration, the signing key and certificate,
+                                           the trusted roots and the index source; ask clamd and Dovecot
   report --from DAY --to DAY [--json]      quality indicators from the log
   outbox list|retry                        receipts waiting to be sent; send them now
 
-log, index, report and outbox read the configuration (-config FILE, default
+log, index, report, outbox and config read the configuration (-config FILE, default
 /etc/pec/pec.toml). DAY is YYYY-MM-DD in the provider's time zone, T is
 RFC 3339.
 
@@ -53,6 +57,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdOutbox(args[1:], stdout, stderr)
 	case "report":
 		return cmdReport(args[1:], stdout, stderr)
+	case "config":
+		return cmdConfig(args[1:], stdout, stderr)
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return 0

@@ -5,9 +5,11 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"log/slog"
 	"os"
+	"strings"
 
 	"github.com/pecgo/pec/config"
 	"github.com/pecgo/pec/internal/daemon"
@@ -36,14 +38,33 @@ func run(path string, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	// the service mailbox: never refused (lmtp/service.go); checked now
+	service := &lmtp.ServiceMailbox{Addrs: serviceAddrs(d.Cfg), Maildir: d.Cfg.Deliver.ServiceMaildir,
+		Store: d.Store, Provider: d.Provider.Name, Log: log}
+	if err := service.Check(ctx, d.Cfg.Deliver.Dovecot, d.Provider.Domain); err != nil {
+		return err
+	}
 	srv := &lmtp.Server{
-		Delivery: &lmtp.Delivery{Provider: d.Provider, Config: d.Cfg, Roots: roots, Index: d.Index.Current},
-		Store:    d.Store, Dovecot: d.Cfg.Deliver.Dovecot, Kick: d.Outbox.Kick, Log: log,
+		Delivery: &lmtp.Delivery{Provider: d.Provider, Policy: d.Cfg.RulePolicy(), Roots: roots, Index: d.Index.Current},
+		Store:    d.Store, Dovecot: d.Cfg.Deliver.Dovecot, Kick: d.Outbox.Kick, Log: log, Service: service,
+		Resync: func(ctx context.Context) error { _, err := d.Index.Sync(ctx); return err },
 	}
 	if d.Metrics != nil {
 		srv.Observer = d.Metrics.ObserveDelivery
+		service.OnUndeliverable = d.Metrics.NoticeUndeliverable
 	}
 	log.Info("delivery point", "dovecot", d.Cfg.Deliver.Dovecot)
 	return daemon.Serve(ctx, log, daemon.Server{Name: "LMTP", Spec: d.Cfg.Deliver.Listen, Serve: srv.Serve,
 		Exposure: "deliveries into our mailboxes and provider-signed delivery receipts (RFC 6109 §3.3)"})
+}
+
+// serviceAddrs are posta-certificata@<domain> (where the bounces of our
+// notices come back) and [provider] mail_receipt (the index's mailReceipt,
+// where other providers send take-charge receipts), once each.
+func serviceAddrs(c *config.Config) []string {
+	addrs := []string{"posta-certificata@" + c.Provider.Domain}
+	if !strings.EqualFold(c.Provider.MailReceipt, addrs[0]) && c.IsManaged(c.Provider.MailReceipt) {
+		addrs = append(addrs, strings.ToLower(c.Provider.MailReceipt))
+	}
+	return addrs
 }

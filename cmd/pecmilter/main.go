@@ -47,11 +47,16 @@ func run(path string, log *slog.Logger) error {
 	cfg, st := d.Cfg, d.Store
 
 	scanner := &clamd.Client{Network: cfg.Clamd.Network, Addr: cfg.Clamd.Address, Timeout: cfg.Clamd.Timeout.Duration}
-	var observe func(role string, dec filter.Decision, elapsed time.Duration)
+	// the health checks use their own client: pec_clamd_errors_total
+	// counts the calls that tempfailed a message
+	probe := *scanner
+	var observe func(role string, dec point.Decision, elapsed time.Duration)
 	if d.Metrics != nil {
 		scanner.OnError = d.Metrics.ClamdError
 		observe = d.Metrics.ObserveMilter
+		d.Metrics.SetClamd(&probe)
 	}
+	go checkClamd(ctx, &probe, cfg.Limits.MaxSizeTimesRcpts, log)
 	// one timer runner per store: pecmilter runs it, pecdeliver does not
 	timers := &timer.Runner{Store: st, Provider: d.Provider, Kick: d.Outbox.Kick, Log: log}
 	go timers.Run(ctx, time.Minute)
@@ -79,7 +84,17 @@ func run(path string, log *slog.Logger) error {
 		if err != nil {
 			return err
 		}
-		in := &filter.Incoming{Provider: d.Provider, Config: cfg, Roots: roots, Scanner: scanner, Index: d.Index.Current, Log: log,
+		in := &point.Incoming{Provider: d.Provider, Policy: cfg.RulePolicy(), Roots: roots, Scanner: scanner, Index: d.Index.Current, Log: log,
+			Charged: func(pecid string) ([]string, error) {
+				// ours from either point: the delivery point takes our own
+				// envelopes in charge (RFC 6109 §3.4)
+				ev, err := st.Events(store.Query{PECID: pecid, Type: "presa-in-carico"})
+				var out []string
+				for _, e := range ev {
+					out = append(out, e.Recipients...)
+				}
+				return out, err
+			},
 			Dispatched: func(pecid, rcpt string) (bool, error) {
 				rows, err := st.Tracking(pecid)
 				for _, r := range rows {

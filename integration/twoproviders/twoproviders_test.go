@@ -494,12 +494,16 @@ func TestTwoProviders(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		// both daemons verify signatures (the delivery point too, RFC
+		// 6109 §3.3.1): a change of roots or cut-off restarts both
 		restart := func(conf []byte) {
 			if err := os.WriteFile(w.b.ConfigPath, conf, 0o644); err != nil {
 				t.Fatal(err)
 			}
 			w.b.StopMilter()
 			w.b.StartMilter()
+			w.b.StopDeliver()
+			w.b.StartDeliver()
 		}
 		t.Cleanup(func() {
 			os.WriteFile(w.w.RootPEM, roots, 0o644)

@@ -76,6 +76,7 @@ func Start(ctx context.Context, path string, metricsAddr func(*config.Config) st
 			}
 		}()
 		d.Outbox.OnResult = d.Metrics.OutboxResult
+		d.Outbox.OnUndeliverable = d.Metrics.NoticeUndeliverable
 	}
 	go d.Outbox.Run(ctx)
 	return d, nil

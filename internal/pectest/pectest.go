@@ -65,7 +65,18 @@ type Spec struct {
 	IndexOnly bool
 	// PostfixMain are extra main.cf lines for the provider's Postfix.
 	PostfixMain []string
+	// NoServiceUser leaves posta-certificata@Domain out of Dovecot, as
+	// an administrator may: pecdeliver keeps its mail in the service
+	// maildir (ServiceMaildir).
+	NoServiceUser bool
+	// StoreDir holds the provider's store instead of its directory (a
+	// test mounts a small file system there to fill it).
+	StoreDir string
 }
+
+// ServiceMaildir is where pecdeliver keeps the service address's mail
+// that Dovecot refuses (the default [deliver] service_maildir).
+func (p *Provider) ServiceMaildir() string { return filepath.Join(p.Dir, "service-mail") }
 
 // Provider is one running provider.
 type Provider struct {
@@ -208,6 +219,9 @@ func (p *Provider) start() {
 	t, w := p.w.t, p.w
 	var users []testenv.DovecotUser
 	for _, u := range append([]string{p.ServiceAddr()}, p.Users...) {
+		if u == p.ServiceAddr() && p.NoServiceUser {
+			continue
+		}
 		users = append(users, testenv.DovecotUser{Addr: u, Password: Password})
 	}
 	for _, u := range p.QuotaUsers {
@@ -220,6 +234,9 @@ func (p *Provider) start() {
 	must(t, os.WriteFile(cert, testpki.PEM(append([]*x509.Certificate{p.Identity.Cert}, p.Identity.Chain...)...), 0o644))
 	must(t, os.WriteFile(key, testpki.KeyPEM(p.Identity.Key), 0o600))
 	p.StorePath = filepath.Join(p.Dir, "pec.db")
+	if p.StoreDir != "" {
+		p.StorePath = filepath.Join(p.StoreDir, "pec.db")
+	}
 	p.ConfigPath = filepath.Join(p.Dir, "pec.toml")
 
 	// routing: our domains to pecdeliver, other providers to their port 25,
@@ -304,6 +321,12 @@ func (p *Provider) WriteConfig(reinject string) {
 	for _, d := range p.domains() {
 		doms = append(doms, q(d))
 	}
+	// the service maildir stays in the provider's directory when the
+	// store moves (by default it sits next to the store)
+	serviceMaildir := ""
+	if p.StoreDir != "" {
+		serviceMaildir = "service_maildir = " + q(p.ServiceMaildir()) + "\n"
+	}
 	cfg := fmt.Sprintf(`[provider]
 name = %s
 domain = %s
@@ -326,7 +349,7 @@ incoming = %s
 [deliver]
 listen = %s
 dovecot = %s
-
+%s
 [reinject]
 address = %s
 
@@ -338,7 +361,7 @@ ldif = %s
 cache_dir = %s
 `, q(p.Name), q(p.Domain), strings.Join(doms, ", "), q(filepath.Join(p.Dir, "cert.pem")), q(filepath.Join(p.Dir, "key.pem")),
 		q(w.RootPEM), q(w.Clamd.Addr), q("unix:"+p.AccessAddr), q("unix:"+p.IncomingAddr), q("unix:"+p.DeliverAddr),
-		q("inet:"+p.Dovecot.LMTPAddr), q(reinject), q(p.StorePath), q(w.IndexPath), q(filepath.Join(p.Dir, "index-cache")))
+		q("inet:"+p.Dovecot.LMTPAddr), serviceMaildir, q(reinject), q(p.StorePath), q(w.IndexPath), q(filepath.Join(p.Dir, "index-cache")))
 	must(w.t, os.WriteFile(p.ConfigPath, []byte(cfg+p.Extra), 0o644))
 }
 
@@ -356,6 +379,9 @@ func (p *Provider) KillMilter() { p.stopProc("pecmilter", syscall.SIGKILL) }
 
 // StopMilter stops pecmilter with SIGTERM.
 func (p *Provider) StopMilter() { p.stopProc("pecmilter", syscall.SIGTERM) }
+
+// StopDeliver stops pecdeliver with SIGTERM.
+func (p *Provider) StopDeliver() { p.stopProc("pecdeliver", syscall.SIGTERM) }
 
 // KillDeliver kills pecdeliver.
 func (p *Provider) KillDeliver() { p.stopProc("pecdeliver", syscall.SIGKILL) }

@@ -13,8 +13,8 @@ import (
 	"time"
 
 	"github.com/pecgo/pec/config"
-	"github.com/pecgo/pec/filter"
 	"github.com/pecgo/pec/index"
+	"github.com/pecgo/pec/point"
 )
 
 // Index serves the last good snapshot of the providers' index and
@@ -93,7 +93,7 @@ func (l *Index) Snapshot() (*index.Index, error) {
 }
 
 // Current returns the snapshot as the milter roles use it.
-func (l *Index) Current() (filter.Directory, error) {
+func (l *Index) Current() (point.Directory, error) {
 	ix, err := l.Snapshot()
 	if err != nil {
 		return nil, err
@@ -101,13 +101,13 @@ func (l *Index) Current() (filter.Directory, error) {
 	return Directory{ix}, nil
 }
 
-// Directory adapts an index snapshot to filter.Directory.
+// Directory adapts an index snapshot to point.Directory.
 type Directory struct{ Ix *index.Index }
 
-// IsCertified implements filter.Directory.
+// IsCertified implements point.Directory.
 func (d Directory) IsCertified(addr string) bool { return d.Ix.IsCertified(addr) }
 
-// ProviderFor implements filter.Directory.
+// ProviderFor implements point.Directory.
 func (d Directory) ProviderFor(c *x509.Certificate) (string, string, []string, error) {
 	p, err := d.Ix.ByCertificate(c)
 	if err != nil {

@@ -38,10 +38,12 @@ import (
 	"github.com/mattn/go-sqlite3"
 )
 
-// schemaVersion is the PRAGMA user_version of a store written by this code.
-const schemaVersion = 2
+// schemaVersion is the PRAGMA user_version of a store written by this
+// code: one per migration.
+var schemaVersion = len(migrations)
 
-// migrations[i] upgrades a store from user_version i to i+1.
+// migrations[i] upgrades a store from user_version i to i+1. Append new
+// ones at the end; never change one that was released.
 var migrations = []string{
 	// 0 -> 1
 	`
@@ -125,6 +127,9 @@ CREATE TABLE held (
 	txn        BLOB NOT NULL     -- JSON of the store.Txn, without its timer rows
 ) STRICT;
 `,
+	// 2 -> 3: the delivery point's record of what it handed to Dovecot
+	// (delivery.go)
+	deliveriesSchema,
 }
 
 // Store is the SQLite-backed provider state. It is safe for concurrent use.
@@ -458,7 +463,10 @@ func (c *preparedTxn) apply(tx *sql.Tx) error {
 			return fmt.Errorf("inserting virus item for %s: %w", v.PECID, err)
 		}
 	}
-	return commitTracking(tx, txn)
+	if err := commitTracking(tx, txn); err != nil {
+		return err
+	}
+	return commitDeliveries(tx, txn.Deliveries)
 }
 
 // ---- outbox ----
@@ -784,7 +792,8 @@ func (s *Store) VirusItems(pecid string) ([]store.Quarantined, error) {
 // ---- retention ----
 
 // Purge deletes event rows and virus items whose time is before the cutoff
-// (a row at exactly before is kept), and sent outbox items sent before it.
+// (a row at exactly before is kept), sent outbox items sent before it and
+// settled delivery rows last changed before it.
 //
 // store.Event rows are deleted as a prefix of the log, so that the chain stays
 // verifiable: the hash of the last deleted row becomes the new anchor. A row
@@ -837,7 +846,12 @@ func (s *Store) Purge(before time.Time) (events, virus int, err error) {
 			return err
 		}
 		virus = int(n)
-		_, err = tx.Exec("DELETE FROM outbox WHERE sent_ns IS NOT NULL AND sent_ns < ?", cut)
+		if _, err = tx.Exec("DELETE FROM outbox WHERE sent_ns IS NOT NULL AND sent_ns < ?", cut); err != nil {
+			return err
+		}
+		// settled deliveries: a replay older than the log is not checked
+		// against them any more (pending rows stay until settled)
+		_, err = tx.Exec("DELETE FROM deliveries WHERE state != ? AND at_ns < ?", store.DeliveryPending, cut)
 		return err
 	})
 	if err != nil {

@@ -1,4 +1,4 @@
-package filter
+package point
 
 import (
 	"bytes"
@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/pecgo/pec/build"
-	"github.com/pecgo/pec/config"
+	"github.com/pecgo/pec/clamd"
 	"github.com/pecgo/pec/internal/rawmime"
 	"github.com/pecgo/pec/kind"
 	"github.com/pecgo/pec/revocation"
@@ -24,14 +24,17 @@ import (
 // mail from other providers and from the Internet on port 25.
 type Incoming struct {
 	Provider *build.Provider
-	Config   *config.Config // managed domains, ordinary-mail policy, From-domain check
-	Roots    *smime.Roots   // the PEC CA roots, with the SHA-1 cut-off
+	Policy   *Policy      // managed domains, ordinary-mail policy, From-domain check
+	Roots    *smime.Roots // the PEC CA roots, with the SHA-1 cut-off
 	Scanner  Scanner
 	Index    func() (Directory, error)
 	// Dispatched reports whether we sent the envelope pecid to rcpt (its
 	// delivery is being tracked); nil trusts the id's domain alone.
 	Dispatched func(pecid, rcpt string) (bool, error)
-	Log        *slog.Logger
+	// Charged returns the recipients (lower-case) that a take-charge of
+	// ours already covered for the envelope pecid; nil: none recorded.
+	Charged func(pecid string) ([]string, error)
+	Log     *slog.Logger
 	// Revocation checks the signer's verified chain (leaf first) against
 	// the CRLs (RFC 6109 §2.2.2 check 3), as revocation.Checker.Check
 	// does: nil, an error matching revocation.ErrRevoked, or another error
@@ -96,6 +99,9 @@ func (in *Incoming) Check(ctx context.Context, env Envelope, raw []byte, now tim
 		return in.anomaly(ctx, env, o, raw, now, reason)
 	}
 	res, err := in.Scanner.Scan(ctx, bytes.NewReader(raw))
+	if errors.Is(err, clamd.ErrSizeLimit) {
+		return in.tooLargeToScan(env, len(raw))
+	}
 	if err != nil {
 		in.log().Error("antivirus unavailable, tempfailing", "queue_id", env.QueueID, "error", err)
 		return tempfail("4.7.1", "PEC: antivirus not available, try again later")
@@ -116,14 +122,31 @@ func (in *Incoming) Check(ctx context.Context, env Envelope, raw []byte, now tim
 			return in.virus(env, tx, raw, now, mailReceipt, name, ours, res.Signature)
 		}
 		// RFC 6109 §3.2.1: one take-charge per SMTP transaction covering
-		// every recipient of ours in it, to the sender provider's mailReceipt.
-		pic, err := in.Provider.PresaInCarico(now, tx, mailReceipt, ours)
+		// every recipient of ours in it that the envelope is addressed to
+		// and that no earlier take-charge covered (a replay gets none; the
+		// delivery point wraps what reaches a non-addressee), to the sender
+		// provider's mailReceipt.
+		covered, err := in.charged(tx.ID)
+		if err != nil {
+			in.log().Error("cannot read the take-charges already issued, tempfailing", "pec_id", tx.ID, "error", err)
+			return tempfail("4.3.0", "PEC: store not available, try again later")
+		}
+		var charge []string
+		for _, r := range ours {
+			if addressed(tx, r) && !covered[r] {
+				charge = append(charge, r)
+			}
+		}
+		if len(charge) == 0 {
+			return Decision{Action: Accept, Reason: "valid transport envelope from " + name + ": no recipient left to take in charge (replay, or not addressed)"}
+		}
+		pic, err := in.Provider.PresaInCarico(now, tx, mailReceipt, charge)
 		if err != nil {
 			return tempfail("4.3.0", "PEC: cannot build the take-charge notice: "+err.Error())
 		}
 		d := Decision{Action: Accept, Reason: "valid transport envelope from " + name}
 		d.Txn = store.Txn{
-			Events: []store.Event{in.event(now, env, tx, "presa-in-carico", name, "", ours, pic.ID)},
+			Events: []store.Event{in.event(now, env, tx, "presa-in-carico", name, "", charge, pic.ID)},
 			Outbox: []store.Outgoing{outgoing(pic)},
 		}
 		return d
@@ -133,7 +156,7 @@ func (in *Incoming) Check(ctx context.Context, env Envelope, raw []byte, now tim
 	}
 	d := Decision{Action: Accept, Reason: "valid " + string(m.Kind) + " from " + name}
 	d.Txn.Events = []store.Event{in.event(now, env, tx, "ricevuta-"+string(m.Kind), name, "", m.Recipients())}
-	if m.Kind == kind.RilevazioneVirus && in.toServiceMailbox(env.Rcpts) && in.Config.IsManaged(tx.Mittente) &&
+	if m.Kind == kind.RilevazioneVirus && in.toServiceMailbox(env.Rcpts) && in.Policy.IsManaged(tx.Mittente) &&
 		strings.HasSuffix(strings.ToLower(tx.ID), "@"+strings.ToLower(in.Provider.Domain)) {
 		// RFC 6109 §3.2.4: tell our sender, from the notice's data — only
 		// about an envelope we issued and a recipient the notice's
@@ -219,17 +242,6 @@ func (in *Incoming) revoked(ctx context.Context, env Envelope, chains [][]*x509.
 	return "", false
 }
 
-// InDomains reports whether addr's domain is one of domains (case-insensitive).
-func InDomains(addr string, domains []string) bool {
-	_, dom, _ := strings.Cut(strings.ToLower(addr), "@")
-	for _, d := range domains {
-		if strings.EqualFold(d, dom) {
-			return true
-		}
-	}
-	return false
-}
-
 // refuseInfected refuses an infected message that is not a transport
 // envelope and keeps it in the virus store (RFC 6109 §2.2.4).
 func (in *Incoming) refuseInfected(env Envelope, o *build.Original, raw []byte, now time.Time, provider, sig string) Decision {
@@ -252,7 +264,7 @@ func (in *Incoming) fromDomain(o *build.Original, domains []string, provider str
 		return ""
 	}
 	_, dom, _ := strings.Cut(o.From[0], "@")
-	if in.Config.Policy.FromDomainCheck == "enforce" {
+	if in.Policy.EnforceFromDomain {
 		return fmt.Sprintf("il dominio del mittente (%s) non è tra i domini gestiti da %s (RFC 6109 §7)", dom, provider)
 	}
 	in.log().Warn("From domain not among the signing provider's managed domains (RFC 6109 §7)", "from", o.From[0], "provider", provider)
@@ -283,6 +295,9 @@ func (in *Incoming) virus(env Envelope, tx *build.Tx, raw []byte, now time.Time,
 // reason, when not empty, is why a signed message counts as ordinary.
 func (in *Incoming) ordinary(ctx context.Context, env Envelope, o *build.Original, raw []byte, now time.Time, reason string) Decision {
 	res, err := in.Scanner.Scan(ctx, bytes.NewReader(raw))
+	if errors.Is(err, clamd.ErrSizeLimit) {
+		return in.tooLargeToScan(env, len(raw))
+	}
 	if err != nil {
 		in.log().Error("antivirus unavailable, tempfailing", "queue_id", env.QueueID, "error", err)
 		return tempfail("4.7.1", "antivirus not available, try again later")
@@ -290,41 +305,23 @@ func (in *Incoming) ordinary(ctx context.Context, env Envelope, o *build.Origina
 	if res.Infected {
 		return in.refuseInfected(env, o, raw, now, "", res.Signature)
 	}
-	dsn := isDSN(o, env)
-	var accept, refuse []string
-	var forwards []store.Outgoing
-	for _, r := range env.Rcpts {
-		policy, fwd := in.Config.OrdinaryPolicy(r)
-		if policy == "refuse" && !dsn {
-			refuse = append(refuse, r)
-			continue
-		}
-		accept = append(accept, r)
-		if fwd != "" {
-			// Sent as posta-certificata@: the re-injection listener takes
-			// no other sender (it must relay nothing for anyone else), and a
-			// forwarder's bounces belong to the forwarder.
-			forwards = append(forwards, store.Outgoing{MailFrom: in.Provider.ServiceAddr(), Rcpts: []string{fwd}, Data: raw, Kind: "inoltro-posta-ordinaria"})
-		}
-	}
-	if len(accept) == 0 {
-		d := reply(Reject, 554, "5.7.1", "this PEC mailbox does not accept ordinary (non certified) mail")
-		d.Txn.Events = []store.Event{in.ordinaryEvent(now, env, o, "rifiuto-posta-ordinaria", "mailbox refuses ordinary mail", refuse)}
+	dsn := IsDSN(o, env.MailFrom)
+	split := in.Policy.SplitOrdinary(env.Rcpts, dsn)
+	forwards := split.Copies(in.Provider, raw, split.Accept)
+	if len(split.Accept) == 0 {
+		d := reply(Reject, 554, "5.7.1", RefuseOrdinaryText)
+		d.Txn.Events = []store.Event{in.ordinaryEvent(now, env, o, "rifiuto-posta-ordinaria", "mailbox refuses ordinary mail", split.Refuse)}
 		return d
 	}
-	switch {
-	case reason != "":
-	case dsn:
-		reason = "notifica di mancata consegna (DSN) da un server di posta ordinaria"
-	default:
-		reason = "il messaggio non è un messaggio di posta certificata"
-	}
-	return in.wrap(env, o, now, accept, refuse, reason, forwards)
+	return in.wrap(env, o, now, split.Accept, split.Refuse, OrdinaryReason(reason, dsn), forwards)
 }
 
 // anomaly wraps a message that claims to be PEC but fails a check.
 func (in *Incoming) anomaly(ctx context.Context, env Envelope, o *build.Original, raw []byte, now time.Time, reason string) Decision {
 	res, err := in.Scanner.Scan(ctx, bytes.NewReader(raw))
+	if errors.Is(err, clamd.ErrSizeLimit) {
+		return in.tooLargeToScan(env, len(raw))
+	}
 	if err != nil {
 		return tempfail("4.7.1", "antivirus not available, try again later")
 	}
@@ -347,24 +344,25 @@ func (in *Incoming) wrap(env Envelope, o *build.Original, now time.Time, accept,
 	return d
 }
 
-// isDSN: a delivery status notification (RFC 3464) comes with the null
-// reverse-path (RFC 5321 §4.5.5); without it the content type alone would
-// let anyone past a mailbox that refuses ordinary mail.
-func isDSN(o *build.Original, env Envelope) bool {
-	mt, params := rawmime.MediaType(o.Header.Get("Content-Type"))
-	if env.MailFrom != "" || mt != "multipart/report" || !strings.EqualFold(params["report-type"], "delivery-status") {
-		return false
+// charged is the set of recipients already taken in charge for pecid.
+func (in *Incoming) charged(pecid string) (map[string]bool, error) {
+	out := map[string]bool{}
+	if in.Charged == nil {
+		return out, nil
 	}
-	// and it must carry the machine-readable status part (RFC 3464 §2)
-	parts, err := rawmime.Parts(o.Body, params["boundary"])
-	if err != nil {
-		return false
+	l, err := in.Charged(pecid)
+	for _, r := range l {
+		out[strings.ToLower(r)] = true
 	}
-	for _, p := range parts {
-		if h, _, err := rawmime.Split(p); err == nil {
-			if pmt, _ := rawmime.MediaType(h.Get("Content-Type")); pmt == "message/delivery-status" {
-				return true
-			}
+	return out, err
+}
+
+// addressed reports whether rcpt is among the envelope's destinatari
+// (RFC 6109 §4.4: To and Cc of the original).
+func addressed(tx *build.Tx, rcpt string) bool {
+	for _, d := range tx.Destinatari {
+		if strings.EqualFold(d.Addr, rcpt) {
+			return true
 		}
 	}
 	return false
@@ -374,7 +372,7 @@ func isDSN(o *build.Original, env Envelope) bool {
 func (in *Incoming) ours(rcpts []string) []string {
 	var out []string
 	for _, r := range rcpts {
-		if in.Config.IsManaged(r) {
+		if in.Policy.IsManaged(r) {
 			out = append(out, strings.ToLower(r))
 		}
 	}
@@ -383,7 +381,7 @@ func (in *Incoming) ours(rcpts []string) []string {
 
 func (in *Incoming) toServiceMailbox(rcpts []string) bool {
 	for _, r := range rcpts {
-		if strings.EqualFold(r, in.Config.Provider.MailReceipt) {
+		if in.Policy.IsServiceMailbox(r) {
 			return true
 		}
 	}
@@ -402,7 +400,7 @@ func (in *Incoming) event(now time.Time, env Envelope, tx *build.Tx, typ, provid
 func (in *Incoming) ordinaryEvent(now time.Time, env Envelope, o *build.Original, typ, errText string, rcpts []string, related ...string) store.Event {
 	sender := env.MailFrom
 	return store.Event{Time: now, Point: "incoming", Type: typ, MsgID: o.MsgID, Sender: sender, Recipients: rcpts,
-		Subject: subjectOf(o), Related: related, Error: errText, QueueID: env.QueueID}
+		Subject: SubjectOf(o), Related: related, Error: errText, QueueID: env.QueueID}
 }
 
 func (in *Incoming) log() *slog.Logger {
@@ -422,4 +420,14 @@ func originalSubject(orig []byte) string {
 		return ""
 	}
 	return h.Get("Subject")
+}
+
+// tooLargeToScan refuses for good a message bigger than clamd's
+// StreamMaxLength: it can never be scanned, and a tempfail would only make
+// the sending MTA retry for a day. The sender's provider turns the 552
+// into its non-delivery notice.
+func (in *Incoming) tooLargeToScan(env Envelope, size int) Decision {
+	in.log().Error("message larger than clamd's StreamMaxLength, refused (552 5.3.4); raise StreamMaxLength in clamd.conf to at least Postfix's message_size_limit",
+		"queue_id", env.QueueID, "size", size)
+	return reply(Reject, 552, "5.3.4", "PEC: message too large for the antivirus check")
 }

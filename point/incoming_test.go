@@ -1,4 +1,4 @@
-package filter_test
+package point_test
 
 import (
 	"bytes"
@@ -15,13 +15,13 @@ import (
 	"github.com/pecgo/pec/build"
 	"github.com/pecgo/pec/config"
 	"github.com/pecgo/pec/daticert"
-	"github.com/pecgo/pec/filter"
 	"github.com/pecgo/pec/index"
 	"github.com/pecgo/pec/internal/conformance"
 	"github.com/pecgo/pec/internal/service"
 	"github.com/pecgo/pec/internal/testpki"
 	"github.com/pecgo/pec/kind"
 	"github.com/pecgo/pec/parse"
+	"github.com/pecgo/pec/point"
 	"github.com/pecgo/pec/revocation"
 	"github.com/pecgo/pec/smime"
 )
@@ -65,9 +65,9 @@ func newIncomingWith(t *testing.T, opts testpki.Options) *incomingEnv {
 	return e
 }
 
-func (e *incomingEnv) incoming() *filter.Incoming {
-	return &filter.Incoming{Provider: e.b, Config: e.cfg, Roots: e.pki.Pool(), Scanner: e.scanner,
-		Index: func() (filter.Directory, error) { return service.Directory{Ix: e.ix}, nil }}
+func (e *incomingEnv) incoming() *point.Incoming {
+	return &point.Incoming{Provider: e.b, Policy: e.cfg.RulePolicy(), Roots: e.pki.Pool(), Scanner: e.scanner,
+		Index: func() (point.Directory, error) { return service.Directory{Ix: e.ix}, nil }}
 }
 
 // envelope makes A's transport envelope for rcpts.
@@ -92,8 +92,8 @@ func (e *incomingEnv) check(t *testing.T, name string, raw []byte) {
 func TestIncomingValidEnvelope(t *testing.T) {
 	e := newIncoming(t)
 	raw, tx := e.envelope(t, e.a, "valida", luigi, carla, paolo)
-	d := e.incoming().Check(context.Background(), filter.Envelope{MailFrom: mario, Rcpts: []string{luigi, carla}}, raw, at)
-	if d.Action != filter.Accept || d.Replace != nil {
+	d := e.incoming().Check(context.Background(), point.Envelope{MailFrom: mario, Rcpts: []string{luigi, carla}}, raw, at)
+	if d.Action != point.Accept || d.Replace != nil {
 		t.Fatalf("%v %q: a valid envelope is delivered unchanged", d.Action, d.Reason)
 	}
 	if len(d.Txn.Outbox) != 1 {
@@ -138,8 +138,8 @@ func TestIncomingAnomalies(t *testing.T) {
 		"unsigned": {unsigned, "non è un messaggio di posta certificata"},
 	} {
 		t.Run(name, func(t *testing.T) {
-			d := e.incoming().Check(context.Background(), filter.Envelope{MailFrom: mario, Rcpts: []string{luigi}}, c.raw, at)
-			if d.Action != filter.Accept || d.Replace == nil || d.Replace.Kind != kind.Anomalia || !strings.Contains(d.Reason, c.want) {
+			d := e.incoming().Check(context.Background(), point.Envelope{MailFrom: mario, Rcpts: []string{luigi}}, c.raw, at)
+			if d.Action != point.Accept || d.Replace == nil || d.Replace.Kind != kind.Anomalia || !strings.Contains(d.Reason, c.want) {
 				t.Fatalf("%v %q", d.Action, d.Reason)
 			}
 			if len(d.Txn.Outbox) != 0 {
@@ -156,18 +156,18 @@ func TestIncomingAnomalies(t *testing.T) {
 func TestIncomingPolicyNotBypassed(t *testing.T) {
 	e := newIncoming(t)
 	fake := []byte("X-Ricevuta: accettazione\r\nFrom: posta-certificata@pec.provider-a.example.test\r\nTo: " + anna + "\r\nSubject: ACCETTAZIONE: x\r\n\r\nx\r\n")
-	if d := e.incoming().Check(context.Background(), filter.Envelope{MailFrom: "spam@mail.example.org", Rcpts: []string{anna}}, fake, at); d.Action != filter.Reject {
+	if d := e.incoming().Check(context.Background(), point.Envelope{MailFrom: "spam@mail.example.org", Rcpts: []string{anna}}, fake, at); d.Action != point.Reject {
 		t.Fatalf("unsigned PEC look-alike to a refusing mailbox: %v %q", d.Action, d.Reason)
 	}
 	// signed, but by a key outside the index (anyone can make one): not PEC either
 	intruder := e.pki.Issue("Intruso", "posta-certificata@pec.provider-a.example.test", time.Time{}, time.Time{}, false)
 	forged := &build.Provider{Name: "Intruso", Domain: "pec.provider-a.example.test", Signer: &smime.Signer{Key: intruder.Key, Cert: intruder.Cert, Chain: intruder.Chain}}
 	signed, _ := e.envelope(t, forged, "firmato da chiunque", anna)
-	if d := e.incoming().Check(context.Background(), filter.Envelope{MailFrom: mario, Rcpts: []string{anna}}, signed, at); d.Action != filter.Reject {
+	if d := e.incoming().Check(context.Background(), point.Envelope{MailFrom: mario, Rcpts: []string{anna}}, signed, at); d.Action != point.Reject {
 		t.Fatalf("unknown signer to a refusing mailbox: %v %q", d.Action, d.Reason)
 	}
 	dsn := []byte("From: x@mail.example.org\r\nTo: " + anna + "\r\nSubject: s\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=r\r\n\r\n--r\r\n\r\nx\r\n--r--\r\n")
-	if d := e.incoming().Check(context.Background(), filter.Envelope{MailFrom: "x@mail.example.org", Rcpts: []string{anna}}, dsn, at); d.Action != filter.Reject {
+	if d := e.incoming().Check(context.Background(), point.Envelope{MailFrom: "x@mail.example.org", Rcpts: []string{anna}}, dsn, at); d.Action != point.Reject {
 		t.Fatalf("report with a reverse-path to a refusing mailbox: %v %q", d.Action, d.Reason)
 	}
 }
@@ -181,8 +181,8 @@ func TestIncomingForeignAnomalyEnvelope(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := e.incoming().Check(context.Background(), filter.Envelope{MailFrom: "x@mail.example.org", Rcpts: []string{luigi}}, a.Bytes(), at)
-	if d.Action != filter.Accept || d.Replace != nil {
+	d := e.incoming().Check(context.Background(), point.Envelope{MailFrom: "x@mail.example.org", Rcpts: []string{luigi}}, a.Bytes(), at)
+	if d.Action != point.Accept || d.Replace != nil {
 		t.Fatalf("%v %q", d.Action, d.Reason)
 	}
 }
@@ -194,12 +194,12 @@ func TestIncomingBackdatedSignature(t *testing.T) {
 	e := newIncoming(t)
 	raw, _ := e.envelope(t, e.a, "retrodatato", luigi)
 	for _, now := range []time.Time{at.Add(26 * time.Hour), at.Add(-time.Hour)} {
-		d := e.incoming().Check(context.Background(), filter.Envelope{MailFrom: mario, Rcpts: []string{luigi}}, raw, now)
+		d := e.incoming().Check(context.Background(), point.Envelope{MailFrom: mario, Rcpts: []string{luigi}}, raw, now)
 		if d.Replace == nil || d.Replace.Kind != kind.Anomalia || !strings.Contains(d.Reason, "ora di firma") {
 			t.Fatalf("checked at %v: %v %q", now, d.Action, d.Reason)
 		}
 	}
-	if d := e.incoming().Check(context.Background(), filter.Envelope{MailFrom: mario, Rcpts: []string{luigi}}, raw, at.Add(20*time.Hour)); d.Replace != nil {
+	if d := e.incoming().Check(context.Background(), point.Envelope{MailFrom: mario, Rcpts: []string{luigi}}, raw, at.Add(20*time.Hour)); d.Replace != nil {
 		t.Fatalf("a day-old signature (queue delay) must pass: %q", d.Reason)
 	}
 }
@@ -208,8 +208,8 @@ func TestIncomingOrdinaryMail(t *testing.T) {
 	e := newIncoming(t)
 	raw := []byte("From: paolo@mail.example.org\r\nTo: " + luigi + ", " + anna + ", " + carla + "\r\nSubject: ciao\r\n\r\nciao\r\n")
 	in := e.incoming()
-	d := in.Check(context.Background(), filter.Envelope{MailFrom: paolo, Rcpts: []string{luigi, anna, carla}}, raw, at)
-	if d.Action != filter.Accept || d.Replace.Kind != kind.Anomalia {
+	d := in.Check(context.Background(), point.Envelope{MailFrom: paolo, Rcpts: []string{luigi, anna, carla}}, raw, at)
+	if d.Action != point.Accept || d.Replace.Kind != kind.Anomalia {
 		t.Fatalf("%v %q", d.Action, d.Reason)
 	}
 	if len(d.RemoveRcpts) != 1 || d.RemoveRcpts[0] != anna {
@@ -222,17 +222,17 @@ func TestIncomingOrdinaryMail(t *testing.T) {
 		t.Errorf("forward copy MAIL FROM %q, want our posta-certificata@ (the only sender re-injection takes)", from)
 	}
 	// only anna: refused at SMTP level
-	d = in.Check(context.Background(), filter.Envelope{MailFrom: paolo, Rcpts: []string{anna}}, raw, at)
-	if d.Action != filter.Reject || d.Code != 554 {
+	d = in.Check(context.Background(), point.Envelope{MailFrom: paolo, Rcpts: []string{anna}}, raw, at)
+	if d.Action != point.Reject || d.Code != 554 {
 		t.Fatalf("refusing mailbox: %v %d", d.Action, d.Code)
 	}
 	// a DSN to a PEC sender is wrapped even where ordinary mail is refused
 	dsn := []byte("From: MAILER-DAEMON@mail.example.org\r\nTo: " + anna + "\r\nSubject: Undelivered Mail Returned to Sender\r\n" +
 		"MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=r\r\n\r\n--r\r\nContent-Type: text/plain\r\n\r\nfailed\r\n" +
 		"--r\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mail.example.org\r\n\r\nFinal-Recipient: rfc822; x@mail.example.org\r\nAction: failed\r\nStatus: 5.1.1\r\n--r--\r\n")
-	d = in.Check(context.Background(), filter.Envelope{MailFrom: "", Rcpts: []string{anna}}, dsn, at)
+	d = in.Check(context.Background(), point.Envelope{MailFrom: "", Rcpts: []string{anna}}, dsn, at)
 	// (a real DSN has the null reverse-path)
-	if d.Action != filter.Accept || d.Replace == nil || d.Replace.Kind != kind.Anomalia {
+	if d.Action != point.Accept || d.Replace == nil || d.Replace.Kind != kind.Anomalia {
 		t.Fatalf("DSN: %v %q", d.Action, d.Reason)
 	}
 	e.check(t, "anomalia-dsn", d.Replace.Bytes())
@@ -242,8 +242,8 @@ func TestIncomingVirusInEnvelope(t *testing.T) {
 	e := newIncoming(t)
 	e.scanner = scanner{infected: "Test.EICAR.NDB.UNOFFICIAL"}
 	raw, _ := e.envelope(t, e.a, "infetto", luigi, carla)
-	d := e.incoming().Check(context.Background(), filter.Envelope{MailFrom: mario, Rcpts: []string{luigi, carla}}, raw, at)
-	if d.Action != filter.Discard || len(d.Txn.Outbox) != 2 || len(d.Txn.Virus) != 1 {
+	d := e.incoming().Check(context.Background(), point.Envelope{MailFrom: mario, Rcpts: []string{luigi, carla}}, raw, at)
+	if d.Action != point.Discard || len(d.Txn.Outbox) != 2 || len(d.Txn.Virus) != 1 {
 		t.Fatalf("%v: %d notices %d virus items", d.Action, len(d.Txn.Outbox), len(d.Txn.Virus))
 	}
 	for i, rcpt := range []string{luigi, carla} {
@@ -261,11 +261,11 @@ func TestIncomingVirusInEnvelope(t *testing.T) {
 func TestIncomingFromDomainCheck(t *testing.T) {
 	e := newIncoming(t)
 	raw, _ := e.envelope(t, e.a, "dominio", luigi)
-	if d := e.incoming().Check(context.Background(), filter.Envelope{MailFrom: mario, Rcpts: []string{luigi}}, raw, at); d.Replace != nil {
+	if d := e.incoming().Check(context.Background(), point.Envelope{MailFrom: mario, Rcpts: []string{luigi}}, raw, at); d.Replace != nil {
 		t.Fatalf("warn mode wrapped the envelope: %q", d.Reason)
 	}
 	e.cfg.Policy.FromDomainCheck = "enforce"
-	d := e.incoming().Check(context.Background(), filter.Envelope{MailFrom: mario, Rcpts: []string{luigi}}, raw, at)
+	d := e.incoming().Check(context.Background(), point.Envelope{MailFrom: mario, Rcpts: []string{luigi}}, raw, at)
 	if d.Replace == nil || d.Replace.Kind != kind.Anomalia || !strings.Contains(d.Reason, "RFC 6109 §7") {
 		t.Fatalf("enforce: %v %q", d.Action, d.Reason)
 	}
@@ -283,8 +283,8 @@ func TestIncomingVirusNoticeForOurSender(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := e.incoming().Check(context.Background(), filter.Envelope{MailFrom: n.MailFrom, Rcpts: n.Rcpts}, n.Bytes(), at)
-	if d.Action != filter.Accept || len(d.Txn.Outbox) != 1 {
+	d := e.incoming().Check(context.Background(), point.Envelope{MailFrom: n.MailFrom, Rcpts: n.Rcpts}, n.Bytes(), at)
+	if d.Action != point.Accept || len(d.Txn.Outbox) != 1 {
 		t.Fatalf("%v %q %d", d.Action, d.Reason, len(d.Txn.Outbox))
 	}
 	p, _ := parse.Parse(d.Txn.Outbox[0].Data)
@@ -296,15 +296,15 @@ func TestIncomingVirusNoticeForOurSender(t *testing.T) {
 	// with the store's answer: only an envelope we tracked to that recipient
 	in := e.incoming()
 	in.Dispatched = func(pecid, rcpt string) (bool, error) { return false, nil }
-	if d := in.Check(context.Background(), filter.Envelope{MailFrom: n.MailFrom, Rcpts: n.Rcpts}, n.Bytes(), at); len(d.Txn.Outbox) != 0 {
+	if d := in.Check(context.Background(), point.Envelope{MailFrom: n.MailFrom, Rcpts: n.Rcpts}, n.Bytes(), at); len(d.Txn.Outbox) != 0 {
 		t.Fatal("virus notice about an envelope we never sent to that recipient produced a notice")
 	}
 	// about a recipient A does not manage, or an envelope we did not issue: nothing
 	for _, c := range []struct{ id, rcpt string }{{"pec9@pec-b.example.test", "x@pec-c.example.test"}, {"pec9@elsewhere.example.test", "x@pec-a.example.test"}} {
 		tx.ID = c.id
 		n, _ := e.a.RilevazioneVirus(at, tx, "posta-certificata@pec-b.example.test", c.rcpt, "Test.EICAR")
-		d := e.incoming().Check(context.Background(), filter.Envelope{MailFrom: n.MailFrom, Rcpts: n.Rcpts}, n.Bytes(), at)
-		if d.Action != filter.Accept || len(d.Txn.Outbox) != 0 {
+		d := e.incoming().Check(context.Background(), point.Envelope{MailFrom: n.MailFrom, Rcpts: n.Rcpts}, n.Bytes(), at)
+		if d.Action != point.Accept || len(d.Txn.Outbox) != 0 {
 			t.Fatalf("%s/%s: %v, %d notices", c.id, c.rcpt, d.Action, len(d.Txn.Outbox))
 		}
 	}
@@ -328,17 +328,17 @@ func TestIncomingRevocation(t *testing.T) {
 	e := newIncomingWith(t, testpki.Options{CRLDistributionPoints: []string{srv.URL + "/ca1.crl"}})
 	other := e.pki.Issue("Provider C S.p.A.", "posta-certificata@pec-c.example.test", time.Time{}, time.Time{}, false)
 	raw, _ := e.envelope(t, e.a, "revoca", luigi)
-	env := filter.Envelope{MailFrom: mario, Rcpts: []string{luigi}}
+	env := point.Envelope{MailFrom: mario, Rcpts: []string{luigi}}
 	// a fresh checker (empty cache) for each case
-	incoming := func(hard bool) *filter.Incoming {
+	incoming := func(hard bool) *point.Incoming {
 		in := e.incoming()
 		c := &revocation.Checker{Client: srv.Client(), Now: func() time.Time { return at }}
 		in.Revocation, in.RevocationHard = c.Check, hard
 		return in
 	}
-	takeCharge := func(t *testing.T, d filter.Decision) {
+	takeCharge := func(t *testing.T, d point.Decision) {
 		t.Helper()
-		if d.Action != filter.Accept || d.Replace != nil || len(d.Txn.Outbox) != 1 {
+		if d.Action != point.Accept || d.Replace != nil || len(d.Txn.Outbox) != 1 {
 			t.Fatalf("%v %q, %d notices: want the envelope delivered with a take-charge", d.Action, d.Reason, len(d.Txn.Outbox))
 		}
 		if p, _ := parse.Parse(d.Txn.Outbox[0].Data); p.Kind != kind.PresaInCarico {
@@ -360,7 +360,7 @@ func TestIncomingRevocation(t *testing.T) {
 		crl.Store(ptr(e.pki.Intermediate.CRL(at.Add(-time.Hour), at.Add(23*time.Hour), testpki.Revoked(e.aID.Cert, at.Add(-2*time.Hour), 1))))
 		for _, hard := range []bool{false, true} {
 			d := incoming(hard).Check(context.Background(), env, raw, at)
-			if d.Action != filter.Accept || d.Replace == nil || d.Replace.Kind != kind.Anomalia || len(d.Txn.Outbox) != 0 ||
+			if d.Action != point.Accept || d.Replace == nil || d.Replace.Kind != kind.Anomalia || len(d.Txn.Outbox) != 0 ||
 				!strings.Contains(d.Reason, "certificato di firma revocato (") || !strings.Contains(d.Reason, "keyCompromise") ||
 				!strings.Contains(d.Reason, e.aID.Cert.SerialNumber.String()) {
 				t.Fatalf("hard=%v: %v %q", hard, d.Action, d.Reason)
@@ -371,13 +371,13 @@ func TestIncomingRevocation(t *testing.T) {
 	t.Run("unavailable", func(t *testing.T) {
 		crl.Store(nil)
 		d := incoming(true).Check(context.Background(), env, raw, at)
-		if d.Action != filter.TempFail || d.Code != 451 || d.Status != "4.7.0" || len(d.Txn.Events) != 0 {
+		if d.Action != point.TempFail || d.Code != 451 || d.Status != "4.7.0" || len(d.Txn.Events) != 0 {
 			t.Fatalf("hard: %v %d %s %q", d.Action, d.Code, d.Status, d.Reason)
 		}
 		takeCharge(t, incoming(false).Check(context.Background(), env, raw, at))
 		// an expired CRL is no better than none
 		crl.Store(ptr(e.pki.Intermediate.CRL(at.Add(-48*time.Hour), at.Add(-24*time.Hour))))
-		if d := incoming(true).Check(context.Background(), env, raw, at); d.Action != filter.TempFail {
+		if d := incoming(true).Check(context.Background(), env, raw, at); d.Action != point.TempFail {
 			t.Fatalf("expired CRL, hard: %v %q", d.Action, d.Reason)
 		}
 	})
@@ -405,3 +405,45 @@ func TestIncomingRevocation(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// RFC 6109 §3.2.1: a take-charge covers the recipients the envelope is
+// addressed to, once: a replay of the same envelope gets none, a
+// recipient outside destinatari is not taken in charge (the delivery point
+// wraps what reaches it), and a store that cannot say fails closed.
+func TestIncomingTakeChargeOncePerAddressee(t *testing.T) {
+	e := newIncoming(t)
+	raw, tx := e.envelope(t, e.a, "una volta", luigi)
+	in := e.incoming()
+	var charged []string
+	in.Charged = func(pecid string) ([]string, error) {
+		if pecid != tx.ID {
+			t.Fatalf("asked about %s", pecid)
+		}
+		return charged, nil
+	}
+	// a non-addressee of ours beside the addressee
+	d := in.Check(context.Background(), point.Envelope{MailFrom: mario, Rcpts: []string{luigi, carla}}, raw, at)
+	if d.Action != point.Accept || len(d.Txn.Outbox) != 1 {
+		t.Fatalf("%v %q, %d notices", d.Action, d.Reason, len(d.Txn.Outbox))
+	}
+	p, _ := parse.Parse(d.Txn.Outbox[0].Data)
+	if strings.Join(p.Daticert.Ricezione, ",") != luigi {
+		t.Fatalf("ricezione %v, want only the addressee", p.Daticert.Ricezione)
+	}
+	charged = d.Txn.Events[0].Recipients
+	// the same envelope again (a replay, or the sender's retry)
+	d = in.Check(context.Background(), point.Envelope{MailFrom: mario, Rcpts: []string{luigi}}, raw, at.Add(time.Minute))
+	if d.Action != point.Accept || len(d.Txn.Outbox) != 0 || len(d.Txn.Events) != 0 {
+		t.Fatalf("replay: %v %q, %d notices %d events, want accepted without a second take-charge", d.Action, d.Reason, len(d.Txn.Outbox), len(d.Txn.Events))
+	}
+	// only a non-addressee
+	charged = nil
+	d = in.Check(context.Background(), point.Envelope{MailFrom: mario, Rcpts: []string{carla}}, raw, at)
+	if d.Action != point.Accept || len(d.Txn.Outbox) != 0 {
+		t.Fatalf("non-addressee: %v %q, %d notices", d.Action, d.Reason, len(d.Txn.Outbox))
+	}
+	in.Charged = func(string) ([]string, error) { return nil, errors.New("database is locked") }
+	if d = in.Check(context.Background(), point.Envelope{MailFrom: mario, Rcpts: []string{luigi}}, raw, at); d.Action != point.TempFail {
+		t.Fatalf("store down: %v, want a tempfail", d.Action)
+	}
+}

@@ -1,4 +1,4 @@
-package filter_test
+package point_test
 
 import (
 	"context"
@@ -6,7 +6,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/pecgo/pec/filter"
+	"github.com/pecgo/pec/point"
 )
 
 // The roles see hostile input from the Internet: no input may panic
@@ -25,7 +25,7 @@ func FuzzRoles(f *testing.F) {
 	ae := newEnv(&testing.T{})
 	acc := ae.access(scanner{})
 	f.Fuzz(func(t *testing.T, raw []byte) {
-		in.Check(context.Background(), filter.Envelope{MailFrom: "x@mail.example.org", Rcpts: []string{luigi}}, raw, at)
-		acc.Check(context.Background(), filter.Envelope{MailFrom: mario, Rcpts: []string{luigi}, AuthUser: mario}, raw, at)
+		in.Check(context.Background(), point.Envelope{MailFrom: "x@mail.example.org", Rcpts: []string{luigi}}, raw, at)
+		acc.Check(context.Background(), point.Envelope{MailFrom: mario, Rcpts: []string{luigi}, AuthUser: mario}, raw, at)
 	})
 }
