@@ -68,10 +68,7 @@ func run(path string, log *slog.Logger) error {
 			MessagesPerHour: cfg.Limits.MessagesPerHour, NoticeMaxSize: cfg.Limits.NoticeMaxSize,
 			MaxHeaderFields: cfg.Limits.MaxHeaderFields, MaxHeaderFieldSize: cfg.Limits.MaxHeaderFieldSize,
 			Scanner: scanner, Index: d.Index.Current, Log: log,
-			Sent: func(sender string, since time.Time) (int, error) {
-				ev, err := st.Events(store.Query{Sender: sender, Type: "accettazione", From: since, Limit: cfg.Limits.MessagesPerHour + 1})
-				return len(ev), err
-			},
+			Sent: sentCounter(st, cfg.Limits.MessagesPerHour),
 		}
 		m := &filter.Milter{Name: "access", Role: access, Store: st, Kick: d.Outbox.Kick, Log: log, RequireAuth: true, Observer: observe}
 		if cfg.Milter.QueueConfirmation == "on" {
@@ -120,4 +117,24 @@ func run(path string, log *slog.Logger) error {
 		return errors.New("[milter] neither access nor incoming is set: nothing to serve")
 	}
 	return daemon.Serve(ctx, log, servers...)
+}
+
+// sentCounter counts a mailbox's acceptances since a time for the rate
+// limit: one COUNT where the store has it (store/sqlite), else the rows
+// themselves, up to one past the limit.
+func sentCounter(st interface {
+	Events(store.Query) ([]store.Event, error)
+}, limit int) func(sender string, since time.Time) (int, error) {
+	type counter interface {
+		CountSenderEvents(sender, typ string, since time.Time) (int, error)
+	}
+	if c, ok := st.(counter); ok {
+		return func(sender string, since time.Time) (int, error) {
+			return c.CountSenderEvents(sender, "accettazione", since)
+		}
+	}
+	return func(sender string, since time.Time) (int, error) {
+		ev, err := st.Events(store.Query{Sender: sender, Type: "accettazione", From: since, Limit: limit + 1})
+		return len(ev), err
+	}
 }

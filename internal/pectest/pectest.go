@@ -468,6 +468,17 @@ func (p *Provider) stopProc(name string, sig syscall.Signal) {
 	}
 }
 
+// PID returns the process id of the running pecmilter or pecdeliver, 0
+// when it is not running (benchmarks read its CPU and memory in /proc).
+func (p *Provider) PID(name string) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if cmd := p.procs[name]; cmd != nil && cmd.Process != nil {
+		return cmd.Process.Pid
+	}
+	return 0
+}
+
 // ProcLog returns what pecmilter or pecdeliver logged.
 func (p *Provider) ProcLog(name string) string {
 	b, _ := os.ReadFile(filepath.Join(p.Dir, name+".log"))

@@ -151,6 +151,17 @@ func (c *Clamd) Start(t testing.TB) {
 	}
 }
 
+// PID returns clamd's process id (it runs in the foreground), 0 when it
+// is not running.
+func (c *Clamd) PID() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cmd == nil {
+		return 0
+	}
+	return c.cmd.Process.Pid
+}
+
 // Stop stops clamd now (SIGTERM to the PID in its pid file) and waits for it
 // to exit. Idempotent.
 func (c *Clamd) Stop() {

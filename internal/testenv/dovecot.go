@@ -280,6 +280,31 @@ func (d *Dovecot) maildir(addr string) string {
 	return filepath.Join(d.Dir, "mail", domain, local, "Maildir")
 }
 
+// Count returns how many messages the user's INBOX holds (Maildir new+cur)
+// without reading them.
+func (d *Dovecot) Count(addr string) int {
+	n := 0
+	for _, sub := range []string{"new", "cur"} {
+		ents, _ := os.ReadDir(filepath.Join(d.maildir(addr), sub))
+		for _, e := range ents {
+			if e.Type().IsRegular() {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// MasterPID returns the Dovecot master's process id, 0 when it is not running.
+func (d *Dovecot) MasterPID() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.cmd == nil {
+		return 0
+	}
+	return d.cmd.Process.Pid
+}
+
 // Messages returns the raw messages in the user's INBOX (Maildir new+cur),
 // sorted by file name (Maildir names start with the delivery time).
 func (d *Dovecot) Messages(t testing.TB, addr string) [][]byte {

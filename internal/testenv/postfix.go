@@ -238,6 +238,16 @@ func (p *Postfix) stop(t testing.TB) {
 	t.Logf("testenv: postfix stopped in %v", time.Since(start).Round(time.Millisecond))
 }
 
+// MasterPID returns the Postfix master's process id from its pid file, 0
+// when it is not running; its children are Postfix's daemons.
+func (p *Postfix) MasterPID() int {
+	pid, err := readPID(filepath.Join(p.QueueDir, "pid", "master.pid"))
+	if err != nil || !alive(pid) {
+		return 0
+	}
+	return pid
+}
+
 // Log returns the contents of the maillog.
 func (p *Postfix) Log() string {
 	b, _ := os.ReadFile(p.LogPath)

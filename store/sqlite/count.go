@@ -1,0 +1,21 @@
+package sqlite
+
+import (
+	"fmt"
+	"time"
+)
+
+// CountSenderEvents returns how many log rows of type typ the mailbox
+// sender (case-insensitive) has since since, without reading them: the
+// access point's per-mailbox rate limit asks it for every submission
+// (RFC 6109 leaves the limit to the provider). It uses the events_sender
+// index; no schema change.
+func (s *Store) CountSenderEvents(sender, typ string, since time.Time) (int, error) {
+	var n int
+	err := s.db.QueryRow(`SELECT count(*) FROM events WHERE sender = ? COLLATE NOCASE AND type = ? AND time_ns >= ?`,
+		sender, typ, since.UnixNano()).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("store: count events: %w", err)
+	}
+	return n, nil
+}
