@@ -47,7 +47,7 @@ bench:
 # the whole PEC path against plain Postfix -> Dovecot on this machine
 # (integration/fullpath): two providers and a plain pair, 10 KB and 1 MB,
 # 1 and 16 clients, 3 rounds; then the 100 KB latency and the milter's
-# peak RSS for 30 MB. Bounded: about 10 minutes on 2 cores.
+# peak RSS for 30 MB. Bounded: about 5 minutes on 2 cores.
 # PEC_FULLPATH=quick for one shorter round.
 PEC_FULLPATH ?= 1
 bench-fullpath:
