@@ -94,7 +94,9 @@ type session struct {
 	// head is the header section as the client sent it (CRLF line ends,
 	// without the empty line); chunks are the body as Postfix sent it,
 	// kept as they came: go-milter (v0.5.0, readPacket) reads every
-	// packet into a buffer of its own, so keeping a chunk copies nothing.
+	// packet into a buffer of its own, so keeping a chunk copies nothing
+	// (TestMilterMessage, several chunks byte for byte, fails if a later
+	// go-milter reuses that buffer).
 	// The message is put together once, at its end, in a buffer of the
 	// exact size (Postfix's milter client announces no size beforehand).
 	head   []byte
