@@ -529,3 +529,13 @@ func (s *Store) VirusItems(pecid string) ([]store.Quarantined, error) {
 	}
 	return out, nil
 }
+
+// CountSenderEvents returns how many log rows of type typ the mailbox
+// sender (ASCII case-insensitive) has since since, without reading them:
+// the access point's per-mailbox rate limit, counted over every node's
+// rows (the events_sender index).
+func (s *Store) CountSenderEvents(sender, typ string, since time.Time) (int, error) {
+	return s.count("count events of", `SELECT count(*) FROM events
+		WHERE lower(encode(sender, 'escape')) = lower(encode($1::bytea, 'escape')) AND type = $2 AND time_ns >= $3`,
+		b(sender), b(typ), ns(since))
+}
