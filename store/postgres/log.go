@@ -330,51 +330,33 @@ func (s *Store) VerifyLog() (firstBad int64, err error) {
 		return 0, s.explain("verify log of", err)
 	}
 	defer rows.Close()
-	prevID, prevHash := c.anchorID, c.anchorHash
+	walk := store.NewChainWalk(c.anchorID, c.anchorHash, c.headID, c.headHash)
+	lookup := func(h []byte, except int64) (int64, bool, error) {
+		rows.Close() // the connection serves one statement at a time
+		var j int64
+		err := tx.QueryRow(ctx, "SELECT id FROM events WHERE hash = $1 AND id <> $2", h, except).Scan(&j)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return 0, false, nil
+		}
+		if err != nil {
+			return 0, false, s.explain("verify log of", err)
+		}
+		return j, true, nil
+	}
 	for rows.Next() {
 		var ph, h []byte
 		e, err := scanEvent(rows, &ph, &h)
 		if err != nil {
 			return 0, s.explain("verify log of", err)
 		}
-		if e.ID != prevID+1 {
-			if e.ID <= c.anchorID {
-				return e.ID, fmt.Errorf("store: event log: row %d is at or before the purge anchor (row %d): the anchor was changed", e.ID, c.anchorID)
-			}
-			return e.ID, fmt.Errorf("store: event log: rows %d..%d removed (between row %d and row %d)", prevID+1, e.ID-1, prevID, e.ID)
+		if bad, err := walk.Row(&e, ph, h, lookup); err != nil {
+			return bad, err
 		}
-		if got := store.RowHash(ph, &e); string(got) != string(h) {
-			return e.ID, fmt.Errorf("store: event log: row %d was changed: its contents do not match its hash", e.ID)
-		}
-		if string(ph) != string(prevHash) {
-			rows.Close()
-			var j int64
-			err := tx.QueryRow(ctx, "SELECT id FROM events WHERE hash = $1 AND id <> $2", ph, prevID).Scan(&j)
-			switch {
-			case err == nil:
-				return e.ID, fmt.Errorf("store: event log reordered: row %d was written after the event now at row %d, not after row %d", e.ID, j, prevID)
-			case !errors.Is(err, pgx.ErrNoRows):
-				return 0, s.explain("verify log of", err)
-			case prevID == c.anchorID:
-				return e.ID, fmt.Errorf("store: event log: row %d does not link to the purge anchor (row %d): the anchor was changed or rows were removed", e.ID, c.anchorID)
-			default:
-				return e.ID, fmt.Errorf("store: event log: row %d does not link to row %d: row %d was rewritten together with its hash, or replaced", e.ID, prevID, prevID)
-			}
-		}
-		prevID, prevHash = e.ID, h
 	}
 	if err := rows.Err(); err != nil {
 		return 0, s.explain("verify log of", err)
 	}
-	switch {
-	case prevID < c.headID:
-		return prevID + 1, fmt.Errorf("store: event log truncated: rows %d..%d removed (last row %d, recorded head %d)", prevID+1, c.headID, prevID, c.headID)
-	case prevID > c.headID:
-		return c.headID + 1, fmt.Errorf("store: event log: rows %d..%d were added after the recorded head %d outside the store", c.headID+1, prevID, c.headID)
-	case string(prevHash) != string(c.headHash):
-		return prevID, fmt.Errorf("store: event log: row %d does not match the recorded head hash: it was rewritten", prevID)
-	}
-	return 0, nil
+	return walk.End()
 }
 
 // EachLinkedEvent calls fn, in id order, for every row whose time is in
