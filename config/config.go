@@ -351,20 +351,6 @@ func (c *Config) Location() *time.Location {
 	return l
 }
 
-// OrdinaryPolicy returns "accept" or "refuse" and the forward address for a mailbox.
-func (c *Config) OrdinaryPolicy(addr string) (policy, forward string) {
-	policy = c.Policy.OrdinaryMail
-	for a, m := range c.Policy.Mailboxes {
-		if strings.EqualFold(a, addr) {
-			if m.OrdinaryMail != "" {
-				policy = m.OrdinaryMail
-			}
-			return policy, m.ForwardTo
-		}
-	}
-	return policy, ""
-}
-
 // RulePolicy is the part of the configuration the PEC rules read (package
 // point), built once at start-up.
 func (c *Config) RulePolicy() *point.Policy {
