@@ -504,14 +504,14 @@ func (d *Delivery) Decide(now time.Time, m *Message, env Envelope, p *Plan, resu
 			}
 			rcpt := strings.ToLower(o.Rcpt)
 			taken = append(taken, rcpt)
-			events = append(events, d.event(now, m.Tx, "consegna-non-confermata",
+			events = append(events, d.event(now, m.Tx, store.TypeConsegnaNonConfermata,
 				"consegna interrotta dopo la trasmissione a Dovecot: esito sconosciuto, nessuna ricevuta emessa; verificare la casella", []string{rcpt}))
 		case ClassNotice:
 			noticeTo = append(noticeTo, o.Rcpt)
 		}
 	}
 	if len(p.Refused) > 0 {
-		events = append(events, d.ordinaryEvent(now, m, env, "rifiuto-posta-ordinaria", "mailbox refuses ordinary mail", p.Refused))
+		events = append(events, d.ordinaryEvent(now, m, env, store.TypeRifiutoPostaOrdinaria, "mailbox refuses ordinary mail", p.Refused))
 	}
 	for i, g := range p.Groups {
 		var stored, settled []string
@@ -556,7 +556,7 @@ func (d *Delivery) Decide(now time.Time, m *Message, env Envelope, p *Plan, resu
 				}
 				out.Status[r.Rcpt] = nil
 				taken = append(taken, rcpt)
-				events = append(events, d.event(at, m.Tx, "avvenuta-consegna", "", []string{rcpt}, n.ID))
+				events = append(events, d.event(at, m.Tx, store.TypeAvvenutaConsegna, "", []string{rcpt}, n.ID))
 				out.Txn.Outbox = append(out.Txn.Outbox, outgoing(n))
 			case errors.As(r.Err, &se) && perm:
 				errore, esteso := d.cause(rcpt, se)
@@ -566,7 +566,7 @@ func (d *Delivery) Decide(now time.Time, m *Message, env Envelope, p *Plan, resu
 				}
 				out.Status[r.Rcpt] = nil
 				taken = append(taken, rcpt)
-				events = append(events, d.event(at, m.Tx, "errore-consegna", esteso, []string{rcpt}, n.ID))
+				events = append(events, d.event(at, m.Tx, store.TypeErroreConsegna, esteso, []string{rcpt}, n.ID))
 				out.Txn.Outbox = append(out.Txn.Outbox, outgoing(n))
 			default:
 				out.Status[r.Rcpt] = status // temporary: no receipt, Postfix retries
@@ -576,7 +576,7 @@ func (d *Delivery) Decide(now time.Time, m *Message, env Envelope, p *Plan, resu
 		case g.Treatment == Unchanged:
 			noticeTo = append(noticeTo, settled...)
 		case g.Treatment == Wrapped && len(stored) > 0:
-			events = append(events, d.ordinaryEvent(now, m, env, "anomalia", g.Reason, stored, g.Anomaly.ID))
+			events = append(events, d.ordinaryEvent(now, m, env, store.TypeAnomalia, g.Reason, stored, g.Anomaly.ID))
 			out.Txn.Outbox = append(out.Txn.Outbox, g.Split.Copies(d.Provider, m.Raw, stored)...)
 		}
 	}
@@ -592,7 +592,7 @@ func (d *Delivery) Decide(now time.Time, m *Message, env Envelope, p *Plan, resu
 		if err != nil {
 			return out, err
 		}
-		events = append([]store.Event{d.event(now, m.Tx, "presa-in-carico", "", taken, pic.ID)}, events...)
+		events = append([]store.Event{d.event(now, m.Tx, store.TypePresaInCarico, "", taken, pic.ID)}, events...)
 		out.Txn.Outbox = append([]store.Outgoing{outgoing(pic)}, out.Txn.Outbox...)
 	}
 	out.Txn.Events = events
@@ -646,20 +646,20 @@ func (d *Delivery) cause(rcpt string, se *smtp.SMTPError) (daticert.Errore, stri
 	return daticert.Altro, code + " - " + name + " - " + strings.TrimSpace(se.Message)
 }
 
-func (d *Delivery) event(now time.Time, tx *build.Tx, typ, errText string, rcpts []string, related ...string) store.Event {
+func (d *Delivery) event(now time.Time, tx *build.Tx, typ store.EventType, errText string, rcpts []string, related ...string) store.Event {
 	subj := ""
 	if tx.Oggetto != nil {
 		subj = *tx.Oggetto
 	}
-	return store.Event{Time: now, Point: "delivery", Type: typ, PECID: tx.ID, MsgID: tx.MsgID, Sender: tx.Mittente,
+	return store.Event{Time: now, Point: store.AtDelivery, Type: typ, PECID: tx.ID, MsgID: tx.MsgID, Sender: tx.Mittente,
 		Recipients: rcpts, Subject: subj, Related: related, Provider: d.Provider.Name, Error: errText}
 }
 
 // ordinaryEvent logs what the delivery point did with a message it did
 // not deliver as it came (PEC-SPEC §6.5): the PEC id only for an envelope
 // that reached a non-addressee.
-func (d *Delivery) ordinaryEvent(now time.Time, m *Message, env Envelope, typ, errText string, rcpts []string, related ...string) store.Event {
-	e := store.Event{Time: now, Point: "delivery", Type: typ, Sender: env.MailFrom, Recipients: rcpts, Related: related, Error: errText}
+func (d *Delivery) ordinaryEvent(now time.Time, m *Message, env Envelope, typ store.EventType, errText string, rcpts []string, related ...string) store.Event {
+	e := store.Event{Time: now, Point: store.AtDelivery, Type: typ, Sender: env.MailFrom, Recipients: rcpts, Related: related, Error: errText}
 	if m.Class == ClassEnvelope {
 		e.PECID = m.Tx.ID
 	}
@@ -676,7 +676,7 @@ func (d *Delivery) noticeEvent(now time.Time, m *Message, rcpts []string) store.
 	p := m.Notice.Message
 	var about []string
 	about = append(about, p.Recipients()...)
-	e := d.event(now, m.Tx, "ricevuta-"+string(m.Kind), "", rcpts)
+	e := d.event(now, m.Tx, store.TypeNotice(m.Kind), "", rcpts)
 	e.Related = about
 	if n := p.Header.Get("Message-ID"); n != "" {
 		e.Related = append(e.Related, n)
@@ -690,7 +690,7 @@ func (d *Delivery) noticeEvent(now time.Time, m *Message, rcpts []string) store.
 // that manages a recipient's domain can speak for that recipient.
 func marks(now time.Time, m *Message) []store.Mark {
 	p := m.Notice.Message
-	var what string
+	var what store.MarkKind
 	switch m.Kind {
 	case kind.PresaInCarico:
 		what = store.MarkPresa

@@ -54,10 +54,6 @@ type ServiceMailbox struct {
 // service mailbox (outbox.StageReinject is the other one).
 const StageBounce = "bounce"
 
-// EventUndeliverable is the event-log type of a notice reported
-// undeliverable (point "delivery": a bounce came back; point "outbox": the
-// re-injection listener refused it).
-const EventUndeliverable = "undeliverable"
 
 func (b *ServiceMailbox) log() *slog.Logger {
 	if b.Log != nil {
@@ -357,7 +353,7 @@ func (b *ServiceMailbox) noteBounce(raw []byte) {
 		if bo.MessageID != "" {
 			related = []string{bo.MessageID}
 		}
-		txn.Events = append(txn.Events, store.Event{Time: now, Point: "delivery", Type: EventUndeliverable,
+		txn.Events = append(txn.Events, store.Event{Time: now, Point: store.AtDelivery, Type: store.TypeUndeliverable,
 			Sender: firstOr(b.Addrs), Recipients: []string{f.Rcpt}, Subject: bo.Subject, Related: related,
 			Provider: b.Provider, Error: strings.TrimSpace(string(bo.Kind) + ": " + f.Cause)})
 	}

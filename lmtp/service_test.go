@@ -252,7 +252,7 @@ func TestServiceMailboxRecordsBouncedNotice(t *testing.T) {
 	if res[serviceB] != nil {
 		t.Fatalf("bounce refused: %v", res[serviceB])
 	}
-	ev, err := r.st.Events(store.Query{Type: lmtp.EventUndeliverable})
+	ev, err := r.st.Events(store.Query{Type: store.TypeUndeliverable})
 	if err != nil || len(ev) != 1 {
 		t.Fatalf("undeliverable rows %v %+v", err, ev)
 	}
@@ -275,7 +275,7 @@ func TestServiceMailboxRecordsBouncedNotice(t *testing.T) {
 	// a DSN that reports a delay only is stored and not counted
 	delayed := bytes.Replace(dsn, []byte("Action: failed"), []byte("Action: delayed"), 1)
 	r.send(t, "", []string{serviceB}, delayed)
-	if ev, _ := r.st.Events(store.Query{Type: lmtp.EventUndeliverable}); len(ev) != 1 {
+	if ev, _ := r.st.Events(store.Query{Type: store.TypeUndeliverable}); len(ev) != 1 {
 		t.Fatalf("a delayed DSN added a row: %d", len(ev))
 	}
 }

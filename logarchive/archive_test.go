@@ -38,7 +38,7 @@ func at(s string) time.Time {
 	return t
 }
 
-func ev(t, typ, subject string, rcpts ...string) store.Event {
+func ev(t string, typ store.EventType, subject string, rcpts ...string) store.Event {
 	return store.Event{Time: at(t), Point: "access", Type: typ, PECID: "opec-" + t + "@pec.example.test",
 		MsgID: "<" + t + "@pec.example.test>", Sender: "mario.rossi@pec.example.test", Recipients: rcpts,
 		Subject: subject, Related: []string{"<r-" + t + "@pec.example.test>"}, Provider: "Example PEC S.p.A."}

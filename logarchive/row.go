@@ -43,7 +43,7 @@ func RowOf(e store.Event, loc *time.Location) Row {
 	if loc == nil {
 		loc = time.UTC
 	}
-	r := Row{ID: e.ID, Time: e.Time.In(loc), Point: e.Point, Type: e.Type, PECID: e.PECID, MsgID: e.MsgID,
+	r := Row{ID: e.ID, Time: e.Time.In(loc), Point: string(e.Point), Type: string(e.Type), PECID: e.PECID, MsgID: e.MsgID,
 		Sender: e.Sender, Recipients: append([]string{}, e.Recipients...), Subject: e.Subject,
 		Related: append([]string{}, e.Related...), Provider: e.Provider, Error: e.Error, QueueID: e.QueueID}
 	bin := func(name, v string) {
@@ -106,7 +106,7 @@ func (r Row) Event() (store.Event, error) {
 			*p = string(b)
 		}
 	}
-	return store.Event{ID: r.ID, Time: r.Time.UTC(), Point: r.Point, Type: r.Type, PECID: r.PECID, MsgID: r.MsgID,
+	return store.Event{ID: r.ID, Time: r.Time.UTC(), Point: store.EventPoint(r.Point), Type: store.EventType(r.Type), PECID: r.PECID, MsgID: r.MsgID,
 		Sender: r.Sender, Recipients: nilIfEmpty(r.Recipients), Subject: r.Subject, Related: nilIfEmpty(r.Related),
 		Provider: r.Provider, Error: r.Error, QueueID: r.QueueID}, nil
 }

@@ -202,7 +202,7 @@ func (m *Metrics) ObserveMilter(role string, d point.Decision, elapsed time.Dura
 // ObserveDelivery records one LMTP transaction; it has the signature of
 // lmtp.Server.Observer.
 func (m *Metrics) ObserveDelivery(r lmtp.Report) {
-	k := knownKind(string(r.Kind))
+	k := knownKind(r.Kind)
 	for _, rc := range r.Rcpts {
 		m.messages.WithLabelValues(PointDelivery, k, rc.Outcome).Inc()
 	}
@@ -212,7 +212,7 @@ func (m *Metrics) ObserveDelivery(r lmtp.Report) {
 
 func (m *Metrics) countReceipts(out []store.Outgoing) {
 	for _, o := range out {
-		k := o.Kind
+		k := string(o.Kind)
 		if k == "" {
 			k = "unknown"
 		}
@@ -237,36 +237,30 @@ func (m *Metrics) ClamdError(error) { m.clamdErrors.Inc() }
 // NoticeUndeliverable counts one generated message reported undeliverable;
 // it has the signature of lmtp.ServiceMailbox.OnUndeliverable and
 // outbox.Sender.OnUndeliverable.
-func (m *Metrics) NoticeUndeliverable(stage, kind string) {
-	m.undeliverable.WithLabelValues(stage, knownKind(kind)).Inc()
+func (m *Metrics) NoticeUndeliverable(stage, k string) {
+	m.undeliverable.WithLabelValues(stage, knownKind(kind.Kind(k))).Inc()
 }
 
 // DecisionKind is the kind label of a milter decision: the kind of the
 // message that replaces the original when there is one (the transport
 // envelope at the access point, the anomaly envelope at the incoming
-// point); else the kind the role recognised, read from its log rows
-// ("presa-in-carico" and "rilevazione-virus" are written for a transport
-// envelope, "ricevuta-KIND" for a notice); else "ordinaria".
+// point); else the kind the point recognised (Decision.Kind); else
+// "ordinaria".
 func DecisionKind(d point.Decision) string {
 	if d.Replace != nil && d.Replace.Kind != "" {
-		return knownKind(string(d.Replace.Kind))
+		return knownKind(d.Replace.Kind)
 	}
-	for _, e := range d.Txn.Events {
-		switch {
-		case e.Type == string(kind.PresaInCarico), e.Type == string(kind.RilevazioneVirus):
-			return string(kind.PostaCertificata)
-		case strings.HasPrefix(e.Type, "ricevuta-"):
-			return knownKind(strings.TrimPrefix(e.Type, "ricevuta-"))
-		}
+	if d.Kind != "" {
+		return knownKind(d.Kind)
 	}
 	return string(kind.Ordinaria)
 }
 
 // knownKind keeps the label's values to the known kinds.
-func knownKind(k string) string {
+func knownKind(k kind.Kind) string {
 	for _, x := range kind.All {
-		if string(x) == k {
-			return k
+		if x == k {
+			return string(k)
 		}
 	}
 	return string(kind.Ordinaria)

@@ -136,12 +136,12 @@ func pecLines(body string) string {
 func outgoing(k kind.Kind, n int) store.Outgoing {
 	id := fmt.Sprintf("<%s-%d@pec.example.test>", k, n)
 	return store.Outgoing{MailFrom: "posta-certificata@pec.example.test", Rcpts: []string{"user@pec.example.test"},
-		Data: []byte("Message-ID: " + id + "\r\nSubject: test\r\n\r\nbody\r\n"), MessageID: id, Kind: string(k)}
+		Data: []byte("Message-ID: " + id + "\r\nSubject: test\r\n\r\nbody\r\n"), MessageID: id, Kind: k}
 }
 
 var t0 = time.Date(2026, 11, 20, 10, 0, 0, 0, time.UTC)
 
-func event(point, typ string) store.Event {
+func event(point store.EventPoint, typ store.EventType) store.Event {
 	return store.Event{Time: t0, Point: point, Type: typ, PECID: "opec.1@pec.example.test"}
 }
 
@@ -198,13 +198,13 @@ func TestObserversExposition(t *testing.T) {
 	m.ObserveMilter("access", point.Decision{Action: point.TempFail, Code: 451}, 3906250*time.Nanosecond)
 	// incoming: a transport envelope taken in charge, a virus in one, a
 	// notice, an anomaly envelope for ordinary mail
-	m.ObserveMilter("incoming", point.Decision{Action: point.Accept, Txn: store.Txn{
+	m.ObserveMilter("incoming", point.Decision{Action: point.Accept, Kind: kind.PostaCertificata, Txn: store.Txn{
 		Events: []store.Event{event("incoming", "presa-in-carico")},
 		Outbox: []store.Outgoing{outgoing(kind.PresaInCarico, 4)}}}, 10*time.Millisecond)
-	m.ObserveMilter("incoming", point.Decision{Action: point.Discard, Txn: store.Txn{
+	m.ObserveMilter("incoming", point.Decision{Action: point.Discard, Kind: kind.PostaCertificata, Txn: store.Txn{
 		Events: []store.Event{event("incoming", "rilevazione-virus"), event("incoming", "rilevazione-virus")},
 		Outbox: []store.Outgoing{outgoing(kind.RilevazioneVirus, 5), outgoing(kind.RilevazioneVirus, 6)}}}, 10*time.Millisecond)
-	m.ObserveMilter("incoming", point.Decision{Action: point.Accept, Txn: store.Txn{
+	m.ObserveMilter("incoming", point.Decision{Action: point.Accept, Kind: kind.AvvenutaConsegna, Txn: store.Txn{
 		Events: []store.Event{event("incoming", "ricevuta-avvenuta-consegna")}}}, 10*time.Millisecond)
 	m.ObserveMilter("incoming", point.Decision{Action: point.Accept, Replace: anomaly, Txn: store.Txn{
 		Events: []store.Event{event("incoming", "anomalia")},
@@ -270,10 +270,12 @@ func TestDecisionKind(t *testing.T) {
 	}{
 		{point.Decision{}, "ordinaria"},
 		{point.Decision{Replace: &build.Message{Kind: kind.Anomalia}}, "anomalia"},
-		{point.Decision{Txn: store.Txn{Events: []store.Event{{Type: "ricevuta-rilevazione-virus"}, {Type: "errore-consegna-virus"}}}}, "rilevazione-virus"},
-		{point.Decision{Txn: store.Txn{Events: []store.Event{{Type: "rilevazione-virus"}}}}, "posta-certificata"},
-		{point.Decision{Txn: store.Txn{Events: []store.Event{{Type: "ricevuta-nonsense"}}}}, "ordinaria"},
-		{point.Decision{Txn: store.Txn{Events: []store.Event{{Type: "rifiuto-posta-ordinaria"}}}}, "ordinaria"},
+		{point.Decision{Kind: kind.RilevazioneVirus}, "rilevazione-virus"},
+		{point.Decision{Kind: kind.PostaCertificata}, "posta-certificata"},
+		{point.Decision{Kind: "nonsense"}, "ordinaria"},
+		// the kind comes from the decision, never from its log rows
+		{point.Decision{Txn: store.Txn{Events: []store.Event{{Type: "rilevazione-virus"}}}}, "ordinaria"},
+		{point.Decision{Replace: &build.Message{Kind: kind.Anomalia}, Kind: kind.PostaCertificata}, "anomalia"},
 	} {
 		if got := DecisionKind(c.d); got != c.want {
 			t.Errorf("%+v: kind %q, want %q", c.d, got, c.want)
@@ -514,7 +516,7 @@ func TestMilterEndToEnd(t *testing.T) {
 			Outbox: []store.Outgoing{outgoing(kind.Accettazione, 3)}}},
 	}
 	incoming := scripted{
-		"posta-certificata@pec.other.test": {Action: point.Discard, Reason: "virus", Txn: store.Txn{
+		"posta-certificata@pec.other.test": {Action: point.Discard, Reason: "virus", Kind: kind.PostaCertificata, Txn: store.Txn{
 			Events: []store.Event{event("incoming", "rilevazione-virus")},
 			Outbox: []store.Outgoing{outgoing(kind.RilevazioneVirus, 4)}}},
 		"someone@internet.test": {Action: point.Accept, Replace: &build.Message{Kind: kind.Anomalia, ID: "x@pec.example.test", BodyPieces: [][]byte{[]byte("wrapped\r\n")}},

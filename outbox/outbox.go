@@ -413,10 +413,10 @@ func (s *Sender) undeliverable(it store.Queued, err error) {
 		return
 	}
 	if s.OnUndeliverable != nil {
-		s.OnUndeliverable(StageReinject, it.Kind)
+		s.OnUndeliverable(StageReinject, string(it.Kind))
 	}
-	ev := store.Event{Time: s.now().Truncate(time.Second), Point: "outbox", Type: "undeliverable", Sender: it.MailFrom,
-		Recipients: it.Rcpts, Related: []string{it.MessageID}, Error: it.Kind + ": " + err.Error()}
+	ev := store.Event{Time: s.now().Truncate(time.Second), Point: store.AtOutbox, Type: store.TypeUndeliverable, Sender: it.MailFrom,
+		Recipients: it.Rcpts, Related: []string{it.MessageID}, Error: string(it.Kind) + ": " + err.Error()}
 	if cerr := s.Store.Commit(store.Txn{Events: []store.Event{ev}}); cerr != nil {
 		s.log().Error("outbox: cannot record the refusal in the event log", itemAttrs(it, "error", cerr.Error())...)
 	}

@@ -30,10 +30,10 @@ type Access struct {
 	// Index returns the current providers' index; an error means none is
 	// loaded and mail is tempfailed (fail closed).
 	Index func() (Directory, error)
-	// Sent counts the messages a mailbox had accepted since a time (the
-	// per-mailbox rate limit); nil disables the limit.
-	Sent func(sender string, since time.Time) (int, error)
-	Log  *slog.Logger
+	// History is the log the per-mailbox rate limit counts in; nil
+	// disables the limit.
+	History History
+	Log     *slog.Logger
 
 	// Header limits: what Postfix's cleanup can carry and rewrite intact
 	// (see DefaultMaxHeaderFields, DefaultMaxHeaderFieldSize); zero means
@@ -84,8 +84,8 @@ func (a *Access) Check(ctx context.Context, env Envelope, raw []byte, now time.T
 	}
 
 	sent := 0
-	if a.Sent != nil && a.MessagesPerHour > 0 {
-		n, err := a.Sent(sender, now.Add(-time.Hour))
+	if a.History != nil && a.MessagesPerHour > 0 {
+		n, err := acceptedSince(a.History, sender, now.Add(-time.Hour))
 		if err != nil {
 			a.log().Error("cannot count the mailbox's messages for the rate limit, tempfailing", "sender", sender, "error", err)
 			return tempfail("4.3.0", "PEC: store not available, try again later")
@@ -120,7 +120,7 @@ func (a *Access) Check(ctx context.Context, env Envelope, raw []byte, now time.T
 		}
 		d := reply(Reject, 554, "5.7.1", "PEC: message not accepted: virus found ("+res.Signature+")")
 		d.Txn = store.Txn{
-			Events: []store.Event{a.event(now, env, tx, o, "non-accettazione", "virus: "+res.Signature, n.ID)},
+			Events: []store.Event{a.event(now, env, tx, o, store.TypeNonAccettazione, "virus: "+res.Signature, n.ID)},
 			Outbox: []store.Outgoing{outgoing(n)},
 			Virus:  []store.Quarantined{{Time: now, PECID: id, Sender: sender, Recipients: rcpts, Signature: res.Signature, Data: raw}},
 		}
@@ -142,8 +142,8 @@ func (a *Access) Check(ctx context.Context, env Envelope, raw []byte, now time.T
 	d := Decision{Action: Accept, Replace: envelope, Reason: "accepted"}
 	d.Txn = store.Txn{
 		Events: []store.Event{
-			a.event(now, env, tx, o, "accettazione", "", acc.ID),
-			a.event(now, env, tx, o, "posta-certificata", "", envelope.ID),
+			a.event(now, env, tx, o, store.TypeAccettazione, "", acc.ID),
+			a.event(now, env, tx, o, store.TypePostaCertificata, "", envelope.ID),
 		},
 		Outbox: []store.Outgoing{outgoing(acc)},
 		Track:  track,
@@ -238,7 +238,7 @@ func (a *Access) formalCheck(env Envelope, o *build.Original, perr error, raw []
 func (a *Access) refuse(now time.Time, env Envelope, tx *build.Tx, raw []byte, reason string) Decision {
 	d := reply(Reject, 550, "5.7.1", "PEC: message not accepted: "+reason)
 	if a.NoticeMaxSize > 0 && int64(len(raw)) > a.NoticeMaxSize {
-		d.Txn.Events = []store.Event{a.event(now, env, tx, nil, "non-accettazione", reason+" (solo errore SMTP: messaggio oltre "+fmt.Sprint(a.NoticeMaxSize)+" byte)")}
+		d.Txn.Events = []store.Event{a.event(now, env, tx, nil, store.TypeNonAccettazione, reason+" (solo errore SMTP: messaggio oltre "+fmt.Sprint(a.NoticeMaxSize)+" byte)")}
 		return d
 	}
 	n, err := a.Provider.NonAccettazione(now, tx, reason)
@@ -246,13 +246,13 @@ func (a *Access) refuse(now time.Time, env Envelope, tx *build.Tx, raw []byte, r
 		return tempfail("4.3.0", "PEC: cannot build the notice: "+err.Error())
 	}
 	d.Txn = store.Txn{
-		Events: []store.Event{a.event(now, env, tx, nil, "non-accettazione", reason, n.ID)},
+		Events: []store.Event{a.event(now, env, tx, nil, store.TypeNonAccettazione, reason, n.ID)},
 		Outbox: []store.Outgoing{outgoing(n)},
 	}
 	return d
 }
 
-func (a *Access) event(now time.Time, env Envelope, tx *build.Tx, o *build.Original, typ, errText string, related ...string) store.Event {
+func (a *Access) event(now time.Time, env Envelope, tx *build.Tx, o *build.Original, typ store.EventType, errText string, related ...string) store.Event {
 	var rc []string
 	for _, d := range tx.Destinatari {
 		rc = append(rc, d.Addr)
@@ -261,7 +261,7 @@ func (a *Access) event(now time.Time, env Envelope, tx *build.Tx, o *build.Origi
 	if tx.Oggetto != nil {
 		subj = *tx.Oggetto
 	}
-	return store.Event{Time: now, Point: "access", Type: typ, PECID: tx.ID, MsgID: tx.MsgID, Sender: strings.ToLower(env.MailFrom),
+	return store.Event{Time: now, Point: store.AtAccess, Type: typ, PECID: tx.ID, MsgID: tx.MsgID, Sender: strings.ToLower(env.MailFrom),
 		Recipients: rc, Subject: subj, Related: related, Provider: a.Provider.Name, Error: errText, QueueID: env.QueueID}
 }
 
@@ -276,7 +276,7 @@ func outgoing(m *build.Message) store.Outgoing { return Outgoing(m) }
 
 // Outgoing is a built message as an outbox item.
 func Outgoing(m *build.Message) store.Outgoing {
-	return store.Outgoing{MailFrom: m.MailFrom, Rcpts: m.Rcpts, Data: m.Bytes(), MessageID: "<" + m.ID + ">", Kind: string(m.Kind)}
+	return store.Outgoing{MailFrom: m.MailFrom, Rcpts: m.Rcpts, Data: m.Bytes(), MessageID: "<" + m.ID + ">", Kind: m.Kind}
 }
 
 func sameSet(a, b []string) bool {

@@ -18,6 +18,7 @@ import (
 	"github.com/pecgo/pec/parse"
 	"github.com/pecgo/pec/point"
 	"github.com/pecgo/pec/smime"
+	"github.com/pecgo/pec/store"
 )
 
 var at = time.Date(2026, 11, 23, 15, 4, 5, 0, time.UTC)
@@ -210,7 +211,13 @@ func TestAccessRateLimit(t *testing.T) {
 	a := e.access(scanner{})
 	a.MessagesPerHour = 2
 	var since time.Time
-	a.Sent = func(sender string, t0 time.Time) (int, error) { since = t0; return 2, nil }
+	a.History = history{count: func(sender string, typ store.EventType, t0 time.Time) (int, error) {
+		if typ != store.TypeAccettazione {
+			t.Errorf("counted %q rows, want acceptances", typ)
+		}
+		since = t0
+		return 2, nil
+	}}
 	d := a.Check(context.Background(), point.Envelope{MailFrom: mario, Rcpts: []string{luigi}, AuthUser: mario}, msg(mario, luigi, "", ""), at)
 	if d.Action != point.Reject || !strings.Contains(d.Reason, "2 messaggi all'ora") {
 		t.Fatalf("%v %q", d.Action, d.Reason)
@@ -218,11 +225,11 @@ func TestAccessRateLimit(t *testing.T) {
 	if !since.Equal(at.Add(-time.Hour)) {
 		t.Fatalf("window starts %v", since)
 	}
-	a.Sent = func(string, time.Time) (int, error) { return 0, errors.New("database is locked") }
+	a.History = history{count: func(string, store.EventType, time.Time) (int, error) { return 0, errors.New("database is locked") }}
 	if d := a.Check(context.Background(), point.Envelope{MailFrom: mario, Rcpts: []string{luigi}, AuthUser: mario}, msg(mario, luigi, "", ""), at); d.Action != point.TempFail {
 		t.Fatalf("rate limit with the store down: %v (must fail closed)", d.Action)
 	}
-	a.Sent = func(string, time.Time) (int, error) { return 1, nil }
+	a.History = history{count: func(string, store.EventType, time.Time) (int, error) { return 1, nil }}
 	if d := a.Check(context.Background(), point.Envelope{MailFrom: mario, Rcpts: []string{luigi}, AuthUser: mario}, msg(mario, luigi, "", ""), at); d.Action != point.Accept {
 		t.Fatalf("under the limit: %v %s", d.Action, d.Reason)
 	}

@@ -28,12 +28,10 @@ type Incoming struct {
 	Roots    *smime.Roots // the PEC CA roots, with the SHA-1 cut-off
 	Scanner  Scanner
 	Index    func() (Directory, error)
-	// Dispatched reports whether we sent the envelope pecid to rcpt (its
-	// delivery is being tracked); nil trusts the id's domain alone.
-	Dispatched func(pecid, rcpt string) (bool, error)
-	// Charged returns the recipients (lower-case) that a take-charge of
-	// ours already covered for the envelope pecid; nil: none recorded.
-	Charged func(pecid string) ([]string, error)
+	// History is the log: the take-charges already issued, the envelopes
+	// we dispatched (history.go). nil: none recorded, and a notice's id
+	// domain alone says the envelope was ours.
+	History History
 	Log     *slog.Logger
 	// Revocation checks the signer's verified chain (leaf first) against
 	// the CRLs (RFC 6109 §2.2.2 check 3), as revocation.Checker.Check
@@ -47,7 +45,15 @@ type Incoming struct {
 
 // Check applies the incoming-point rules to one received message.
 func (in *Incoming) Check(ctx context.Context, env Envelope, raw []byte, now time.Time) Decision {
-	now = now.Truncate(time.Second)
+	var k kind.Kind
+	d := in.check(ctx, env, raw, now.Truncate(time.Second), &k)
+	d.Kind = k
+	return d
+}
+
+// check is Check; it sets *k to the kind of a message signed by a
+// provider of the index.
+func (in *Incoming) check(ctx context.Context, env Envelope, raw []byte, now time.Time, k *kind.Kind) Decision {
 	dir, err := in.Index()
 	if err != nil {
 		return tempfail("4.3.0", "PEC: providers' index not available, try again later")
@@ -98,6 +104,7 @@ func (in *Incoming) Check(ctx context.Context, env Envelope, raw []byte, now tim
 	if reason != "" {
 		return in.anomaly(ctx, env, o, raw, now, reason)
 	}
+	*k = m.Kind
 	res, err := in.Scanner.Scan(ctx, bytes.NewReader(raw))
 	if errors.Is(err, clamd.ErrSizeLimit) {
 		return in.tooLargeToScan(env, len(raw))
@@ -112,7 +119,7 @@ func (in *Incoming) Check(ctx context.Context, env Envelope, raw []byte, now tim
 			return in.refuseInfected(env, o, raw, now, name, res.Signature)
 		}
 		return Decision{Action: Accept, Reason: "valid anomaly envelope from " + name,
-			Txn: store.Txn{Events: []store.Event{in.ordinaryEvent(now, env, o, "ricevuta-anomalia", "", env.Rcpts)}}}
+			Txn: store.Txn{Events: []store.Event{in.ordinaryEvent(now, env, o, store.TypeNotice(kind.Anomalia), "", env.Rcpts)}}}
 	}
 	tx := build.TxFromDaticert(m.Daticert, originalSubject(m.Original))
 	ours := in.ours(env.Rcpts)
@@ -126,7 +133,7 @@ func (in *Incoming) Check(ctx context.Context, env Envelope, raw []byte, now tim
 		// and that no earlier take-charge covered (a replay gets none; the
 		// delivery point wraps what reaches a non-addressee), to the sender
 		// provider's mailReceipt.
-		covered, err := in.charged(tx.ID)
+		covered, err := chargedRecipients(in.History, tx.ID)
 		if err != nil {
 			in.log().Error("cannot read the take-charges already issued, tempfailing", "pec_id", tx.ID, "error", err)
 			return tempfail("4.3.0", "PEC: store not available, try again later")
@@ -146,7 +153,7 @@ func (in *Incoming) Check(ctx context.Context, env Envelope, raw []byte, now tim
 		}
 		d := Decision{Action: Accept, Reason: "valid transport envelope from " + name}
 		d.Txn = store.Txn{
-			Events: []store.Event{in.event(now, env, tx, "presa-in-carico", name, "", charge, pic.ID)},
+			Events: []store.Event{in.event(now, env, tx, store.TypePresaInCarico, name, "", charge, pic.ID)},
 			Outbox: []store.Outgoing{outgoing(pic)},
 		}
 		return d
@@ -155,7 +162,7 @@ func (in *Incoming) Check(ctx context.Context, env Envelope, raw []byte, now tim
 		return in.refuseInfected(env, o, raw, now, name, res.Signature)
 	}
 	d := Decision{Action: Accept, Reason: "valid " + string(m.Kind) + " from " + name}
-	d.Txn.Events = []store.Event{in.event(now, env, tx, "ricevuta-"+string(m.Kind), name, "", m.Recipients())}
+	d.Txn.Events = []store.Event{in.event(now, env, tx, store.TypeNotice(m.Kind), name, "", m.Recipients())}
 	if m.Kind == kind.RilevazioneVirus && in.toServiceMailbox(env.Rcpts) && in.Policy.IsManaged(tx.Mittente) &&
 		strings.HasSuffix(strings.ToLower(tx.ID), "@"+strings.ToLower(in.Provider.Domain)) {
 		// RFC 6109 §3.2.4: tell our sender, from the notice's data — only
@@ -166,21 +173,19 @@ func (in *Incoming) Check(ctx context.Context, env Envelope, raw []byte, now tim
 				in.log().Warn("virus detection notice about a recipient its provider does not manage: ignored", "provider", name, "rcpt", rcpt, "pec_id", tx.ID)
 				continue
 			}
-			if in.Dispatched != nil {
-				ok, err := in.Dispatched(tx.ID, rcpt)
-				if err != nil {
-					return tempfail("4.3.0", "PEC: store not available, try again later")
-				}
-				if !ok {
-					in.log().Warn("virus detection notice about an envelope we did not send to that recipient: ignored", "provider", name, "rcpt", rcpt, "pec_id", tx.ID)
-					continue
-				}
+			ok, err := dispatched(in.History, tx.ID, rcpt)
+			if err != nil {
+				return tempfail("4.3.0", "PEC: store not available, try again later")
+			}
+			if !ok {
+				in.log().Warn("virus detection notice about an envelope we did not send to that recipient: ignored", "provider", name, "rcpt", rcpt, "pec_id", tx.ID)
+				continue
 			}
 			n, err := in.Provider.ErroreConsegnaVirus(now, tx, rcpt, m.Daticert.ErroreEsteso)
 			if err != nil {
 				return tempfail("4.3.0", "PEC: cannot build the virus non-delivery notice: "+err.Error())
 			}
-			d.Txn.Events = append(d.Txn.Events, in.event(now, env, tx, "errore-consegna-virus", name, "", []string{rcpt}, n.ID))
+			d.Txn.Events = append(d.Txn.Events, in.event(now, env, tx, store.TypeErroreConsegnaVirus, name, "", []string{rcpt}, n.ID))
 			d.Txn.Outbox = append(d.Txn.Outbox, outgoing(n))
 		}
 	}
@@ -247,7 +252,7 @@ func (in *Incoming) revoked(ctx context.Context, env Envelope, chains [][]*x509.
 func (in *Incoming) refuseInfected(env Envelope, o *build.Original, raw []byte, now time.Time, provider, sig string) Decision {
 	d := reply(Reject, 554, "5.7.1", "virus found ("+sig+")")
 	d.Txn = store.Txn{
-		Events: []store.Event{in.ordinaryEvent(now, env, o, "virus", "virus: "+sig+" (from "+provider+")", env.Rcpts)},
+		Events: []store.Event{in.ordinaryEvent(now, env, o, store.TypeVirusRefused, "virus: "+sig+" (from "+provider+")", env.Rcpts)},
 		Virus:  []store.Quarantined{{Time: now, PECID: o.MsgID, Sender: env.MailFrom, Recipients: env.Rcpts, Signature: sig, Data: raw}},
 	}
 	return d
@@ -282,7 +287,7 @@ func (in *Incoming) virus(env Envelope, tx *build.Tx, raw []byte, now time.Time,
 		if err != nil {
 			return tempfail("4.3.0", "PEC: cannot build the virus notice: "+err.Error())
 		}
-		d.Txn.Events = append(d.Txn.Events, in.event(now, env, tx, "rilevazione-virus", provider, "virus: "+sig, []string{rcpt}, n.ID))
+		d.Txn.Events = append(d.Txn.Events, in.event(now, env, tx, store.TypeRilevazioneVirus, provider, "virus: "+sig, []string{rcpt}, n.ID))
 		d.Txn.Outbox = append(d.Txn.Outbox, outgoing(n))
 	}
 	d.Txn.Virus = []store.Quarantined{{Time: now, PECID: tx.ID, Sender: tx.Mittente, Recipients: ours, Signature: sig, Data: raw}}
@@ -310,7 +315,7 @@ func (in *Incoming) ordinary(ctx context.Context, env Envelope, o *build.Origina
 	forwards := split.Copies(in.Provider, raw, split.Accept)
 	if len(split.Accept) == 0 {
 		d := reply(Reject, 554, "5.7.1", RefuseOrdinaryText)
-		d.Txn.Events = []store.Event{in.ordinaryEvent(now, env, o, "rifiuto-posta-ordinaria", "mailbox refuses ordinary mail", split.Refuse)}
+		d.Txn.Events = []store.Event{in.ordinaryEvent(now, env, o, store.TypeRifiutoPostaOrdinaria, "mailbox refuses ordinary mail", split.Refuse)}
 		return d
 	}
 	return in.wrap(env, o, now, split.Accept, split.Refuse, OrdinaryReason(reason, dsn), forwards)
@@ -337,24 +342,11 @@ func (in *Incoming) wrap(env Envelope, o *build.Original, now time.Time, accept,
 		return tempfail("4.3.0", "PEC: cannot build the anomaly envelope: "+err.Error())
 	}
 	d := Decision{Action: Accept, Replace: a, RemoveRcpts: refuse, Reason: "anomalia: " + reason}
-	d.Txn = store.Txn{Events: []store.Event{in.ordinaryEvent(now, env, o, "anomalia", reason, accept, a.ID)}, Outbox: forwards}
+	d.Txn = store.Txn{Events: []store.Event{in.ordinaryEvent(now, env, o, store.TypeAnomalia, reason, accept, a.ID)}, Outbox: forwards}
 	if len(refuse) > 0 {
-		d.Txn.Events = append(d.Txn.Events, in.ordinaryEvent(now, env, o, "rifiuto-posta-ordinaria", "mailbox refuses ordinary mail", refuse))
+		d.Txn.Events = append(d.Txn.Events, in.ordinaryEvent(now, env, o, store.TypeRifiutoPostaOrdinaria, "mailbox refuses ordinary mail", refuse))
 	}
 	return d
-}
-
-// charged is the set of recipients already taken in charge for pecid.
-func (in *Incoming) charged(pecid string) (map[string]bool, error) {
-	out := map[string]bool{}
-	if in.Charged == nil {
-		return out, nil
-	}
-	l, err := in.Charged(pecid)
-	for _, r := range l {
-		out[strings.ToLower(r)] = true
-	}
-	return out, err
 }
 
 // addressed reports whether rcpt is among the envelope's destinatari
@@ -388,18 +380,18 @@ func (in *Incoming) toServiceMailbox(rcpts []string) bool {
 	return false
 }
 
-func (in *Incoming) event(now time.Time, env Envelope, tx *build.Tx, typ, provider, errText string, rcpts []string, related ...string) store.Event {
+func (in *Incoming) event(now time.Time, env Envelope, tx *build.Tx, typ store.EventType, provider, errText string, rcpts []string, related ...string) store.Event {
 	subj := ""
 	if tx.Oggetto != nil {
 		subj = *tx.Oggetto
 	}
-	return store.Event{Time: now, Point: "incoming", Type: typ, PECID: tx.ID, MsgID: tx.MsgID, Sender: tx.Mittente,
+	return store.Event{Time: now, Point: store.AtIncoming, Type: typ, PECID: tx.ID, MsgID: tx.MsgID, Sender: tx.Mittente,
 		Recipients: rcpts, Subject: subj, Related: related, Provider: provider, Error: errText, QueueID: env.QueueID}
 }
 
-func (in *Incoming) ordinaryEvent(now time.Time, env Envelope, o *build.Original, typ, errText string, rcpts []string, related ...string) store.Event {
+func (in *Incoming) ordinaryEvent(now time.Time, env Envelope, o *build.Original, typ store.EventType, errText string, rcpts []string, related ...string) store.Event {
 	sender := env.MailFrom
-	return store.Event{Time: now, Point: "incoming", Type: typ, MsgID: o.MsgID, Sender: sender, Recipients: rcpts,
+	return store.Event{Time: now, Point: store.AtIncoming, Type: typ, MsgID: o.MsgID, Sender: sender, Recipients: rcpts,
 		Subject: SubjectOf(o), Related: related, Error: errText, QueueID: env.QueueID}
 }
 

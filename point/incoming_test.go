@@ -24,6 +24,7 @@ import (
 	"github.com/pecgo/pec/point"
 	"github.com/pecgo/pec/revocation"
 	"github.com/pecgo/pec/smime"
+	"github.com/pecgo/pec/store"
 )
 
 // two providers: A sends, B (us) receives. A's certificate domain is not
@@ -95,6 +96,9 @@ func TestIncomingValidEnvelope(t *testing.T) {
 	d := e.incoming().Check(context.Background(), point.Envelope{MailFrom: mario, Rcpts: []string{luigi, carla}}, raw, at)
 	if d.Action != point.Accept || d.Replace != nil {
 		t.Fatalf("%v %q: a valid envelope is delivered unchanged", d.Action, d.Reason)
+	}
+	if d.Kind != kind.PostaCertificata {
+		t.Errorf("decision kind %q, want the envelope's", d.Kind)
 	}
 	if len(d.Txn.Outbox) != 1 {
 		t.Fatalf("%d notices, want one take-charge for the transaction", len(d.Txn.Outbox))
@@ -212,6 +216,9 @@ func TestIncomingOrdinaryMail(t *testing.T) {
 	if d.Action != point.Accept || d.Replace.Kind != kind.Anomalia {
 		t.Fatalf("%v %q", d.Action, d.Reason)
 	}
+	if d.Kind != "" {
+		t.Errorf("decision kind %q for ordinary mail, want none", d.Kind)
+	}
 	if len(d.RemoveRcpts) != 1 || d.RemoveRcpts[0] != anna {
 		t.Fatalf("removed %v, want the mailbox that refuses ordinary mail", d.RemoveRcpts)
 	}
@@ -245,6 +252,9 @@ func TestIncomingVirusInEnvelope(t *testing.T) {
 	d := e.incoming().Check(context.Background(), point.Envelope{MailFrom: mario, Rcpts: []string{luigi, carla}}, raw, at)
 	if d.Action != point.Discard || len(d.Txn.Outbox) != 2 || len(d.Txn.Virus) != 1 {
 		t.Fatalf("%v: %d notices %d virus items", d.Action, len(d.Txn.Outbox), len(d.Txn.Virus))
+	}
+	if d.Kind != kind.PostaCertificata {
+		t.Errorf("decision kind %q, want the infected envelope's", d.Kind)
 	}
 	for i, rcpt := range []string{luigi, carla} {
 		p, _ := parse.Parse(d.Txn.Outbox[i].Data)
@@ -295,7 +305,7 @@ func TestIncomingVirusNoticeForOurSender(t *testing.T) {
 
 	// with the store's answer: only an envelope we tracked to that recipient
 	in := e.incoming()
-	in.Dispatched = func(pecid, rcpt string) (bool, error) { return false, nil }
+	in.History = history{} // tracks nothing
 	if d := in.Check(context.Background(), point.Envelope{MailFrom: n.MailFrom, Rcpts: n.Rcpts}, n.Bytes(), at); len(d.Txn.Outbox) != 0 {
 		t.Fatal("virus notice about an envelope we never sent to that recipient produced a notice")
 	}
@@ -415,12 +425,12 @@ func TestIncomingTakeChargeOncePerAddressee(t *testing.T) {
 	raw, tx := e.envelope(t, e.a, "una volta", luigi)
 	in := e.incoming()
 	var charged []string
-	in.Charged = func(pecid string) ([]string, error) {
-		if pecid != tx.ID {
-			t.Fatalf("asked about %s", pecid)
+	in.History = history{events: func(q store.Query) ([]store.Event, error) {
+		if q.PECID != tx.ID || q.Type != store.TypePresaInCarico {
+			t.Fatalf("asked about %+v", q)
 		}
-		return charged, nil
-	}
+		return []store.Event{{Recipients: charged}}, nil
+	}}
 	// a non-addressee of ours beside the addressee
 	d := in.Check(context.Background(), point.Envelope{MailFrom: mario, Rcpts: []string{luigi, carla}}, raw, at)
 	if d.Action != point.Accept || len(d.Txn.Outbox) != 1 {
@@ -442,7 +452,7 @@ func TestIncomingTakeChargeOncePerAddressee(t *testing.T) {
 	if d.Action != point.Accept || len(d.Txn.Outbox) != 0 {
 		t.Fatalf("non-addressee: %v %q, %d notices", d.Action, d.Reason, len(d.Txn.Outbox))
 	}
-	in.Charged = func(string) ([]string, error) { return nil, errors.New("database is locked") }
+	in.History = history{events: func(store.Query) ([]store.Event, error) { return nil, errors.New("database is locked") }}
 	if d = in.Check(context.Background(), point.Envelope{MailFrom: mario, Rcpts: []string{luigi}}, raw, at); d.Action != point.TempFail {
 		t.Fatalf("store down: %v, want a tempfail", d.Action)
 	}

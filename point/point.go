@@ -21,6 +21,7 @@ import (
 
 	"github.com/pecgo/pec/build"
 	"github.com/pecgo/pec/clamd"
+	"github.com/pecgo/pec/kind"
 	"github.com/pecgo/pec/store"
 )
 
@@ -62,6 +63,10 @@ type Decision struct {
 	Txn store.Txn
 	// Reason says why, for the operator's log.
 	Reason string
+	// Kind is the kind of PEC message the point recognised and judged
+	// valid ("" for ordinary mail and for what the access point receives):
+	// the metrics' label, beside Replace's kind.
+	Kind kind.Kind
 }
 
 // Scanner is the antivirus (clamd).

@@ -64,6 +64,9 @@ type DeliveryPoint interface {
 type Log interface {
 	// Events returns the rows matching q, oldest first.
 	Events(Query) ([]Event, error)
+	// CountSenderEvents counts the rows of type typ of the mailbox sender
+	// (ASCII case-insensitive) since a time, without reading them.
+	CountSenderEvents(sender string, typ EventType, since time.Time) (int, error)
 	// LogHead returns the id and hash of the last row (0 and the anchor
 	// hash when the log is empty).
 	LogHead() (id int64, hash []byte, err error)

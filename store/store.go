@@ -12,6 +12,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/pecgo/pec/kind"
 )
 
 // Errors returned by the outbox methods.
@@ -21,12 +23,12 @@ var (
 
 // Event is one row of the PEC event log (RFC 6109 §2.3; PEC-SPEC §6.5).
 type Event struct {
-	ID         int64     // row id, set when read back; ignored by Commit
-	Time       time.Time // the transaction instant
-	Point      string    // "access", "incoming", "delivery", "timer", "outbox"
-	Type       string    // "accettazione", "non-accettazione", "posta-certificata", "presa-in-carico", "avvenuta-consegna", "errore-consegna", "anomalia", "rilevazione-virus", "preavviso-errore-consegna", "sent", ...
-	PECID      string    // identificativo of the transaction
-	MsgID      string    // the original Message-ID (with angle brackets)
+	ID         int64      // row id, set when read back; ignored by Commit
+	Time       time.Time  // the transaction instant
+	Point      EventPoint // where it was written (vocabulary.go)
+	Type       EventType  // what happened (vocabulary.go)
+	PECID      string     // identificativo of the transaction
+	MsgID      string     // the original Message-ID (with angle brackets)
 	Sender     string
 	Recipients []string
 	Subject    string
@@ -42,7 +44,7 @@ type Outgoing struct {
 	Rcpts     []string
 	Data      []byte
 	MessageID string
-	Kind      string
+	Kind      kind.Kind
 }
 
 // Quarantined is an infected message kept in the virus store (RFC 6109
@@ -91,8 +93,8 @@ type Query struct {
 	MsgID     string
 	Sender    string
 	Recipient string
-	Type      string // event type, e.g. "accettazione"
-	Point     string // "access", "incoming", "delivery", ...
+	Type      EventType
+	Point     EventPoint
 	From, To  time.Time
 	Limit     int
 }
@@ -121,8 +123,8 @@ func canonical(e *Event) []byte {
 	}
 	str("pec-event-v1")
 	str(e.Time.UTC().Format(time.RFC3339Nano))
-	str(e.Point)
-	str(e.Type)
+	str(string(e.Point))
+	str(string(e.Type))
 	str(e.PECID)
 	str(e.MsgID)
 	str(e.Sender)
@@ -178,22 +180,13 @@ type Tracked struct {
 	Tx    []byte // opaque to the store
 }
 
-// Mark kinds.
-const (
-	MarkPresa    = "presa-in-carico"   // a take-charge covering the recipient arrived
-	MarkConsegna = "avvenuta-consegna" // delivery receipt arrived: tracking ends
-	MarkErrore   = "errore-consegna"   // non-delivery notice arrived: tracking ends (our choice, PEC-SPEC §6.6 rule 4)
-	MarkNotice12 = "notice-12h"        // the 12 h notice was queued
-	MarkNotice24 = "notice-24h"        // the 24 h notice was queued: tracking ends
-)
-
 // Mark records an event about a tracked recipient. Marks for unknown
 // (PEC id, recipient) pairs are ignored: notices about envelopes of other
 // providers pass through too.
 type Mark struct {
 	PECID string
 	Rcpt  string
-	What  string
+	What  MarkKind
 	At    time.Time
 	// Once makes the whole Commit fail with ErrMarked, writing nothing,
 	// when this mark does not change its row (recorded already, or no such
@@ -213,7 +206,8 @@ type Timer struct {
 
 // TrackingState is one timer row, for tests and pecctl.
 type TrackingState struct {
-	PECID, Rcpt, Outcome                 string
+	PECID, Rcpt                          string
+	Outcome                              MarkKind
 	Sent                                 time.Time
 	Presa, OutcomeAt, Notice12, Notice24 time.Time
 }

@@ -150,10 +150,10 @@ func (r *Runner) notify(now time.Time, d store.Timer) error {
 		subj = *tx.Oggetto
 	}
 	txn := store.Txn{
-		Events: []store.Event{{Time: now, Point: "timer", Type: "preavviso-errore-consegna", PECID: d.PECID, MsgID: tx.MsgID,
+		Events: []store.Event{{Time: now, Point: store.AtTimer, Type: store.TypePreavviso, PECID: d.PECID, MsgID: tx.MsgID,
 			Sender: tx.Mittente, Recipients: []string{d.Rcpt}, Subject: subj, Related: []string{"<" + m.ID + ">"},
 			Provider: r.Provider.Name, Error: "mancata consegna entro " + label}},
-		Outbox: []store.Outgoing{{MailFrom: m.MailFrom, Rcpts: m.Rcpts, Data: m.Bytes(), MessageID: "<" + m.ID + ">", Kind: string(m.Kind) + "-" + label}},
+		Outbox: []store.Outgoing{{MailFrom: m.MailFrom, Rcpts: m.Rcpts, Data: m.Bytes(), MessageID: "<" + m.ID + ">", Kind: m.Kind}},
 		// Once: with several nodes running timers, the notice and its mark
 		// are committed by exactly one of them
 		Marks: []store.Mark{{PECID: d.PECID, Rcpt: d.Rcpt, What: mark, At: now, Once: true}},

@@ -94,7 +94,7 @@ func (b *bench) at(d time.Duration) []*parse.Message {
 	return out
 }
 
-func (b *bench) mark(what string, d time.Duration) {
+func (b *bench) mark(what store.MarkKind, d time.Duration) {
 	b.t.Helper()
 	if err := b.st.Commit(store.Txn{Marks: []store.Mark{{PECID: b.tx.ID, Rcpt: luigi, What: what, At: t0.Add(d)}}}); err != nil {
 		b.t.Fatal(err)

@@ -56,15 +56,15 @@ func utc(s string) time.Time {
 // fixture events. Rome is UTC+1 in March 2024 (summer time starts on the
 // 31st): the day 2024-03-02 in Rome is 2024-03-01T23:00Z .. 2024-03-02T23:00Z.
 func fixtureTxns() []store.Txn {
-	acc := func(at, pecid, msgid, from string, to []string, typ, subj, errText string, related ...string) store.Event {
+	acc := func(at, pecid, msgid, from string, to []string, typ store.EventType, subj, errText string, related ...string) store.Event {
 		return store.Event{Time: utc(at), Point: "access", Type: typ, PECID: pecid, MsgID: msgid, Sender: from,
 			Recipients: to, Subject: subj, Related: related, Provider: provName, Error: errText, QueueID: "4Q" + pecid[5:8]}
 	}
-	inc := func(at, pecid, msgid, from string, to []string, typ, subj, prov, errText string, related ...string) store.Event {
+	inc := func(at, pecid, msgid, from string, to []string, typ store.EventType, subj, prov, errText string, related ...string) store.Event {
 		return store.Event{Time: utc(at), Point: "incoming", Type: typ, PECID: pecid, MsgID: msgid, Sender: from,
 			Recipients: to, Subject: subj, Related: related, Provider: prov, Error: errText, QueueID: "5Q1"}
 	}
-	del := func(at, pecid, msgid, from string, to []string, typ, subj, errText string, related ...string) store.Event {
+	del := func(at, pecid, msgid, from string, to []string, typ store.EventType, subj, errText string, related ...string) store.Event {
 		return store.Event{Time: utc(at), Point: "delivery", Type: typ, PECID: pecid, MsgID: msgid, Sender: from,
 			Recipients: to, Subject: subj, Related: related, Provider: provName, Error: errText}
 	}

@@ -171,7 +171,7 @@ func buildExport(cfg *config.Config, signer *smime.Signer, mailbox, day string, 
 	fmt.Fprintf(&txt, "le stesse righe del registro in formato JSON.\n")
 	for i, e := range evs {
 		fmt.Fprintf(&txt, "\n%d) %s - %s", i+1, itTime(e.Time, loc), e.Type)
-		if p, ok := pointNames[e.Point]; ok {
+		if p, ok := pointNames[string(e.Point)]; ok {
 			fmt.Fprintf(&txt, " (%s)", p)
 		} else if e.Point != "" {
 			fmt.Fprintf(&txt, " (%s)", e.Point)

@@ -38,8 +38,8 @@ func logSearch(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&q.MsgID, "msgid", "", "")
 	fs.StringVar(&q.Sender, "sender", "", "")
 	fs.StringVar(&q.Recipient, "rcpt", "", "")
-	fs.StringVar(&q.Type, "type", "", "")
-	fs.StringVar(&q.Point, "point", "", "")
+	typ := fs.String("type", "", "")
+	pt := fs.String("point", "", "")
 	fs.IntVar(&q.Limit, "limit", 0, "")
 	day := fs.String("day", "", "")
 	from := fs.String("from", "", "")
@@ -52,6 +52,7 @@ func logSearch(args []string, stdout, stderr io.Writer) int {
 	if len(pos) > 0 {
 		return usageErr(stderr, cmd, logSearchUsage, "unexpected argument %q", pos[0])
 	}
+	q.Type, q.Point = store.EventType(*typ), store.EventPoint(*pt)
 	if *day != "" && (*from != "" || *to != "") {
 		return usageErr(stderr, cmd, logSearchUsage, "--day and --from/--to exclude each other")
 	}
@@ -110,6 +111,6 @@ func logSearch(args []string, stdout, stderr io.Writer) int {
 
 func printEvent(w io.Writer, e store.Event, loc *time.Location) {
 	fmt.Fprintf(w, "%s %s %s pecid=%s msgid=%s sender=%s rcpt=%s subject=%s related=%s error=%s\n",
-		localTime(e.Time, loc), word(e.Point), word(e.Type), word(e.PECID), word(e.MsgID), word(e.Sender),
+		localTime(e.Time, loc), word(string(e.Point)), word(string(e.Type)), word(e.PECID), word(e.MsgID), word(e.Sender),
 		list(e.Recipients), word(e.Subject), list(e.Related), word(e.Error))
 }

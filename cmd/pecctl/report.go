@@ -70,35 +70,35 @@ type report struct {
 func (r *report) countEvent(e store.Event, virusIDs map[string]bool) {
 	r.Events++
 	switch {
-	case e.Point == "access" && e.Type == "accettazione":
+	case e.Point == store.AtAccess && e.Type == store.TypeAccettazione:
 		r.Accepted++
-	case e.Point == "access" && e.Type == "non-accettazione":
+	case e.Point == store.AtAccess && e.Type == store.TypeNonAccettazione:
 		r.Refused++
 		if strings.HasPrefix(e.Error, "virus") {
 			r.RefusedVirus++
 		}
-	case e.Point == "access" && e.Type == "posta-certificata":
+	case e.Point == store.AtAccess && e.Type == store.TypePostaCertificata:
 		r.TransportEnvelopes++
-	case e.Point == "incoming" && e.Type == "presa-in-carico":
+	case e.Point == store.AtIncoming && e.Type == store.TypePresaInCarico:
 		r.ReceivedFromProviders++
-	case e.Point == "incoming" && e.Type == "anomalia":
+	case e.Point == store.AtIncoming && e.Type == store.TypeAnomalia:
 		r.Anomalies++
-	case e.Point == "incoming" && e.Type == "rifiuto-posta-ordinaria":
+	case e.Point == store.AtIncoming && e.Type == store.TypeRifiutoPostaOrdinaria:
 		r.OrdinaryRefused++
-	case e.Point == "delivery" && (e.Type == "avvenuta-consegna" || e.Type == "errore-consegna"),
-		e.Point == "incoming" && e.Type == "errore-consegna-virus":
-		r.ReceiptsIssued[e.Type]++
-	case e.Point == "incoming" && e.Type == "rilevazione-virus":
+	case e.Point == store.AtDelivery && (e.Type == store.TypeAvvenutaConsegna || e.Type == store.TypeErroreConsegna),
+		e.Point == store.AtIncoming && e.Type == store.TypeErroreConsegnaVirus:
+		r.ReceiptsIssued[string(e.Type)]++
+	case e.Point == store.AtIncoming && e.Type == store.TypeRilevazioneVirus:
 		r.Viruses.IncomingNotices++
 		key := e.PECID
 		if key == "" {
 			key = fmt.Sprintf("row %d", e.ID)
 		}
 		virusIDs[key] = true
-	case e.Point == "outbox" && e.Type == "sent":
+	case e.Point == store.AtOutbox && e.Type == store.TypeSent:
 		r.OutboxSent++
 	}
-	if e.Type == "preavviso-errore-consegna" {
+	if e.Type == store.TypePreavviso {
 		r.TimeoutNotices++
 	}
 }

@@ -13,7 +13,6 @@ import (
 	"flag"
 	"log/slog"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/pecgo/pec/clamd"
@@ -22,7 +21,6 @@ import (
 	"github.com/pecgo/pec/internal/daemon"
 	"github.com/pecgo/pec/point"
 	"github.com/pecgo/pec/revocation"
-	"github.com/pecgo/pec/store"
 	"github.com/pecgo/pec/timer"
 )
 
@@ -68,7 +66,7 @@ func run(path string, log *slog.Logger) error {
 			MessagesPerHour: cfg.Limits.MessagesPerHour, NoticeMaxSize: cfg.Limits.NoticeMaxSize,
 			MaxHeaderFields: cfg.Limits.MaxHeaderFields, MaxHeaderFieldSize: cfg.Limits.MaxHeaderFieldSize,
 			Scanner: scanner, Index: d.Index.Current, Log: log,
-			Sent: sentCounter(st, cfg.Limits.MessagesPerHour),
+			History: st,
 		}
 		m := &filter.Milter{Name: "access", Role: access, Store: st, Kick: d.Outbox.Kick, Log: log, RequireAuth: true, Observer: observe}
 		if cfg.Milter.QueueConfirmation == "on" {
@@ -85,25 +83,7 @@ func run(path string, log *slog.Logger) error {
 			return err
 		}
 		in := &point.Incoming{Provider: d.Provider, Policy: cfg.RulePolicy(), Roots: roots, Scanner: scanner, Index: d.Index.Current, Log: log,
-			Charged: func(pecid string) ([]string, error) {
-				// ours from either point: the delivery point takes our own
-				// envelopes in charge (RFC 6109 §3.4)
-				ev, err := st.Events(store.Query{PECID: pecid, Type: "presa-in-carico"})
-				var out []string
-				for _, e := range ev {
-					out = append(out, e.Recipients...)
-				}
-				return out, err
-			},
-			Dispatched: func(pecid, rcpt string) (bool, error) {
-				rows, err := st.Tracking(pecid)
-				for _, r := range rows {
-					if strings.EqualFold(r.Rcpt, rcpt) {
-						return true, err
-					}
-				}
-				return false, err
-			}}
+			History: st}
 		if cfg.Signing.CRL != "off" {
 			// the signer chain's CRLs, cached in memory (RFC 6109 §2.2.2)
 			crl := &revocation.Checker{}
@@ -117,24 +97,4 @@ func run(path string, log *slog.Logger) error {
 		return errors.New("[milter] neither access nor incoming is set: nothing to serve")
 	}
 	return daemon.Serve(ctx, log, servers...)
-}
-
-// sentCounter counts a mailbox's acceptances since a time for the rate
-// limit: one COUNT where the store has it (store/sqlite), else the rows
-// themselves, up to one past the limit.
-func sentCounter(st interface {
-	Events(store.Query) ([]store.Event, error)
-}, limit int) func(sender string, since time.Time) (int, error) {
-	type counter interface {
-		CountSenderEvents(sender, typ string, since time.Time) (int, error)
-	}
-	if c, ok := st.(counter); ok {
-		return func(sender string, since time.Time) (int, error) {
-			return c.CountSenderEvents(sender, "accettazione", since)
-		}
-	}
-	return func(sender string, since time.Time) (int, error) {
-		ev, err := st.Events(store.Query{Sender: sender, Type: "accettazione", From: since, Limit: limit + 1})
-		return len(ev), err
-	}
 }

@@ -186,7 +186,7 @@ func TestClusterFaults(t *testing.T) {
 	// receipt may sit there twice when Postfix redelivered it after the
 	// delivery point tempfailed (the database restarting), which is a
 	// second copy, not a second receipt.
-	count := func(typ string, by func(e store.Event) string) map[string]int {
+	count := func(typ store.EventType, by func(e store.Event) string) map[string]int {
 		ev, err := st.Events(store.Query{Type: typ})
 		if err != nil {
 			t.Fatal(err)

@@ -105,7 +105,7 @@ func TestDeliveryPoint(t *testing.T) {
 	})
 
 	// what the delivery point itself emitted about the envelope
-	pointEvents := func(typ string) int {
+	pointEvents := func(typ store.EventType) int {
 		p, err := parse.Parse(envelope)
 		if err != nil {
 			t.Fatal(err)

@@ -565,7 +565,7 @@ func waitTracking(t *testing.T, p *pectest.Provider, pecid string, want map[stri
 		}
 		ok := len(rows) == len(want)
 		for _, r := range rows {
-			if want[r.Rcpt] != r.Outcome || (presa && r.Presa.IsZero()) {
+			if want[r.Rcpt] != string(r.Outcome) || (presa && r.Presa.IsZero()) {
 				ok = false
 			}
 		}

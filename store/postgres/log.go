@@ -95,7 +95,7 @@ func appendEvents(p *pipe, c chainState, evs []store.Event) {
 		h := store.RowHash(prev, e)
 		p.exec(fmt.Sprintf("inserting event row %d", id), nil, `INSERT INTO events (id, time_ns, point, type, pecid, msgid, sender, recipients, subject, related, provider, error, queue_id, prev_hash, hash)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`,
-			id, ns(e.Time), b(e.Point), b(e.Type), b(e.PECID), b(e.MsgID), b(e.Sender), store.EncodeList(e.Recipients),
+			id, ns(e.Time), b(string(e.Point)), b(string(e.Type)), b(e.PECID), b(e.MsgID), b(e.Sender), store.EncodeList(e.Recipients),
 			b(e.Subject), store.EncodeList(e.Related), b(e.Provider), b(e.Error), b(e.QueueID), prev, h)
 		prev = h
 	}
@@ -205,7 +205,7 @@ func scanEvent(row pgx.Row, extra ...any) (store.Event, error) {
 		return e, err
 	}
 	e.Time = fromNS(t)
-	e.Point, e.Type, e.PECID, e.MsgID, e.Sender = string(point), string(typ), string(pecid), string(msgid), string(sender)
+	e.Point, e.Type, e.PECID, e.MsgID, e.Sender = store.EventPoint(point), store.EventType(typ), string(pecid), string(msgid), string(sender)
 	e.Subject, e.Provider, e.Error, e.QueueID = string(subject), string(provider), string(errText), string(queueID)
 	var err error
 	if e.Recipients, err = store.DecodeList(rcpts); err != nil {
@@ -244,10 +244,10 @@ func (s *Store) Events(q store.Query) ([]store.Event, error) {
 			foldASCII("j")+" = "+foldASCII(arg(q.Recipient)+"::text")+")")
 	}
 	if q.Type != "" {
-		where = append(where, "type = "+arg(b(q.Type)))
+		where = append(where, "type = "+arg(b(string(q.Type))))
 	}
 	if q.Point != "" {
-		where = append(where, "point = "+arg(b(q.Point)))
+		where = append(where, "point = "+arg(b(string(q.Point))))
 	}
 	if !q.From.IsZero() {
 		where = append(where, "time_ns >= "+arg(ns(q.From)))
@@ -516,8 +516,8 @@ func (s *Store) VirusItems(pecid string) ([]store.Quarantined, error) {
 // sender (ASCII case-insensitive) has since since, without reading them:
 // the access point's per-mailbox rate limit, counted over every node's
 // rows (the events_sender index).
-func (s *Store) CountSenderEvents(sender, typ string, since time.Time) (int, error) {
+func (s *Store) CountSenderEvents(sender string, typ store.EventType, since time.Time) (int, error) {
 	return s.count("count events of", `SELECT count(*) FROM events
 		WHERE lower(encode(sender, 'escape')) = lower(encode($1::bytea, 'escape')) AND type = $2 AND time_ns >= $3`,
-		b(sender), b(typ), ns(since))
+		b(sender), b(string(typ)), ns(since))
 }

@@ -214,7 +214,7 @@ func (s *Store) MarkSent(id int64, at time.Time) error {
 		if err != nil {
 			return fmt.Errorf("bad recipients: %w", err)
 		}
-		e, err := store.NormalizeEvent(store.Event{Time: at, Point: "outbox", Type: "sent", Sender: from, Recipients: rl, Related: []string{msgID}})
+		e, err := store.NormalizeEvent(store.Event{Time: at, Point: store.AtOutbox, Type: store.TypeSent, Sender: from, Recipients: rl, Related: []string{msgID}})
 		if err != nil {
 			return err
 		}

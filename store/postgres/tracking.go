@@ -35,7 +35,7 @@ func commitTracking(p *pipe, txn store.Txn) error {
 		case store.MarkPresa:
 			q = `UPDATE tracking SET presa_ns = $1 WHERE pecid = $2 AND rcpt = $3 AND presa_ns IS NULL`
 		case store.MarkConsegna, store.MarkErrore:
-			q = `UPDATE tracking SET outcome_ns = $1, outcome = '` + m.What + `' WHERE pecid = $2 AND rcpt = $3 AND outcome_ns IS NULL`
+			q = `UPDATE tracking SET outcome_ns = $1, outcome = '` + string(m.What) + `' WHERE pecid = $2 AND rcpt = $3 AND outcome_ns IS NULL`
 		case store.MarkNotice12:
 			q = `UPDATE tracking SET notice12_ns = $1 WHERE pecid = $2 AND rcpt = $3 AND notice12_ns IS NULL`
 		case store.MarkNotice24:

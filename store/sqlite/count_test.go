@@ -24,8 +24,9 @@ func TestCountSenderEvents(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, c := range []struct {
-		sender, typ string
-		since       time.Time
+		sender string
+		typ    store.EventType
+		since  time.Time
 	}{
 		{"mario.rossi@pec.example.test", "accettazione", t0},
 		{"MARIO.ROSSI@pec.example.test", "accettazione", t0.Add(2 * time.Minute)},

@@ -53,7 +53,7 @@ func commitTracking(tx *sql.Tx, txn store.Txn) error {
 		case store.MarkPresa:
 			q = `UPDATE tracking SET presa_ns = ? WHERE pecid = ? AND rcpt = ? AND presa_ns IS NULL`
 		case store.MarkConsegna, store.MarkErrore:
-			q = `UPDATE tracking SET outcome_ns = ?, outcome = '` + m.What + `' WHERE pecid = ? AND rcpt = ? AND outcome_ns IS NULL`
+			q = `UPDATE tracking SET outcome_ns = ?, outcome = '` + string(m.What) + `' WHERE pecid = ? AND rcpt = ? AND outcome_ns IS NULL`
 		case store.MarkNotice12:
 			q = `UPDATE tracking SET notice12_ns = ? WHERE pecid = ? AND rcpt = ? AND notice12_ns IS NULL`
 		case store.MarkNotice24:
