@@ -84,9 +84,6 @@ func ParseOriginal(raw []byte) (*Original, error) {
 // classify tells certified from ordinary recipients (the providers' index).
 func (o *Original) Tx(id, sender string, classify func(addr string) daticert.DestTipo) *Tx {
 	tx := &Tx{ID: id, MsgID: o.MsgID, Mittente: sender, Risposte: o.ReplyTo, Subject: o.Subject, Ricevuta: o.TipoRicevuta}
-	if tx.Ricevuta == "" {
-		tx.Ricevuta = daticert.Completa
-	}
 	if tx.Risposte == "" {
 		tx.Risposte = sender
 	}
@@ -185,10 +182,10 @@ func (p *Provider) TransportEnvelope(t time.Time, tx *Tx, o *Original, rcpts []s
 	}
 	m.Header = append(m.Header,
 		Field{Name: "X-Trasporto", Value: "posta-certificata"},
-		Field{Name: "X-TipoRicevuta", Value: string(requested(tx))},
+		Field{Name: "X-TipoRicevuta", Value: string(tx.RequestedForm())},
 	)
 	d := p.postacert(k, t, tx)
-	d.Ricevuta = requested(tx)
+	d.Ricevuta = tx.RequestedForm()
 	m.Daticert = d
 	dp, err := daticertPart(d)
 	if err != nil {

@@ -225,7 +225,7 @@ func (p *Provider) ErroreConsegnaVirus(t time.Time, tx *Tx, rcpt, errore string)
 // hashed form, sintetica nothing.
 func (p *Provider) AvvenutaConsegna(t time.Time, tx *Tx, rcpt string, primary bool, postacert []byte) (*Message, error) {
 	d := p.postacert(kind.AvvenutaConsegna, t, tx)
-	d.Ricevuta = requested(tx)
+	d.Ricevuta = tx.RequestedForm()
 	d.Consegna = rcpt
 	form := Form(d.Ricevuta, primary)
 	var original []byte
@@ -250,9 +250,17 @@ func (p *Provider) AvvenutaConsegna(t time.Time, tx *Tx, rcpt string, primary bo
 	return p.notice(kind.AvvenutaConsegna, t, tx, tx.Mittente, d, title, text, original)
 }
 
-func requested(tx *Tx) daticert.Ricevuta {
+// DefaultForm is the delivery receipt form of a sender who asked for none
+// (RFC 6109 §3.3.2: without X-TipoRicevuta the receipt is complete). The
+// one place the default is written.
+const DefaultForm = daticert.Completa
+
+// RequestedForm is the receipt form the sender asked for (X-TipoRicevuta
+// at submission, ricevuta in the envelope's daticert), DefaultForm when
+// none.
+func (tx *Tx) RequestedForm() daticert.Ricevuta {
 	if tx.Ricevuta == "" {
-		return daticert.Completa // default, also when X-TipoRicevuta is missing
+		return DefaultForm
 	}
 	return tx.Ricevuta
 }
@@ -262,7 +270,7 @@ func requested(tx *Tx) daticert.Ricevuta {
 // sintetica form; sintetica requested means sintetica for everybody.
 func Form(req daticert.Ricevuta, primary bool) daticert.Ricevuta {
 	if req == "" {
-		req = daticert.Completa
+		req = DefaultForm
 	}
 	if !primary {
 		return daticert.Sintetica

@@ -65,7 +65,7 @@ func (a *Access) Check(ctx context.Context, env Envelope, raw []byte, now time.T
 	o, perr := build.ParseOriginal(raw)
 	var tx *build.Tx
 	if perr != nil {
-		tx = &build.Tx{ID: id, Mittente: sender, Risposte: sender, Ricevuta: daticert.Completa}
+		tx = &build.Tx{ID: id, Mittente: sender, Risposte: sender}
 		for _, r := range rcpts {
 			tx.Destinatari = append(tx.Destinatari, daticert.Destinatario{Addr: r, Tipo: classify(r)})
 		}
