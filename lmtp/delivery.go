@@ -25,6 +25,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -45,6 +46,9 @@ type Delivery struct {
 	Policy   *point.Policy // managed domains, service mailbox, ordinary-mail policy (config.RulePolicy)
 	Roots    *smime.Roots
 	Index    func() (point.Directory, error)
+	// History is the log: the take-charges our incoming point issued
+	// (see Classify). nil: none known.
+	History point.History
 }
 
 // policy is Policy, or an empty one (every mailbox accepts ordinary
@@ -124,6 +128,13 @@ type Message struct {
 	// point's part for it: the take-charge to our own mailReceipt.
 	Ours        bool
 	MailReceipt string
+	// Provider is the name of the provider that signed the message (ours
+	// for Ours), for the log rows.
+	Provider string
+	// Charged: the signer is not in this copy of the providers' index,
+	// but our incoming point took the envelope in charge for these
+	// recipients under an earlier copy (see Classify).
+	Charged []string
 	Notice      *verify.Report // for valid notices: their daticert (timer correlation)
 	// SignerDomains are the managed domains of the notice's signer: a
 	// notice counts for a recipient only when its provider manages it.
@@ -168,7 +179,7 @@ func (d *Delivery) Classify(raw []byte) (*Message, error) {
 	m.Ours = d.Provider.Signer != nil && sig.Signer.Equal(d.Provider.Signer.Cert)
 	var domains []string
 	if m.Ours {
-		m.MailReceipt, domains = d.policy().ServiceMailbox, d.policy().ManagedDomains
+		m.MailReceipt, domains, m.Provider = d.policy().ServiceMailbox, d.policy().ManagedDomains, d.Provider.Name
 		if m.MailReceipt == "" {
 			m.MailReceipt = d.Provider.ServiceAddr()
 		}
@@ -177,13 +188,21 @@ func (d *Delivery) Classify(raw []byte) (*Message, error) {
 		if err != nil {
 			return nil, err // fail closed: tempfail, Postfix retries
 		}
-		_, mr, doms, err := dir.ProviderFor(sig.Signer)
+		name, mr, doms, err := dir.ProviderFor(sig.Signer)
 		if err != nil {
-			m.Reason = "il certificato di firma (SHA-1 " + sig.SignerSHA1 + ") non appartiene a un gestore dell'indice: " + err.Error()
-			m.UnknownSigner = true
-			return m, nil
+			charged, provider, herr := d.chargedAtIncoming(r)
+			if herr != nil {
+				return nil, herr // fail closed
+			}
+			if len(charged) == 0 {
+				m.Reason = "il certificato di firma (SHA-1 " + sig.SignerSHA1 + ") non appartiene a un gestore dell'indice: " + err.Error()
+				m.UnknownSigner = true
+				return m, nil
+			}
+			// the incoming point's verdict stands (chargedAtIncoming)
+			m.Charged, name = charged, provider
 		}
-		m.MailReceipt, domains = mr, doms
+		m.MailReceipt, domains, m.Provider = mr, doms, name
 	}
 	// signed by a provider: a failure from here on is an anomaly for every
 	// recipient (RFC 6109 §2.2.2 check 4, §3.2.2)
@@ -208,13 +227,54 @@ func (d *Delivery) Classify(raw []byte) (*Message, error) {
 	m.Class, m.Key = ClassEnvelope, m.Tx.ID
 	m.Postacert = r.Message.Original
 	for _, x := range m.Tx.Destinatari {
-		m.Addressees = append(m.Addressees, strings.ToLower(x.Addr))
+		a := strings.ToLower(x.Addr)
+		if m.Charged == nil || slices.Contains(m.Charged, a) {
+			m.Addressees = append(m.Addressees, a)
+		}
 	}
 	if o, err := build.ParseOriginal(m.Postacert); err == nil {
 		m.To, m.Cc = o.To, o.Cc
 		m.Tx.Subject = o.Subject
 	}
 	return m, nil
+}
+
+// chargedAtIncoming settles a disagreement between the incoming point and
+// the delivery point. A transport envelope signed by a provider of the
+// index gets our take-charge at the incoming point (RFC 6109 §3.2.1): from
+// then on we answer for its delivery, and the sender's provider waits for
+// a delivery or non-delivery receipt (§3.1.6). If the providers' index
+// changes before the delivery point reads the envelope (the signer's
+// entry removed or its certificate replaced), the delivery point's copy no
+// longer knows the signer. Wrapping the envelope then would deliver it
+// without a receipt and let the sender get a 24 h notice for a delivered
+// message. So the verdict given at the incoming point stands: a transport
+// envelope whose signature verifies, with a valid daticert, that our
+// incoming point took in charge is delivered as PEC, with receipts, to
+// the recipients that take-charge covered (the others get it wrapped, as
+// any non-addressee). It returns those recipients (lower case) and the
+// provider named in the take-charge row; none when the message is not
+// such an envelope or no take-charge of the incoming point names it.
+func (d *Delivery) chargedAtIncoming(r *verify.Report) ([]string, string, error) {
+	if d.History == nil || r.Err != nil || r.Message.Kind != kind.PostaCertificata || r.Message.Daticert == nil ||
+		r.Message.Daticert.Identificativo == "" {
+		return nil, "", nil
+	}
+	ev, err := d.History.Events(store.Query{PECID: r.Message.Daticert.Identificativo, Type: store.TypePresaInCarico, Point: store.AtIncoming})
+	if err != nil {
+		return nil, "", fmt.Errorf("cannot read the take-charges of the incoming point: %w", err)
+	}
+	var out []string
+	provider := ""
+	for _, e := range ev {
+		provider = e.Provider
+		for _, rc := range e.Recipients {
+			if rc = strings.ToLower(rc); !slices.Contains(out, rc) {
+				out = append(out, rc)
+			}
+		}
+	}
+	return out, provider, nil
 }
 
 func hashKey(b []byte) string {
@@ -504,7 +564,7 @@ func (d *Delivery) Decide(now time.Time, m *Message, env Envelope, p *Plan, resu
 			}
 			rcpt := strings.ToLower(o.Rcpt)
 			taken = append(taken, rcpt)
-			events = append(events, d.event(now, m.Tx, store.TypeConsegnaNonConfermata,
+			events = append(events, d.event(now, m, store.TypeConsegnaNonConfermata,
 				"consegna interrotta dopo la trasmissione a Dovecot: esito sconosciuto, nessuna ricevuta emessa; verificare la casella", []string{rcpt}))
 		case ClassNotice:
 			noticeTo = append(noticeTo, o.Rcpt)
@@ -556,7 +616,7 @@ func (d *Delivery) Decide(now time.Time, m *Message, env Envelope, p *Plan, resu
 				}
 				out.Status[r.Rcpt] = nil
 				taken = append(taken, rcpt)
-				events = append(events, d.event(at, m.Tx, store.TypeAvvenutaConsegna, "", []string{rcpt}, n.ID))
+				events = append(events, d.event(at, m, store.TypeAvvenutaConsegna, "", []string{rcpt}, n.ID))
 				out.Txn.Outbox = append(out.Txn.Outbox, outgoing(n))
 			case errors.As(r.Err, &se) && perm:
 				errore, esteso := d.cause(rcpt, se)
@@ -566,7 +626,7 @@ func (d *Delivery) Decide(now time.Time, m *Message, env Envelope, p *Plan, resu
 				}
 				out.Status[r.Rcpt] = nil
 				taken = append(taken, rcpt)
-				events = append(events, d.event(at, m.Tx, store.TypeErroreConsegna, esteso, []string{rcpt}, n.ID))
+				events = append(events, d.event(at, m, store.TypeErroreConsegna, esteso, []string{rcpt}, n.ID))
 				out.Txn.Outbox = append(out.Txn.Outbox, outgoing(n))
 			default:
 				out.Status[r.Rcpt] = status // temporary: no receipt, Postfix retries
@@ -588,12 +648,14 @@ func (d *Delivery) Decide(now time.Time, m *Message, env Envelope, p *Plan, resu
 		// same provider: the take-charge our incoming point would have sent
 		// (a temporarily failed recipient is covered by the transaction
 		// that settles it)
-		pic, err := d.Provider.PresaInCarico(now, m.Tx, m.MailReceipt, taken)
+		pic, taken, err := point.TakeCharge(d.Provider, now, m.Tx, m.MailReceipt, taken, nil)
 		if err != nil {
 			return out, err
 		}
-		events = append([]store.Event{d.event(now, m.Tx, store.TypePresaInCarico, "", taken, pic.ID)}, events...)
-		out.Txn.Outbox = append([]store.Outgoing{outgoing(pic)}, out.Txn.Outbox...)
+		if pic != nil {
+			events = append([]store.Event{d.event(now, m, store.TypePresaInCarico, "", taken, pic.ID)}, events...)
+			out.Txn.Outbox = append([]store.Outgoing{outgoing(pic)}, out.Txn.Outbox...)
+		}
 	}
 	out.Txn.Events = events
 	return out, nil
@@ -646,13 +708,16 @@ func (d *Delivery) cause(rcpt string, se *smtp.SMTPError) (daticert.Errore, stri
 	return daticert.Altro, code + " - " + name + " - " + strings.TrimSpace(se.Message)
 }
 
-func (d *Delivery) event(now time.Time, tx *build.Tx, typ store.EventType, errText string, rcpts []string, related ...string) store.Event {
+// event is a log row about the envelope or notice m; Provider names the
+// provider that signed it (us for our own envelopes).
+func (d *Delivery) event(now time.Time, m *Message, typ store.EventType, errText string, rcpts []string, related ...string) store.Event {
+	tx := m.Tx
 	subj := ""
 	if tx.Oggetto != nil {
 		subj = *tx.Oggetto
 	}
 	return store.Event{Time: now, Point: store.AtDelivery, Type: typ, PECID: tx.ID, MsgID: tx.MsgID, Sender: tx.Mittente,
-		Recipients: rcpts, Subject: subj, Related: related, Provider: d.Provider.Name, Error: errText}
+		Recipients: rcpts, Subject: subj, Related: related, Provider: m.Provider, Error: errText}
 }
 
 // ordinaryEvent logs what the delivery point did with a message it did
@@ -676,7 +741,7 @@ func (d *Delivery) noticeEvent(now time.Time, m *Message, rcpts []string) store.
 	p := m.Notice.Message
 	var about []string
 	about = append(about, p.Recipients()...)
-	e := d.event(now, m.Tx, store.TypeNotice(m.Kind), "", rcpts)
+	e := d.event(now, m, store.TypeNotice(m.Kind), "", rcpts)
 	e.Related = about
 	if n := p.Header.Get("Message-ID"); n != "" {
 		e.Related = append(e.Related, n)

@@ -190,6 +190,90 @@ func TestDecideReceipts(t *testing.T) {
 			t.Errorf("mark %+v, want %s", d, want[d.Rcpt])
 		}
 	}
+	// the log names the provider that sent the envelope, not us
+	for _, e := range out.Txn.Events {
+		if e.Provider != "Provider A S.p.A." {
+			t.Errorf("%s row names provider %q, want the sender's", e.Type, e.Provider)
+		}
+	}
+}
+
+// takeCharges is a log holding the incoming point's take-charges.
+type takeCharges []store.Event
+
+func (h takeCharges) CountSenderEvents(string, store.EventType, time.Time) (int, error) { return 0, nil }
+func (h takeCharges) Tracking(string) ([]store.TrackingState, error)                    { return nil, nil }
+func (h takeCharges) Events(q store.Query) ([]store.Event, error) {
+	var out []store.Event
+	for _, e := range h {
+		if e.PECID == q.PECID && e.Type == q.Type && e.Point == q.Point {
+			out = append(out, e)
+		}
+	}
+	return out, nil
+}
+
+type brokenLog struct{ takeCharges }
+
+func (brokenLog) Events(store.Query) ([]store.Event, error) { return nil, errors.New("database is locked") }
+
+// The index changes between the incoming point and the delivery point:
+// the envelope got our take-charge under the old copy, the delivery
+// point's copy no longer lists its signer. The incoming point's verdict
+// stands: the recipients it took in charge get the envelope as PEC and
+// their receipts (the sender's provider must not get a 24 h notice for a
+// delivered message); an addressee it did not take in charge gets it
+// wrapped; without a take-charge the envelope is not from PEC; a log
+// that cannot be read fails closed.
+func TestClassifyIndexReloaded(t *testing.T) {
+	b := newBench(t)
+	raw := b.envelope(t, b.a, "", luigi, carla)
+	onlyB, err := index.ParseLDIF(bytes.NewReader(index.TestLDIF(
+		index.TestProvider{Name: "Provider B S.p.A.", Domains: []string{"pec-b.example.test"}, Certs: []*x509.Certificate{b.b.Signer.Cert}})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.d.Index = func() (point.Directory, error) { return service.Directory{Ix: onlyB}, nil }
+	env := lmtp.Envelope{MailFrom: mario, Rcpts: []string{luigi, carla}}
+
+	// no take-charge recorded: not from PEC, wrapped
+	m, _, out := b.run(t, raw, env, nil, nil)
+	if m.Class != lmtp.ClassNotPEC || !m.UnknownSigner {
+		t.Fatalf("without a take-charge: %s", m.Class)
+	}
+	if len(out.Txn.Outbox) != 0 {
+		t.Fatalf("%d receipts for an envelope of an unknown signer", len(out.Txn.Outbox))
+	}
+
+	p, _ := parse.Parse(raw)
+	b.d.History = takeCharges{{Point: store.AtIncoming, Type: store.TypePresaInCarico, PECID: p.Daticert.Identificativo,
+		Recipients: []string{luigi}, Provider: "Provider A S.p.A."}}
+	m, plan, out := b.run(t, raw, env, nil, nil)
+	if m.Class != lmtp.ClassEnvelope || m.UnknownSigner || m.Provider != "Provider A S.p.A." {
+		t.Fatalf("taken in charge: %s unknown=%v provider %q", m.Class, m.UnknownSigner, m.Provider)
+	}
+	var asPEC, wrapped []string
+	for _, g := range plan.Groups {
+		switch g.Treatment {
+		case lmtp.AsPEC:
+			asPEC = append(asPEC, g.Rcpts...)
+		case lmtp.Wrapped:
+			wrapped = append(wrapped, g.Rcpts...)
+		}
+	}
+	if strings.Join(asPEC, ",") != luigi || strings.Join(wrapped, ",") != carla {
+		t.Fatalf("as PEC %v, wrapped %v; want the recipient taken in charge as PEC, the other wrapped", asPEC, wrapped)
+	}
+	ps := parseAll(t, out.Txn.Outbox)
+	if len(ps) != 1 || ps[0].Kind != kind.AvvenutaConsegna || ps[0].Daticert.Consegna != luigi {
+		t.Fatalf("receipts %d, want luigi's delivery receipt", len(ps))
+	}
+	conformance.Check(t, "avvenuta-consegna-reloaded", out.Txn.Outbox[0].Data, b.root())
+
+	b.d.History = brokenLog{}
+	if _, err := b.d.Classify(raw); err == nil {
+		t.Fatal("a log that cannot be read: classified anyway, want an error (tempfail)")
+	}
 }
 
 func TestDecideMailboxFullAndDomain(t *testing.T) {
@@ -260,6 +344,19 @@ func TestDecideOwnEnvelope(t *testing.T) {
 	}
 	if len(out.Txn.Outbox) != 0 || len(out.Txn.Events) != 0 || len(out.Txn.Deliveries) != 0 {
 		t.Fatalf("replay emitted %+v", out.Txn)
+	}
+	// one take-charge per transaction: carla settled in a later
+	// transaction (after a temporary failure) gets her own take-charge,
+	// covering only her; luigi, settled before, is not named again
+	temp := &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 2, 0}, Message: "try later"}
+	_, _, out = b.run(t, raw, env, nil, map[string]error{carla: temp})
+	if p := parseAll(t, out.Txn.Outbox)[0]; p.Kind != kind.PresaInCarico || strings.Join(p.Daticert.Ricezione, ",") != luigi {
+		t.Fatalf("first transaction: %s ricezione %v, want luigi only", p.Kind, p.Daticert.Ricezione)
+	}
+	_, _, out = b.run(t, raw, env, map[string]lmtp.Seen{luigi: {State: store.DeliveryStored}}, nil)
+	ps := parseAll(t, out.Txn.Outbox)
+	if len(ps) != 2 || ps[0].Kind != kind.PresaInCarico || strings.Join(ps[0].Daticert.Ricezione, ",") != carla {
+		t.Fatalf("retry: %d messages, want carla's take-charge and receipt", len(ps))
 	}
 }
 

@@ -242,7 +242,7 @@ func (ss *session) LMTPData(r io.Reader, status smtp.StatusCollector) (err error
 		m, err = s.Delivery.Classify(raw)
 	}
 	if err != nil {
-		s.log().Error("providers' index not available, tempfailing", "error", err)
+		s.log().Error("cannot classify the message (providers' index or store not available), tempfailing", "error", err)
 		return errTemp
 	}
 	k = m.Kind

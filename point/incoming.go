@@ -128,28 +128,20 @@ func (in *Incoming) check(ctx context.Context, env Envelope, raw []byte, now tim
 		if res.Infected {
 			return in.virus(env, tx, raw, now, mailReceipt, name, ours, res.Signature)
 		}
-		// RFC 6109 §3.2.1: one take-charge per SMTP transaction covering
-		// every recipient of ours in it that the envelope is addressed to
-		// and that no earlier take-charge covered (a replay gets none; the
-		// delivery point wraps what reaches a non-addressee), to the sender
-		// provider's mailReceipt.
+		// RFC 6109 §3.2.1: one take-charge per SMTP transaction
+		// (TakeCharge says for whom; the delivery point wraps what reaches
+		// a non-addressee)
 		covered, err := chargedRecipients(in.History, tx.ID)
 		if err != nil {
 			in.log().Error("cannot read the take-charges already issued, tempfailing", "pec_id", tx.ID, "error", err)
 			return tempfail("4.3.0", "PEC: store not available, try again later")
 		}
-		var charge []string
-		for _, r := range ours {
-			if addressed(tx, r) && !covered[r] {
-				charge = append(charge, r)
-			}
-		}
-		if len(charge) == 0 {
-			return Decision{Action: Accept, Reason: "valid transport envelope from " + name + ": no recipient left to take in charge (replay, or not addressed)"}
-		}
-		pic, err := in.Provider.PresaInCarico(now, tx, mailReceipt, charge)
+		pic, charge, err := TakeCharge(in.Provider, now, tx, mailReceipt, ours, covered)
 		if err != nil {
 			return tempfail("4.3.0", "PEC: cannot build the take-charge notice: "+err.Error())
+		}
+		if pic == nil {
+			return Decision{Action: Accept, Reason: "valid transport envelope from " + name + ": no recipient left to take in charge (replay, or not addressed)"}
 		}
 		d := Decision{Action: Accept, Reason: "valid transport envelope from " + name}
 		d.Txn = store.Txn{

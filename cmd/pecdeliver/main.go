@@ -45,7 +45,7 @@ func run(path string, log *slog.Logger) error {
 		return err
 	}
 	srv := &lmtp.Server{
-		Delivery: &lmtp.Delivery{Provider: d.Provider, Policy: d.Cfg.RulePolicy(), Roots: roots, Index: d.Index.Current},
+		Delivery: &lmtp.Delivery{Provider: d.Provider, Policy: d.Cfg.RulePolicy(), Roots: roots, Index: d.Index.Current, History: d.Store},
 		Store:    d.Store, Dovecot: d.Cfg.Deliver.Dovecot, Kick: d.Outbox.Kick, Log: log, Service: service,
 		Resync: func(ctx context.Context) error { _, err := d.Index.Sync(ctx); return err },
 	}
