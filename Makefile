@@ -2,6 +2,7 @@
 #   make test    install the system packages the tests need, then run every test
 #   make demo    two PEC providers on loopback exchanging mail through real Postfix, Dovecot and clamd
 #                (KEEP=1: then left running for a mail client until Ctrl-C)
+#   make demo-keep-test  the KEEP=1 demo in a child process: printed logins work, Ctrl-C leaves nothing
 #   make build   build pecmilter, pecdeliver, pecctl into bin/
 #   make fuzz    every fuzz target for FUZZTIME (default 30s) each
 GO      ?= go
