@@ -55,11 +55,16 @@ func handOver(t *testing.T, w *pectest.World, ps ...*pectest.Provider) []access 
 	var acc []access
 	for _, p := range ps {
 		a := access{p: p, submission: p.SubmissionAddr, imap: p.Dovecot.IMAPAddr}
-		for _, addr := range append(slices.Clone(p.Users), p.ServiceAddr()) {
-			pw := rand.Text()[:16]
-			if err := p.Dovecot.SetPassword(addr, pw); err != nil {
-				t.Fatalf("new password for %s: %v", addr, err)
-			}
+		addrs := append(slices.Clone(p.Users), p.ServiceAddr())
+		pws := map[string]string{}
+		for _, addr := range addrs {
+			pws[addr] = rand.Text()[:16]
+		}
+		if err := p.Dovecot.SetPasswords(pws); err != nil {
+			t.Fatalf("new passwords for %s: %v", p.Domain, err)
+		}
+		for _, addr := range addrs {
+			pw := pws[addr]
 			n, err := testenv.IMAPInbox(a.imap, addr, pw)
 			if err != nil {
 				t.Fatalf("IMAP login with the new password: %v", err)

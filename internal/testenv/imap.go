@@ -77,17 +77,21 @@ func imapQuote(s string) string {
 	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s) + `"`
 }
 
-// SetPassword changes the password of the Dovecot user addr (IMAP login and
-// the SASL of a Postfix pointed at AuthAddr) while Dovecot runs: the users
-// file is rewritten and renamed into place with a later modification
-// time, and SetPassword returns once an IMAP login with the new password
-// succeeds (Dovecot's passwd-file looks at the file at most once a second,
-// and sees a change by its size and modification time). Letters, digits and -._ are safe
-// in a password; ':', '\\', '"' and newlines are refused.
+// SetPassword changes the password of the Dovecot user addr while
+// Dovecot runs; see SetPasswords.
 func (d *Dovecot) SetPassword(addr, password string) error {
-	if password == "" || strings.ContainsAny(password, ":\n\\\"") {
-		return fmt.Errorf("testenv: dovecot password for %s: empty, or with ':', '\\', '\"' or a newline", addr)
-	}
+	return d.SetPasswords(map[string]string{addr: password})
+}
+
+// SetPasswords changes the passwords of Dovecot users (address to new
+// password; IMAP login and the SASL of a Postfix pointed at AuthAddr)
+// while Dovecot runs: the users file is rewritten and renamed into place
+// with a later modification time, and SetPasswords returns once an IMAP
+// login with each new password succeeds (Dovecot's passwd-file looks at
+// the file at most once a second and sees a change by its size and
+// modification time). Letters, digits and -._ are safe in a password;
+// ':', '\\', '"' and newlines are refused.
+func (d *Dovecot) SetPasswords(passwords map[string]string) error {
 	path := filepath.Join(d.Dir, "users")
 	fi, err := os.Stat(path)
 	if err != nil {
@@ -98,17 +102,22 @@ func (d *Dovecot) SetPassword(addr, password string) error {
 		return err
 	}
 	lines := strings.SplitAfter(string(b), "\n")
-	found := false
-	prefix := strings.ToLower(addr) + ":{PLAIN}"
-	for i, l := range lines {
-		if rest, ok := strings.CutPrefix(l, prefix); ok {
-			_, tail, _ := strings.Cut(rest, ":")
-			lines[i] = prefix + password + ":" + tail
-			found = true
+	for addr, password := range passwords {
+		if password == "" || strings.ContainsAny(password, ":\n\\\"") {
+			return fmt.Errorf("testenv: dovecot password for %s: empty, or with ':', '\\', '\"' or a newline", addr)
 		}
-	}
-	if !found {
-		return fmt.Errorf("testenv: no dovecot user %s", addr)
+		found := false
+		prefix := strings.ToLower(addr) + ":{PLAIN}"
+		for i, l := range lines {
+			if rest, ok := strings.CutPrefix(l, prefix); ok {
+				_, tail, _ := strings.Cut(rest, ":")
+				lines[i] = prefix + password + ":" + tail
+				found = true
+			}
+		}
+		if !found {
+			return fmt.Errorf("testenv: no dovecot user %s", addr)
+		}
 	}
 	tmp := path + ".new"
 	if err := os.WriteFile(tmp, []byte(strings.Join(lines, "")), 0o644); err != nil {
@@ -125,14 +134,17 @@ func (d *Dovecot) SetPassword(addr, password string) error {
 		return err
 	}
 	deadline := time.Now().Add(10 * time.Second)
-	for {
-		_, err := IMAPInbox(d.IMAPAddr, addr, password)
-		if err == nil {
-			return nil
+	for addr, password := range passwords {
+		for {
+			_, err := IMAPInbox(d.IMAPAddr, addr, password)
+			if err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("testenv: new password of %s not taken after 10s: %v", addr, err)
+			}
+			time.Sleep(100 * time.Millisecond)
 		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("testenv: new password of %s not taken after 10s: %v", addr, err)
-		}
-		time.Sleep(100 * time.Millisecond)
 	}
+	return nil
 }

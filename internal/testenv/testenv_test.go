@@ -240,6 +240,18 @@ func TestDovecotSetPassword(t *testing.T) {
 	if err := d.SetPassword("nobody@pec.example.test", "x"); err == nil {
 		t.Error("SetPassword of an unknown user: no error")
 	}
+	if err := d.SetPassword(mario, "a:b"); err == nil {
+		t.Error("SetPassword with ':': no error")
+	}
+	// both at once
+	if err := d.SetPasswords(map[string]string{mario: "m2", luigi: "l2"}); err != nil {
+		t.Fatal(err)
+	}
+	for u, pw := range map[string]string{mario: "m2", luigi: "l2"} {
+		if _, err := IMAPInbox(d.IMAPAddr, u, pw); err != nil {
+			t.Errorf("%s after SetPasswords: %v", u, err)
+		}
+	}
 }
 
 // TestDovecotQuota: a message that fits is saved, one that does not is
