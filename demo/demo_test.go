@@ -119,11 +119,10 @@ func TestDemo(t *testing.T) {
 	if !ok || t.Failed() {
 		t.Fatal("demo failed: see above")
 	}
-	fmt.Println("DEMO OK")
-
 	// fresh passwords for every mailbox, checked over IMAP and SMTP AUTH:
 	// what KEEP=1 prints for a mail client
 	acc := handOver(t, w, a, b)
+	fmt.Println("DEMO OK")
 	if stop != nil {
 		keepRunning(w, acc, stop)
 	}

@@ -251,7 +251,7 @@ func processTree(roots []int) []int {
 	for grown := true; grown; {
 		grown = false
 		for _, p := range ps {
-			if !in[p.pid] && (in[p.ppid] || (in[p.pgrp] && slices.Contains(roots, p.pgrp))) {
+			if !in[p.pid] && (in[p.ppid] || slices.Contains(roots, p.pgrp)) {
 				in[p.pid] = true
 				grown = true
 			}
