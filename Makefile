@@ -1,6 +1,8 @@
 # pec — PEC provider core. Targets:
 #   make test    install the system packages the tests need, then run every test
 #   make demo    two PEC providers on loopback exchanging mail through real Postfix, Dovecot and clamd
+#                (KEEP=1: then left running for a mail client until Ctrl-C)
+#   make demo-keep-test  the KEEP=1 demo in a child process: printed logins work, Ctrl-C leaves nothing
 #   make build   build pecmilter, pecdeliver, pecctl into bin/
 #   make fuzz    every fuzz target for FUZZTIME (default 30s) each
 GO      ?= go
@@ -9,7 +11,7 @@ export GOFLAGS ?= -buildvcs=false
 export PATH := $(PATH):/usr/local/go/bin
 BINS     = pecmilter pecdeliver pecctl
 
-.PHONY: all build test race demo deps vet fuzz bench bench-fullpath clean deb
+.PHONY: all build test race demo demo-keep-test deps vet fuzz bench bench-fullpath clean deb
 
 all: build
 
@@ -31,8 +33,26 @@ test: deps vet
 race: deps
 	PEC_RACE=1 $(GO) test -race -count=1 -timeout 60m ./...
 
+# KEEP=1: after the exchange the providers stay up with fresh passwords
+# printed for a mail client, with no time limit, until Ctrl-C (or SIGTERM)
+# makes the demo stop everything it started. The test binary runs itself
+# (not under `go test`, which reports any interrupted run as FAIL) and the
+# shell around it waits for it to finish stopping.
+KEEP ?=
+DEMO_KEEP = $(filter-out 0 no,$(KEEP))
 demo: deps
+ifeq ($(DEMO_KEEP),)
 	$(GO) test -count=1 -timeout 10m -run '^TestDemo$$' -v ./demo
+else
+	@d=$$(mktemp -d) && trap 'rm -rf "$$d"' EXIT && trap : INT TERM && \
+	$(GO) test -c -o "$$d/demo.test" ./demo && \
+	cd demo && PEC_DEMO_KEEP=1 "$$d/demo.test" -test.run '^TestDemo$$' -test.v -test.timeout 0
+endif
+
+# what KEEP=1 prints logs in and submits, and Ctrl-C leaves nothing
+# running: the demo once more in a child process (about a minute)
+demo-keep-test: deps
+	PEC_DEMO_KEEP_TEST=1 $(GO) test -count=1 -timeout 15m -run '^TestDemoKeep$$' -v ./demo
 
 # every fuzz target of the module (found by scripts/fuzz-all, none listed
 # here) for FUZZTIME each, one after the other; the seed corpora run in

@@ -3,6 +3,11 @@
 // pecdeliver; one clamd, one test CA, one providers' index) exchange one
 // PEC message, and the demo prints what every mailbox received. It fails
 // unless every expected envelope and receipt arrived and verifies.
+//
+// With PEC_DEMO_KEEP=1 (`make demo KEEP=1`) the providers then stay up for
+// a person's mail client: every mailbox gets a fresh password, the demo
+// prints the submission and IMAP addresses, the logins and passwords, and
+// waits for SIGINT or SIGTERM; then it stops every daemon it started.
 package demo
 
 import (
@@ -29,6 +34,12 @@ const (
 )
 
 func TestDemo(t *testing.T) {
+	var stop <-chan os.Signal
+	if os.Getenv(keepEnv) != "" {
+		// registered first, so it runs last: after every daemon's cleanup
+		t.Cleanup(func() { checkStopped(t) })
+		stop = catchStop()
+	}
 	w := pectest.NewWorld(t, "pec-a.example.test", "pec-b.example.test")
 	a := w.Add(pectest.Spec{Name: "Provider A S.p.A.", Domain: "pec-a.example.test", Users: []string{mario}})
 	b := w.Add(pectest.Spec{Name: "Provider B S.p.A.", Domain: "pec-b.example.test", Users: []string{luigi, carla}})
@@ -108,5 +119,11 @@ func TestDemo(t *testing.T) {
 	if !ok || t.Failed() {
 		t.Fatal("demo failed: see above")
 	}
+	// fresh passwords for every mailbox, checked over IMAP and SMTP AUTH:
+	// what KEEP=1 prints for a mail client
+	acc := handOver(t, w, a, b)
 	fmt.Println("DEMO OK")
+	if stop != nil {
+		keepRunning(w, acc, stop)
+	}
 }

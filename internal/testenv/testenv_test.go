@@ -212,6 +212,48 @@ func TestDovecot(t *testing.T) {
 	}
 }
 
+// TestDovecotSetPassword: IMAPInbox counts the INBOX; after SetPassword
+// the new password logs in, the old one no longer does, and the other
+// users keep theirs.
+func TestDovecotSetPassword(t *testing.T) {
+	t.Parallel()
+	d := StartDovecot(t, testUsers())
+	if _, derr := lmtpSend(t, d.LMTPAddr, []string{mario}, testMessage("one", 100)); derr != nil {
+		t.Fatal(derr)
+	}
+	d.WaitMessages(t, mario, 1, 5*time.Second)
+	if n, err := IMAPInbox(d.IMAPAddr, mario, "secret"); err != nil || n != 1 {
+		t.Fatalf("IMAPInbox before: %d, %v; want 1 message", n, err)
+	}
+	if err := d.SetPassword(mario, "n3w-Pass_word.42"); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := IMAPInbox(d.IMAPAddr, mario, "n3w-Pass_word.42"); err != nil || n != 1 {
+		t.Errorf("new password: %d, %v; want 1 message", n, err)
+	}
+	if _, err := IMAPInbox(d.IMAPAddr, mario, "secret"); err == nil {
+		t.Error("old password still logs in")
+	}
+	if n, err := IMAPInbox(d.IMAPAddr, luigi, "secret"); err != nil || n != 0 {
+		t.Errorf("other user: %d, %v; want an empty INBOX", n, err)
+	}
+	if err := d.SetPassword("nobody@pec.example.test", "x"); err == nil {
+		t.Error("SetPassword of an unknown user: no error")
+	}
+	if err := d.SetPassword(mario, "a:b"); err == nil {
+		t.Error("SetPassword with ':': no error")
+	}
+	// both at once
+	if err := d.SetPasswords(map[string]string{mario: "m2", luigi: "l2"}); err != nil {
+		t.Fatal(err)
+	}
+	for u, pw := range map[string]string{mario: "m2", luigi: "l2"} {
+		if _, err := IMAPInbox(d.IMAPAddr, u, pw); err != nil {
+			t.Errorf("%s after SetPasswords: %v", u, err)
+		}
+	}
+}
+
 // TestDovecotQuota: a message that fits is saved, one that does not is
 // refused after DATA with the permanent 552 5.2.2.
 func TestDovecotQuota(t *testing.T) {
