@@ -123,8 +123,13 @@ type Outbox interface {
 // Timers is what the 12 h / 24 h timers need (RFC 6109 §3.1.6).
 type Timers interface {
 	Committer
-	// DueTimers returns the tracked recipients whose notice is due at now.
-	DueTimers(now time.Time, warn, final time.Duration, limit int) ([]Timer, error)
+	// OpenTimers returns the tracked recipients still waiting for an
+	// outcome (no delivery or non-delivery notice, no 24 h notice, not a
+	// held acceptance) dispatched at or before sentBy, ordered by (Sent,
+	// PECID, Rcpt) and strictly after the row after (the zero Timer:
+	// from the first), at most limit. Which notice is due is the timer
+	// package's rule (timer.Due), not the store's.
+	OpenTimers(sentBy time.Time, after Timer, limit int) ([]Timer, error)
 	// Tracking returns the tracking rows of a PEC id.
 	Tracking(pecid string) ([]TrackingState, error)
 	// DropUnqueued is Held.DropUnqueued: the timer runner drops the

@@ -197,11 +197,12 @@ type Mark struct {
 
 // Timer is a tracked recipient whose deadline has come.
 type Timer struct {
-	PECID string
-	Rcpt  string
-	Sent  time.Time
-	Tx    []byte
-	Final bool // the 24 h notice (else the 12 h one)
+	PECID    string
+	Rcpt     string
+	Sent     time.Time
+	Tx       []byte
+	Presa    bool // a take-charge covering the recipient arrived
+	Notice12 bool // the 12 h notice was queued
 }
 
 // TrackingState is one timer row, for tests and pecctl.

@@ -76,7 +76,37 @@ func (r *Runner) now() time.Time {
 	return time.Now().Truncate(time.Second)
 }
 
-// RunOnce queues every notice due now and returns how many.
+// Notice is a timeout notice (RFC 6109 §3.1.6).
+type Notice int
+
+// The notices.
+const (
+	NoNotice Notice = iota
+	Notice12        // the warning: neither a take-charge nor a receipt within 12 h
+	Notice24        // the final notice: no receipt by the final deadline; tracking ends
+)
+
+// Due is the notice due at now for an open tracked recipient t (RFC 6109
+// §3.1.6), the one place the rule is written: the 24 h notice once final
+// has passed since the envelope was dispatched (it supersedes a 12 h one
+// not yet sent, after a long outage); else the 12 h warning once warn has
+// passed, unless a take-charge covering the recipient arrived or the
+// warning was sent already. A recipient with a delivery or non-delivery
+// notice, or with its 24 h notice sent, is not open (store.OpenTimers).
+func Due(t store.Timer, now time.Time, warn, final time.Duration) Notice {
+	switch {
+	case !t.Sent.After(now.Add(-final)):
+		return Notice24
+	case !t.Sent.After(now.Add(-warn)) && !t.Presa && !t.Notice12:
+		return Notice12
+	}
+	return NoNotice
+}
+
+// RunOnce queues every notice due now and returns how many. It walks the
+// open tracked recipients old enough for a notice once, in order; a row
+// whose notice cannot be built or committed is reported and skipped for
+// this pass, so that it does not hold back the others.
 func (r *Runner) RunOnce(ctx context.Context) (int, error) {
 	warn, final := r.Warn, r.Final
 	if warn == 0 {
@@ -85,46 +115,38 @@ func (r *Runner) RunOnce(ctx context.Context) (int, error) {
 	if final == 0 {
 		final = DefaultFinal
 	}
+	const page = 100
+	now := r.now()
 	n := 0
-	// a row whose notice cannot be built is reported and skipped for this
-	// pass, so that it does not hold back the others; when a whole window
-	// of due rows is skipped ones, look further
-	skipped := map[[2]string]error{}
-	limit := 100
+	var first error
+	var after store.Timer
 	for {
-		now := r.now()
-		due, err := r.Store.DueTimers(now, warn, final, limit)
+		open, err := r.Store.OpenTimers(now.Add(-warn), after, page)
 		if err != nil {
 			return n, err
 		}
-		progress := false
-		for _, d := range due {
-			key := [2]string{d.PECID, d.Rcpt}
-			if _, ok := skipped[key]; ok {
+		for _, t := range open {
+			after = t
+			due := Due(t, now, warn, final)
+			if due == NoNotice {
 				continue
 			}
 			if err := ctx.Err(); err != nil {
 				return n, err
 			}
-			if err := r.notify(now, d); errors.Is(err, errOther) {
+			if err := r.notify(now, t, due == Notice24); errors.Is(err, errOther) {
 				continue
 			} else if err != nil {
-				r.log().Error("timeout notice not sent: retried at the next pass", "pec_id", d.PECID, "rcpt", d.Rcpt, "error", err)
-				skipped[key] = err
+				r.log().Error("timeout notice not sent: retried at the next pass", "pec_id", t.PECID, "rcpt", t.Rcpt, "error", err)
+				if first == nil {
+					first = err
+				}
 				continue
 			}
 			n++
-			progress = true
 		}
-		switch {
-		case progress:
-		case len(due) < limit:
-			for _, err := range skipped {
-				return n, err
-			}
-			return n, nil
-		default:
-			limit *= 2
+		if len(open) < page {
+			return n, first
 		}
 	}
 }
@@ -132,17 +154,17 @@ func (r *Runner) RunOnce(ctx context.Context) (int, error) {
 // errOther: another runner (another node) committed that notice first.
 var errOther = errors.New("timer: notice queued by another runner")
 
-func (r *Runner) notify(now time.Time, d store.Timer) error {
+func (r *Runner) notify(now time.Time, d store.Timer, final bool) error {
 	var tx build.Tx
 	if err := json.Unmarshal(d.Tx, &tx); err != nil {
 		return fmt.Errorf("timer: tracking data of %s/%s: %w", d.PECID, d.Rcpt, err)
 	}
-	m, err := r.Provider.Preavviso(now, &tx, d.Rcpt, d.Sent, d.Final)
+	m, err := r.Provider.Preavviso(now, &tx, d.Rcpt, d.Sent, final)
 	if err != nil {
 		return fmt.Errorf("timer: building the notice for %s/%s: %w", d.PECID, d.Rcpt, err)
 	}
 	mark, label := store.MarkNotice12, "12h"
-	if d.Final {
+	if final {
 		mark, label = store.MarkNotice24, "24h"
 	}
 	subj := ""
@@ -158,7 +180,7 @@ func (r *Runner) notify(now time.Time, d store.Timer) error {
 		// are committed by exactly one of them
 		Marks: []store.Mark{{PECID: d.PECID, Rcpt: d.Rcpt, What: mark, At: now, Once: true}},
 	}
-	if d.Final {
+	if final {
 		// a 12 h notice not yet sent is superseded by the final one
 		txn.Marks = append(txn.Marks, store.Mark{PECID: d.PECID, Rcpt: d.Rcpt, What: store.MarkNotice12, At: now})
 	}
@@ -177,7 +199,7 @@ func (r *Runner) notify(now time.Time, d store.Timer) error {
 
 // Store is what the timers need of the provider's state.
 type Store interface {
-	DueTimers(now time.Time, warn, final time.Duration, limit int) ([]store.Timer, error)
+	OpenTimers(sentBy time.Time, after store.Timer, limit int) ([]store.Timer, error)
 	Commit(store.Txn) error
 	DropUnqueued(before time.Time) ([]store.HeldItem, error)
 }

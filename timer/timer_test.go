@@ -211,7 +211,7 @@ func TestBadRowDoesNotBlock(t *testing.T) {
 	if n != 1 || err == nil {
 		t.Fatalf("RunOnce = %d, %v; want the good notice sent and the bad row reported", n, err)
 	}
-	if due, _ := b.st.DueTimers(b.clock, timer.DefaultWarn, timer.DefaultFinal, 10); len(due) != 1 || due[0].PECID != "pec0@pec-a.example.test" {
+	if due, _ := dueNow(b.st, b.clock); len(due) != 1 || due[0].PECID != "pec0@pec-a.example.test" {
 		t.Fatalf("due after the pass: %+v", due)
 	}
 }
@@ -278,7 +278,7 @@ func TestHeldNeverQueued(t *testing.T) {
 func TestTwoRunnersOneNotice(t *testing.T) {
 	b := newBench(t)
 	b.clock = t0.Add(23 * time.Hour)
-	due, err := b.st.DueTimers(b.clock, timer.DefaultWarn, timer.DefaultFinal, 10)
+	due, err := dueNow(b.st, b.clock)
 	if err != nil || len(due) != 1 {
 		t.Fatalf("due timers: %v %+v", err, due)
 	}
@@ -319,5 +319,43 @@ func TestTwoRunnersOneNotice(t *testing.T) {
 	}
 	if ev, _ := b.st.Events(store.Query{Type: "x"}); len(ev) != 0 {
 		t.Fatal("a commit refused with ErrMarked wrote its log row")
+	}
+}
+
+// dueNow lists the open rows whose notice is due at now under the default
+// deadlines (timer.Due over store.OpenTimers).
+func dueNow(st interface {
+	OpenTimers(time.Time, store.Timer, int) ([]store.Timer, error)
+}, now time.Time) ([]store.Timer, error) {
+	open, err := st.OpenTimers(now.Add(-timer.DefaultWarn), store.Timer{}, 1000)
+	var out []store.Timer
+	for _, t := range open {
+		if timer.Due(t, now, timer.DefaultWarn, timer.DefaultFinal) != timer.NoNotice {
+			out = append(out, t)
+		}
+	}
+	return out, err
+}
+
+// The rule itself: which notice is due when (RFC 6109 §3.1.6).
+func TestDue(t *testing.T) {
+	sent := t0
+	for _, c := range []struct {
+		name            string
+		after           time.Duration
+		presa, notice12 bool
+		want            timer.Notice
+	}{
+		{"before 12 h", 12*time.Hour - time.Second, false, false, timer.NoNotice},
+		{"at 12 h", 12 * time.Hour, false, false, timer.Notice12},
+		{"at 12 h, taken in charge", 12 * time.Hour, true, false, timer.NoNotice},
+		{"warning already sent", 20 * time.Hour, false, true, timer.NoNotice},
+		{"at the final deadline", timer.DefaultFinal, true, true, timer.Notice24},
+		{"both due after an outage: only the final", 30 * time.Hour, false, false, timer.Notice24},
+	} {
+		got := timer.Due(store.Timer{Sent: sent, Presa: c.presa, Notice12: c.notice12}, sent.Add(c.after), timer.DefaultWarn, timer.DefaultFinal)
+		if got != c.want {
+			t.Errorf("%s: notice %d, want %d", c.name, got, c.want)
+		}
 	}
 }

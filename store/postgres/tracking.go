@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"time"
 
@@ -57,21 +58,22 @@ func commitTracking(p *pipe, txn store.Txn) error {
 	return nil
 }
 
-// DueTimers returns the recipients whose notice is due at now: the 12 h
-// notice when neither a take-charge nor a receipt came within warn, the
-// 24 h one when no receipt came within final (only the final one when
-// both are due).
-func (s *Store) DueTimers(now time.Time, warn, final time.Duration, limit int) ([]store.Timer, error) {
+// OpenTimers is store.Timers.OpenTimers (the tracking_open index).
+func (s *Store) OpenTimers(sentBy time.Time, after store.Timer, limit int) ([]store.Timer, error) {
 	if limit <= 0 {
 		limit = 100
+	}
+	afterNS := int64(math.MinInt64)
+	if !after.Sent.IsZero() {
+		afterNS = ns(after.Sent)
 	}
 	var out []store.Timer
 	err := s.read(func(ctx context.Context) error {
 		rows, err := s.pool.Query(ctx, `
-			SELECT pecid, rcpt, sent_ns, tx, sent_ns <= $2 AS final FROM tracking
-			WHERE outcome_ns IS NULL AND notice24_ns IS NULL AND held IS NULL
-				AND (sent_ns <= $2 OR (presa_ns IS NULL AND notice12_ns IS NULL AND sent_ns <= $1))
-			ORDER BY sent_ns, pecid, rcpt LIMIT $3`, ns(now.Add(-warn)), ns(now.Add(-final)), limit)
+			SELECT pecid, rcpt, sent_ns, tx, presa_ns IS NOT NULL, notice12_ns IS NOT NULL FROM tracking
+			WHERE outcome_ns IS NULL AND notice24_ns IS NULL AND held IS NULL AND sent_ns <= $1
+				AND (sent_ns, pecid, rcpt) > ($2, $3, $4)
+			ORDER BY sent_ns, pecid, rcpt LIMIT $5`, ns(sentBy), afterNS, b(after.PECID), b(after.Rcpt), limit)
 		if err != nil {
 			return err
 		}
@@ -80,7 +82,7 @@ func (s *Store) DueTimers(now time.Time, warn, final time.Duration, limit int) (
 			var t store.Timer
 			var pecid, rcpt []byte
 			var sent int64
-			if err := rows.Scan(&pecid, &rcpt, &sent, &t.Tx, &t.Final); err != nil {
+			if err := rows.Scan(&pecid, &rcpt, &sent, &t.Tx, &t.Presa, &t.Notice12); err != nil {
 				return err
 			}
 			t.PECID, t.Rcpt, t.Sent = string(pecid), string(rcpt), fromNS(sent)
@@ -89,7 +91,7 @@ func (s *Store) DueTimers(now time.Time, warn, final time.Duration, limit int) (
 		return rows.Err()
 	})
 	if err != nil {
-		return nil, s.explain("due timers of", err)
+		return nil, s.explain("open timers of", err)
 	}
 	return out, nil
 }

@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"github.com/pecgo/pec/store"
+	"math"
 
 	"database/sql"
 	"fmt"
@@ -76,37 +77,32 @@ func commitTracking(tx *sql.Tx, txn store.Txn) error {
 	return nil
 }
 
-// DueTimers returns the recipients whose notice is due at now (RFC 6109
-// §3.1.6): the 12 h notice when neither a take-charge nor a receipt came
-// within warn (12 h); the 24 h notice when no receipt came within final
-// (chosen in [22 h, 24 h]).
-func (s *Store) DueTimers(now time.Time, warn, final time.Duration, limit int) ([]store.Timer, error) {
+// OpenTimers is store.Timers.OpenTimers (the tracking_open index).
+func (s *Store) OpenTimers(sentBy time.Time, after store.Timer, limit int) ([]store.Timer, error) {
 	if limit <= 0 {
 		limit = 100
 	}
-	// one row per recipient: when both notices are due at once (a long
-	// outage) only the final one
+	afterNS := int64(math.MinInt64)
+	if !after.Sent.IsZero() {
+		afterNS = after.Sent.UnixNano()
+	}
 	rows, err := s.db.Query(`
-		SELECT pecid, rcpt, sent_ns, tx, MAX(final) FROM (
-			SELECT pecid, rcpt, sent_ns, tx, 0 AS final FROM tracking
-			WHERE outcome_ns IS NULL AND notice24_ns IS NULL AND presa_ns IS NULL AND notice12_ns IS NULL AND sent_ns <= ? AND held IS NULL
-			UNION ALL
-			SELECT pecid, rcpt, sent_ns, tx, 1 AS final FROM tracking
-			WHERE outcome_ns IS NULL AND notice24_ns IS NULL AND sent_ns <= ? AND held IS NULL)
-		GROUP BY pecid, rcpt ORDER BY sent_ns, pecid, rcpt LIMIT ?`, now.Add(-warn).UnixNano(), now.Add(-final).UnixNano(), limit)
+		SELECT pecid, rcpt, sent_ns, tx, presa_ns IS NOT NULL, notice12_ns IS NOT NULL FROM tracking
+		WHERE outcome_ns IS NULL AND notice24_ns IS NULL AND held IS NULL AND sent_ns <= ?
+			AND (sent_ns, pecid, rcpt) > (?, ?, ?)
+		ORDER BY sent_ns, pecid, rcpt LIMIT ?`, sentBy.UnixNano(), afterNS, after.PECID, after.Rcpt, limit)
 	if err != nil {
-		return nil, fmt.Errorf("store: due timers: %w", err)
+		return nil, fmt.Errorf("store: open timers: %w", err)
 	}
 	defer rows.Close()
 	var out []store.Timer
 	for rows.Next() {
 		var t store.Timer
 		var sent int64
-		var final int
-		if err := rows.Scan(&t.PECID, &t.Rcpt, &sent, &t.Tx, &final); err != nil {
-			return nil, fmt.Errorf("store: due timers: %w", err)
+		if err := rows.Scan(&t.PECID, &t.Rcpt, &sent, &t.Tx, &t.Presa, &t.Notice12); err != nil {
+			return nil, fmt.Errorf("store: open timers: %w", err)
 		}
-		t.Sent, t.Final = time.Unix(0, sent).UTC(), final == 1
+		t.Sent = time.Unix(0, sent).UTC()
 		out = append(out, t)
 	}
 	return out, rows.Err()

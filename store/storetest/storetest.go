@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/pecgo/pec/store"
+	"github.com/pecgo/pec/timer"
 )
 
 // Backend opens stores for the suite.
@@ -404,10 +405,10 @@ func testTimers(t *testing.T, open func() store.Store) {
 		{PECID: "p1", Rcpt: "c@pec.b.example.test", What: store.MarkConsegna, At: t0.Add(2 * time.Hour)},
 		{PECID: "unknown", Rcpt: "x@y", What: store.MarkConsegna, At: t0}, // ignored
 	}}))
-	if due, err := s.DueTimers(t0.Add(warn-time.Second), warn, final, 10); err != nil || len(due) != 0 {
+	if due, err := dueAt(s, t0.Add(warn-time.Second), warn, final); err != nil || len(due) != 0 {
 		t.Fatalf("due before 12 h: %+v, %v", due, err)
 	}
-	due, err := s.DueTimers(t0.Add(warn), warn, final, 10)
+	due, err := dueAt(s, t0.Add(warn), warn, final)
 	if err != nil || len(due) != 1 || due[0].Rcpt != "a@pec.b.example.test" || due[0].Final || !due[0].Sent.Equal(t0) || string(due[0].Tx) != `{"id":"p1"}` {
 		t.Fatalf("due at 12 h: %+v, %v; want the 12 h notice of a@ only", due, err)
 	}
@@ -422,13 +423,13 @@ func testTimers(t *testing.T, open func() store.Store) {
 	if ev, _ := s.Events(store.Query{Type: "preavviso-errore-consegna"}); len(ev) != 1 {
 		t.Fatalf("%d notice rows, want 1: a commit refused with ErrMarked wrote its rows", len(ev))
 	}
-	due, _ = s.DueTimers(t0.Add(final), warn, final, 10)
+	due, _ = dueAt(s, t0.Add(final), warn, final)
 	if len(due) != 2 || !due[0].Final || !due[1].Final || due[0].Rcpt != "a@pec.b.example.test" || due[1].Rcpt != "b@pec.b.example.test" {
 		t.Fatalf("due at 23 h: %+v; want the final notice of a@ and b@", due)
 	}
 	must(t, s.Commit(store.Txn{Marks: []store.Mark{{PECID: "p1", Rcpt: "a@pec.b.example.test", What: store.MarkNotice24, At: t0.Add(final), Once: true},
 		{PECID: "p1", Rcpt: "b@pec.b.example.test", What: store.MarkErrore, At: t0.Add(final)}}}))
-	if due, _ := s.DueTimers(t0.Add(48*time.Hour), warn, final, 10); len(due) != 0 {
+	if due, _ := dueAt(s, t0.Add(48*time.Hour), warn, final); len(due) != 0 {
 		t.Fatalf("due after the outcomes: %+v", due)
 	}
 	st, err := s.Tracking("p1")
@@ -456,7 +457,7 @@ func testHeld(t *testing.T, open func() store.Store) {
 	if n, _ := s.HeldCount(); n != 1 {
 		t.Fatalf("HeldCount = %d, want 1", n)
 	}
-	if due, _ := s.DueTimers(t0.Add(48*time.Hour), 12*time.Hour, 23*time.Hour, 10); len(due) != 0 {
+	if due, _ := dueAt(s, t0.Add(48*time.Hour), 12*time.Hour, 23*time.Hour); len(due) != 0 {
 		t.Fatal("the timers saw a held row")
 	}
 	// a take-charge arriving before the confirmation still finds the row
@@ -478,7 +479,7 @@ func testHeld(t *testing.T, open func() store.Store) {
 	if n, _ := s.OutboxDepth(); n != 1 {
 		t.Fatal("the confirmed acceptance is not in the outbox")
 	}
-	if due, _ := s.DueTimers(t0.Add(48*time.Hour), 12*time.Hour, 23*time.Hour, 10); len(due) != 1 {
+	if due, _ := dueAt(s, t0.Add(48*time.Hour), 12*time.Hour, 23*time.Hour); len(due) != 1 {
 		t.Fatalf("timers after confirmation: %+v", due)
 	}
 	if st, _ := s.Tracking(txn.Events[0].PECID); len(st) != 1 || !st[0].Presa.Equal(t0) {
@@ -819,6 +820,35 @@ func testDeliveryRace(t *testing.T, open func() store.Store) {
 		wg.Wait()
 		if wins.Load() != 1 {
 			t.Fatalf("%s: %d claims succeeded, want 1", key, wins.Load())
+		}
+	}
+}
+
+// dueRow is an open tracked recipient whose notice is due.
+type dueRow struct {
+	store.Timer
+	Final bool // the 24 h notice (else the 12 h one)
+}
+
+// dueAt is what a timer runner finds due at now: the store's open rows
+// (OpenTimers, read a page of two at a time to walk the cursor) judged by
+// the timer package's rule.
+func dueAt(s store.Store, now time.Time, warn, final time.Duration) ([]dueRow, error) {
+	var out []dueRow
+	var after store.Timer
+	for {
+		open, err := s.OpenTimers(now.Add(-warn), after, 2)
+		if err != nil {
+			return nil, err
+		}
+		for _, t := range open {
+			after = t
+			if n := timer.Due(t, now, warn, final); n != timer.NoNotice {
+				out = append(out, dueRow{t, n == timer.Notice24})
+			}
+		}
+		if len(open) < 2 {
+			return out, nil
 		}
 	}
 }
