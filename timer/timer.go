@@ -67,6 +67,10 @@ type Runner struct {
 	HeldTimeout time.Duration
 	Kick        func()
 	Log         *slog.Logger
+	// ClockProblem, when set, says why no notice may be signed now (the
+	// clock guard, point.ClockProblem): RunOnce then signs nothing and the
+	// due notices wait for a pass with the clock back within bound.
+	ClockProblem func() string
 }
 
 func (r *Runner) now() time.Time {
@@ -78,6 +82,11 @@ func (r *Runner) now() time.Time {
 
 // RunOnce queues every notice due now and returns how many.
 func (r *Runner) RunOnce(ctx context.Context) (int, error) {
+	if r.ClockProblem != nil {
+		if p := r.ClockProblem(); p != "" {
+			return 0, fmt.Errorf("no timeout notice signed until the clock is back within bound (retried at the next pass): %s", p)
+		}
+	}
 	warn, final := r.Warn, r.Final
 	if warn == 0 {
 		warn = DefaultWarn
