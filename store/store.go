@@ -23,7 +23,7 @@ var (
 type Event struct {
 	ID         int64     // row id, set when read back; ignored by Commit
 	Time       time.Time // the transaction instant
-	Point      string    // "access", "incoming", "delivery", "timer", "outbox"
+	Point      string    // "access", "incoming", "delivery", "timer", "outbox", "service" (suspend, resume)
 	Type       string    // "accettazione", "non-accettazione", "posta-certificata", "presa-in-carico", "avvenuta-consegna", "errore-consegna", "anomalia", "rilevazione-virus", "preavviso-errore-consegna", "sent", ...
 	PECID      string    // identificativo of the transaction
 	MsgID      string    // the original Message-ID (with angle brackets)
