@@ -125,4 +125,3 @@ func operator() string {
 	}
 	return name + "@" + host
 }
-
