@@ -38,7 +38,7 @@ type Gate interface {
 }
 
 // ClockProblem is the clock rule: receipts carry legal time (RFC 6109
-// §4.1: one instant for Date, daticert, signature and log), and
+// §4.1: the points need an accurate temporal reference), and
 // providers keep their servers within 1 s of UTC and stop signing beyond
 // (Intesi §4.2, Aruba §6.6). The clock may sign when the kernel is
 // synchronised and its maximum error is within bound; err (the state
