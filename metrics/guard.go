@@ -101,4 +101,3 @@ func (m *Metrics) guardHealth() (errs []error, note string) {
 	}
 	return errs, note
 }
-

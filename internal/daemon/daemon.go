@@ -35,10 +35,8 @@ type Daemon struct {
 	Index    *service.Index
 	Outbox   *outbox.Sender
 	Metrics  *metrics.Metrics // nil when the endpoint is off
-	// Guard is the clock guard and the service state (suspension) the
-	// points read before they sign (point.Gate).
-	Guard *guard.Guard
 	Log      *slog.Logger
+	Guard    *guard.Guard // the clock guard and the service state the points read (point.Gate)
 }
 
 // Start loads the configuration at path and starts the shared parts; they
