@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/pecgo/pec/daticert"
+	"github.com/pecgo/pec/internal/conformance"
+	"github.com/pecgo/pec/internal/testpki"
 	"github.com/pecgo/pec/kind"
 	"github.com/pecgo/pec/parse"
 	"github.com/pecgo/pec/point"
@@ -85,6 +87,7 @@ func TestAccessSuspendedRefuses(t *testing.T) {
 	if d.Txn.Outbox[0].Rcpts[0] != mario {
 		t.Fatalf("notice to %v, want the sender", d.Txn.Outbox[0].Rcpts)
 	}
+	conformance.Check(t, "non-accettazione (servizio sospeso)", d.Txn.Outbox[0].Data, testpki.PEM(e.pki.Root.Cert))
 	// an unreadable state fails closed
 	a.Gate = gate{err: errors.New("database is locked")}
 	d = a.Check(context.Background(), point.Envelope{MailFrom: mario, Rcpts: []string{luigi}, AuthUser: mario}, msg(mario, luigi, "", ""), at)
