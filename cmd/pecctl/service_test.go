@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"os"
 	"strings"
 	"testing"
 
@@ -63,5 +65,28 @@ func TestService(t *testing.T) {
 	}
 	if code, out, errOut := f.run("log", "verify"); code != 0 {
 		t.Fatalf("log verify after the changes: %d %q %q", code, out, errOut)
+	}
+}
+
+// config check reports the clock as the daemons judge it: a bound of
+// 1 µs is exceeded by any kernel, synchronised or not; "off" is named.
+func TestConfigCheckClock(t *testing.T) {
+	f := newFixture(t)
+	conf, err := os.ReadFile(f.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ bound, want string }{
+		{"1us", "warning: clock: "},
+		{"off", "warning: clock guard off"},
+	} {
+		b := bytes.Replace(conf, []byte("[signing]\n"), []byte("[signing]\nclock_max_error = \""+c.bound+"\"\n"), 1)
+		if err := os.WriteFile(f.cfg, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		_, out, _ := f.run("config", "check")
+		if !strings.Contains(out, c.want) {
+			t.Errorf("clock_max_error %s: no %q in\n%s", c.bound, c.want, out)
+		}
 	}
 }
