@@ -1,6 +1,7 @@
 package lmtp_test
 
 import (
+	"sync/atomic"
 	"testing"
 
 	"github.com/pecgo/pec/lmtp"
@@ -10,8 +11,9 @@ import (
 // Dovecot and no receipt is signed; Postfix gets a 451 and its retry,
 // with the clock back within bound, is delivered with its receipt.
 func TestServerClockOutOfBound(t *testing.T) {
-	problem := "the system clock is not synchronised to UTC"
-	r := newRig(t, 0, func(s *lmtp.Server) { s.ClockProblem = func() string { return problem } })
+	var problem atomic.Value // the server reads it in its own goroutine
+	problem.Store("the system clock is not synchronised to UTC")
+	r := newRig(t, 0, func(s *lmtp.Server) { s.ClockProblem = func() string { return problem.Load().(string) } })
 	raw := r.b.envelope(t, r.b.a, "", luigi)
 	if c := r.send(t, mario, []string{luigi}, raw); c[luigi] != 451 {
 		t.Fatalf("with the clock out of bound: %d, want 451", c[luigi])
@@ -22,7 +24,7 @@ func TestServerClockOutOfBound(t *testing.T) {
 	if got := r.receipts(t); len(got) != 0 {
 		t.Fatalf("receipts %v signed with the clock out of bound", got)
 	}
-	problem = ""
+	problem.Store("")
 	if c := r.send(t, mario, []string{luigi}, raw); c[luigi] != 250 {
 		t.Fatalf("with the clock back: %d", c[luigi])
 	}
