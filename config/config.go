@@ -65,6 +65,11 @@ type Signing struct {
 	// (YYYY-MM-DD, UTC), refused after it; "off" refuses SHA-1 always.
 	// Default 2017-01-01 (PEC-SPEC §6.7: 2014-era chains).
 	SHA1Cutoff string `toml:"sha1_cutoff"`
+	// ClockMaxError is the clock guard's bound (guard.go): above this
+	// maximum error of the kernel clock, or with the clock not
+	// synchronised, the points refuse to sign. Default "1s"; "off" only
+	// on test machines.
+	ClockMaxError string `toml:"clock_max_error"`
 
 	// The key in a PKCS#11 token (HSM, RFC 6109 §5.1) instead of key: set
 	// pkcs11_module and leave key empty. The certificate chain still
@@ -233,6 +238,9 @@ func (c *Config) defaults() {
 	if c.Signing.CRL == "" {
 		c.Signing.CRL = "soft"
 	}
+	if c.Signing.ClockMaxError == "" {
+		c.Signing.ClockMaxError = DefaultClockMaxError
+	}
 	if c.Limits.MaxRecipients == 0 {
 		c.Limits.MaxRecipients = 50
 	}
@@ -312,6 +320,9 @@ func (c *Config) check() error {
 		errs = append(errs, fmt.Sprintf("[signing] crl %q: use off, soft or hard", c.Signing.CRL))
 	}
 	if _, err := c.Signing.sha1Cutoff(); err != nil {
+		errs = append(errs, err.Error())
+	}
+	if _, err := c.Signing.ClockBound(); err != nil {
 		errs = append(errs, err.Error())
 	}
 	errs = append(errs, c.Signing.checkPKCS11()...)

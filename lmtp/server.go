@@ -46,6 +46,10 @@ type Server struct {
 	// copies at different times, and a provider just added must not see
 	// its envelopes wrapped here after the incoming point took them.
 	Resync func(context.Context) error
+	// ClockProblem, when set, says why no receipt may be signed now (the
+	// clock guard, point.ClockProblem); while it does, every message is
+	// tempfailed (guard.go).
+	ClockProblem func() string
 
 	once     sync.Once
 	mu       sync.Mutex
@@ -237,6 +241,9 @@ func (ss *session) LMTPData(r io.Reader, status smtp.StatusCollector) (err error
 		sent     []store.Outgoing
 	)
 	defer func() { ss.report(start, k, outcomes, sent, err) }()
+	if err := s.clockRefusal(); err != nil { // guard.go
+		return err
+	}
 	m, err := s.Delivery.Classify(raw)
 	if err == nil && m.UnknownSigner && s.resync() {
 		m, err = s.Delivery.Classify(raw)

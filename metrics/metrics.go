@@ -23,6 +23,8 @@
 //	pec_notices_undeliverable_total{stage,kind} counter: generated messages reported undeliverable
 //	                                         (stage "reinject": refused by the re-injection listener;
 //	                                         "bounce": a bounce reached the service mailbox)
+//	pec_clock_synchronized, pec_clock_max_error_seconds, pec_service_suspended
+//	                                         gauges of the guards (guard.go)
 //
 // Go runtime and process metrics (go_*, process_*) are on the registry too.
 package metrics
@@ -102,6 +104,9 @@ type Metrics struct {
 
 	clamdMu sync.Mutex
 	clamd   ClamdView // Options.Clamd, or set later by SetClamd
+
+	guardMu sync.Mutex
+	guard   GuardView // set by SetGuard (guard.go)
 
 	messages       *prometheus.CounterVec
 	latency        *prometheus.HistogramVec
@@ -372,7 +377,8 @@ func (m *Metrics) Health() error {
 			errs = append(errs, fmt.Errorf("providers' index not loaded: %w", err))
 		}
 	}
-	return errors.Join(errs...)
+	gerrs, _ := m.guardHealth() // clock, service state (guard.go)
+	return errors.Join(append(errs, gerrs...)...)
 }
 
 const wOK = 2 // W_OK of access(2)
@@ -413,12 +419,13 @@ func (m *Metrics) Handler() http.Handler {
 func (m *Metrics) healthz(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
+	_, note := m.guardHealth() // "service: active|suspended ..." (guard.go)
 	if err := m.Health(); err != nil {
 		w.WriteHeader(http.StatusServiceUnavailable)
-		fmt.Fprintf(w, "unhealthy\n%s\n", err)
+		fmt.Fprintf(w, "unhealthy\n%s\n%s", err, note)
 		return
 	}
-	fmt.Fprint(w, "ok\n")
+	fmt.Fprint(w, "ok\n"+note)
 }
 
 type promLogger struct{ l *slog.Logger }

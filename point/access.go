@@ -40,6 +40,11 @@ type Access struct {
 	// the default, never "no limit".
 	MaxHeaderFields    int
 	MaxHeaderFieldSize int // octets of one field, name and line ends included
+
+	// Gate stops signing with a clock out of bound and turns every
+	// message into a non-acceptance while the service is suspended
+	// (guard.go); nil: no guard.
+	Gate Gate
 }
 
 // Check applies the access-point rules to one submitted message at now.
@@ -81,6 +86,9 @@ func (a *Access) Check(ctx context.Context, env Envelope, raw []byte, now time.T
 	// the authenticated mailbox, to the mailbox that really submitted.
 	if !strings.EqualFold(env.AuthUser, sender) {
 		tx.Mittente = strings.ToLower(env.AuthUser)
+	}
+	if d, stop := a.gateAccess(now, env, tx, raw); stop { // clock, suspension (guard.go)
+		return d
 	}
 
 	sent := 0

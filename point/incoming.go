@@ -41,6 +41,9 @@ type Incoming struct {
 	// RevocationHard tempfails a message whose CRL is unavailable; when
 	// false the failure is logged and the message accepted.
 	RevocationHard bool
+	// Gate tempfails every message with a clock out of bound or while
+	// the service is suspended (guard.go); nil: no guard.
+	Gate Gate
 }
 
 // Check applies the incoming-point rules to one received message.
@@ -54,6 +57,9 @@ func (in *Incoming) Check(ctx context.Context, env Envelope, raw []byte, now tim
 // check is Check; it sets *k to the kind of a message signed by a
 // provider of the index.
 func (in *Incoming) check(ctx context.Context, env Envelope, raw []byte, now time.Time, k *kind.Kind) Decision {
+	if d, stop := in.gateIncoming(env); stop { // clock, suspension (guard.go)
+		return d
+	}
 	dir, err := in.Index()
 	if err != nil {
 		return tempfail("4.3.0", "PEC: providers' index not available, try again later")

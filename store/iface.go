@@ -178,6 +178,25 @@ type Shared interface {
 	GetShared(name string) (data []byte, at time.Time, ok bool, err error)
 }
 
+// Service keeps the provider's service state: suspended or active
+// (Aruba manual §9.7.7), one row shared by every process and every node.
+type Service interface {
+	// ServiceState returns the state as stored; the zero value (active,
+	// never changed) when it was never set.
+	ServiceState() (ServiceState, error)
+	// SetServiceState records st and ev, its row in the hash-chained
+	// event log, in one transaction: both or neither.
+	SetServiceState(st ServiceState, ev Event) error
+}
+
+// ServiceState is the provider's service state.
+type ServiceState struct {
+	Suspended bool
+	Reason    string    // why, as the operator gave it
+	Since     time.Time // when it was set (zero: never)
+	By        string    // who set it (login@host)
+}
+
 // Store is everything a backend provides.
 type Store interface {
 	Points
@@ -188,6 +207,7 @@ type Store interface {
 	Quarantine
 	Leases
 	Shared
+	Service
 	// Ping checks that the database answers (health checks).
 	Ping() error
 	// Describe names the database for operators' messages, without

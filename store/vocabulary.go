@@ -20,6 +20,7 @@ const (
 	AtDelivery EventPoint = "delivery" // delivery point (§2.2.3)
 	AtTimer    EventPoint = "timer"    // 12 h / 24 h notices (§3.1.6)
 	AtOutbox   EventPoint = "outbox"   // generated messages handed to the MTA
+	AtService  EventPoint = "service"  // the provider's service state (pecctl service)
 )
 
 // EventType is what happened. The types named after a message kind are
@@ -44,8 +45,10 @@ const (
 	// (the connection broke after the end of data); no receipt is issued
 	// until a retry settles it.
 	TypeConsegnaNonConfermata EventType = "consegna-non-confermata"
-	TypeSent                  EventType = "sent"          // a generated message was handed to the MTA (outbox)
-	TypeUndeliverable         EventType = "undeliverable" // a generated message could not be delivered: the cause is in Error
+	TypeSent                  EventType = "sent"                 // a generated message was handed to the MTA (outbox)
+	TypeUndeliverable         EventType = "undeliverable"        // a generated message could not be delivered: the cause is in Error
+	TypeSuspended             EventType = "sospensione-servizio" // the service was suspended (Aruba §9.7.7): the reason in Subject
+	TypeResumed               EventType = "ripresa-servizio"     // the service was resumed
 )
 
 // noticePrefix starts the type of a row recording a notice passing a

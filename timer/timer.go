@@ -67,6 +67,10 @@ type Runner struct {
 	HeldTimeout time.Duration
 	Kick        func()
 	Log         *slog.Logger
+	// ClockProblem, when set, says why no notice may be signed now (the
+	// clock guard, point.ClockProblem): RunOnce then signs nothing and the
+	// due notices wait for a pass with the clock back within bound.
+	ClockProblem func() string
 }
 
 func (r *Runner) now() time.Time {
@@ -108,6 +112,11 @@ func Due(t store.Timer, now time.Time, warn, final time.Duration) Notice {
 // whose notice cannot be built or committed is reported and skipped for
 // this pass, so that it does not hold back the others.
 func (r *Runner) RunOnce(ctx context.Context) (int, error) {
+	if r.ClockProblem != nil {
+		if p := r.ClockProblem(); p != "" {
+			return 0, fmt.Errorf("no timeout notice signed until the clock is back within bound (retried at the next pass): %s", p)
+		}
+	}
 	warn, final := r.Warn, r.Final
 	if warn == 0 {
 		warn = DefaultWarn

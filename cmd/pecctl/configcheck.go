@@ -28,7 +28,9 @@ Checks what pecmilter and pecdeliver need before they are started:
   - clamd answers PING (a warning: pecmilter starts without it, and
     tempfails every message until it answers);
   - Dovecot's LMTP takes mail for the service address (a warning:
-    pecdeliver keeps that mail in [deliver] service_maildir otherwise).
+    pecdeliver keeps that mail in [deliver] service_maildir otherwise);
+  - the kernel clock is synchronised within [signing] clock_max_error (a
+    warning: the points refuse to sign until it is).
 Run it as root or as user pec (the key is readable by group pec only).
 
 Exit status: 0 no error (warnings may be printed), 1 an error, 2 usage.
@@ -117,6 +119,7 @@ func cmdConfig(args []string, stdout, stderr io.Writer) int {
 	} else {
 		ok("Dovecot takes mail for %s", addr)
 	}
+	checkClock(cfg, ok, warn)
 	if errs > 0 {
 		fmt.Fprintf(stdout, "%d error(s): fix them before starting pecmilter and pecdeliver\n", errs)
 		return 1

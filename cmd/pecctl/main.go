@@ -5,6 +5,7 @@
 //	pecctl index sync|show|domain D|cert SHA1       the providers' index
 //	pecctl report --from DAY --to DAY [--json]      quality indicators
 //	pecctl config check                             the configuration, before starting the daemons
+//	pecctl service suspend --reason T|resume|status the provider's service state (Aruba §9.7.7)
 package main
 
 import (
@@ -31,8 +32,11 @@ commands:
                                            the trusted roots and the index source; ask clamd and Dovecot
   report --from DAY --to DAY [--json]      quality indicators from the log
   outbox list|retry                        receipts waiting to be sent; send them now
+  service suspend --reason TEXT|resume|status
+                                           suspend the service (only non-acceptances at submission,
+                                           tempfail at the incoming point), resume it, show the state
 
-log, index, report, outbox and config read the configuration (-config FILE, default
+log, index, report, outbox, service and config read the configuration (-config FILE, default
 /etc/pec/pec.toml). DAY is YYYY-MM-DD in the provider's time zone, T is
 RFC 3339.
 
@@ -59,6 +63,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdReport(args[1:], stdout, stderr)
 	case "config":
 		return cmdConfig(args[1:], stdout, stderr)
+	case "service":
+		return cmdService(args[1:], stdout, stderr)
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return 0

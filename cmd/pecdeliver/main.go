@@ -47,7 +47,8 @@ func run(path string, log *slog.Logger) error {
 	srv := &lmtp.Server{
 		Delivery: &lmtp.Delivery{Provider: d.Provider, Policy: d.Cfg.RulePolicy(), Roots: roots, Index: d.Index.Current, History: d.Store},
 		Store:    d.Store, Dovecot: d.Cfg.Deliver.Dovecot, Kick: d.Outbox.Kick, Log: log, Service: service,
-		Resync: func(ctx context.Context) error { _, err := d.Index.Sync(ctx); return err },
+		Resync:       func(ctx context.Context) error { _, err := d.Index.Sync(ctx); return err },
+		ClockProblem: d.Guard.ClockProblem,
 	}
 	if d.Metrics != nil {
 		srv.Observer = d.Metrics.ObserveDelivery

@@ -56,7 +56,7 @@ func run(path string, log *slog.Logger) error {
 	}
 	go checkClamd(ctx, &probe, cfg.Limits.MaxSizeTimesRcpts, log)
 	// one timer runner per store: pecmilter runs it, pecdeliver does not
-	timers := &timer.Runner{Store: st, Provider: d.Provider, Kick: d.Outbox.Kick, Log: log}
+	timers := &timer.Runner{Store: st, Provider: d.Provider, Kick: d.Outbox.Kick, Log: log, ClockProblem: d.Guard.ClockProblem}
 	go timers.Run(ctx, time.Minute)
 
 	var servers []daemon.Server
@@ -66,7 +66,7 @@ func run(path string, log *slog.Logger) error {
 			MessagesPerHour: cfg.Limits.MessagesPerHour, NoticeMaxSize: cfg.Limits.NoticeMaxSize,
 			MaxHeaderFields: cfg.Limits.MaxHeaderFields, MaxHeaderFieldSize: cfg.Limits.MaxHeaderFieldSize,
 			Scanner: scanner, Index: d.Index.Current, Log: log,
-			History: st,
+			History: st, Gate: d.Guard,
 		}
 		m := &filter.Milter{Name: "access", Role: access, Store: st, Kick: d.Outbox.Kick, Log: log, RequireAuth: true, Observer: observe}
 		if cfg.Milter.QueueConfirmation == "on" {
@@ -82,7 +82,7 @@ func run(path string, log *slog.Logger) error {
 		if err != nil {
 			return err
 		}
-		in := &point.Incoming{Provider: d.Provider, Policy: cfg.RulePolicy(), Roots: roots, Scanner: scanner, Index: d.Index.Current, Log: log,
+		in := &point.Incoming{Provider: d.Provider, Policy: cfg.RulePolicy(), Roots: roots, Scanner: scanner, Index: d.Index.Current, Log: log, Gate: d.Guard,
 			History: st}
 		if cfg.Signing.CRL != "off" {
 			// the signer chain's CRLs, cached in memory (RFC 6109 §2.2.2)

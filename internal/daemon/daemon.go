@@ -18,6 +18,7 @@ import (
 
 	"github.com/pecgo/pec/build"
 	"github.com/pecgo/pec/config"
+	"github.com/pecgo/pec/internal/guard"
 	"github.com/pecgo/pec/internal/service"
 	"github.com/pecgo/pec/metrics"
 	"github.com/pecgo/pec/outbox"
@@ -35,6 +36,7 @@ type Daemon struct {
 	Outbox   *outbox.Sender
 	Metrics  *metrics.Metrics // nil when the endpoint is off
 	Log      *slog.Logger
+	Guard    *guard.Guard // the clock guard and the service state the points read (point.Gate)
 }
 
 // Start loads the configuration at path and starts the shared parts; they
@@ -65,6 +67,7 @@ func Start(ctx context.Context, path string, metricsAddr func(*config.Config) st
 		return nil, err
 	}
 	go d.resyncOnHangup(ctx)
+	d.Guard = startGuard(ctx, cfg, st, log)
 	d.Outbox = &outbox.Sender{Store: st, Addr: cfg.Reinject.Address, Helo: cfg.Reinject.Helo, Logger: log}
 	if network, _, _ := config.SplitAddr(cfg.Reinject.Address); network != "unix" {
 		log.Warn("[reinject] address is TCP: Postfix cannot tell our notices from any local process's mail there; use the unix socket of postfix-examples (unix:/var/spool/postfix/public/pec-reinject)",
@@ -83,6 +86,7 @@ func Start(ctx context.Context, path string, metricsAddr func(*config.Config) st
 				log.Error("metrics endpoint stopped", "error", err)
 			}
 		}()
+		d.Metrics.SetGuard(d.Guard)
 		d.Outbox.OnResult = d.Metrics.OutboxResult
 		d.Outbox.OnUndeliverable = d.Metrics.NoticeUndeliverable
 	}

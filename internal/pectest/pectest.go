@@ -78,6 +78,10 @@ type Spec struct {
 	// StoreDir holds the provider's store instead of its directory (a
 	// test mounts a small file system there to fill it).
 	StoreDir string
+	// ClockMaxError is [signing] clock_max_error; "" is "off": test
+	// machines often run no time synchronisation, and the clock guard
+	// would make every point refuse to sign.
+	ClockMaxError string
 }
 
 // ServiceMaildir is where pecdeliver keeps the service address's mail
@@ -365,6 +369,10 @@ func (p *Provider) WriteConfig(reinject string) {
 	if p.StoreDir != "" {
 		serviceMaildir = "service_maildir = " + q(p.ServiceMaildir()) + "\n"
 	}
+	clock := p.ClockMaxError
+	if clock == "" {
+		clock = "off"
+	}
 	cfg := fmt.Sprintf(`[provider]
 name = %s
 domain = %s
@@ -374,6 +382,7 @@ managed_domains = [%s]
 certificate = %s
 key = %s
 trusted_roots = [%s]
+clock_max_error = %s
 
 [clamd]
 network = "tcp"
@@ -399,7 +408,7 @@ dir = %s
 ldif = %s
 cache_dir = %s
 `, q(p.Name), q(p.Domain), strings.Join(doms, ", "), q(filepath.Join(p.Dir, "cert.pem")), q(filepath.Join(p.Dir, "key.pem")),
-		q(w.RootPEM), q(w.Clamd.Addr), q("unix:"+p.AccessAddr), q("unix:"+p.IncomingAddr), q("unix:"+p.DeliverAddr),
+		q(w.RootPEM), q(clock), q(w.Clamd.Addr), q("unix:"+p.AccessAddr), q("unix:"+p.IncomingAddr), q("unix:"+p.DeliverAddr),
 		q("inet:"+p.Dovecot.LMTPAddr), serviceMaildir, q(reinject), storeKey, q(storeVal), q(p.Dir), q(w.IndexPath), q(filepath.Join(p.Dir, "index-cache")))
 	must(w.t, os.WriteFile(p.ConfigPath, []byte(cfg+p.Extra), 0o644))
 }

@@ -150,8 +150,9 @@ func TestOpenErrors(t *testing.T) {
 	}
 }
 
-// TestUpgrade: a store of schema version 1 (before the deliveries table)
-// is upgraded when a node opens it, and keeps its log.
+// TestUpgrade: a store of schema version 1 (before the deliveries and
+// service_state tables) is upgraded when a node opens it, and keeps its
+// log.
 func TestUpgrade(t *testing.T) {
 	pg := testenv.StartPostgres(t)
 	s, url := openDB(t, pg)
@@ -159,7 +160,7 @@ func TestUpgrade(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.Close()
-	if err := sqlAs(t, url, "DROP TABLE deliveries", "UPDATE pec_schema SET version = 1"); err != nil {
+	if err := sqlAs(t, url, "DROP TABLE deliveries", "DROP TABLE service_state", "UPDATE pec_schema SET version = 1"); err != nil {
 		t.Fatal(err)
 	}
 	s2, err := Open(context.Background(), url)

@@ -158,4 +158,15 @@ CREATE TABLE deliveries (
 );
 CREATE INDEX deliveries_at ON deliveries (at_ns);
 `,
+	// 2 -> 3: the provider's service state, suspended or active
+	// (store/postgres/service.go)
+	`
+CREATE TABLE service_state (
+	one       INTEGER PRIMARY KEY CHECK (one = 1),
+	suspended BOOLEAN NOT NULL,
+	reason    BYTEA   NOT NULL,
+	since_ns  BIGINT  NOT NULL,
+	by_whom   BYTEA   NOT NULL
+);
+`,
 }

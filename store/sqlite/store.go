@@ -129,6 +129,8 @@ CREATE TABLE held (
 	// 2 -> 3: the delivery point's record of what it handed to Dovecot
 	// (delivery.go)
 	deliveriesSchema,
+	// 3 -> 4: the provider's service state, suspended or active (service.go)
+	serviceSchema,
 }
 
 // Store is the SQLite-backed provider state. It is safe for concurrent use.

@@ -49,6 +49,7 @@ func Run(t *testing.T, b Backend) {
 		{"ConcurrentNodes", testConcurrentNodes},
 		{"DeliveriesClaimAndSettle", testDeliveries},
 		{"DeliveryClaimedByOneNode", testDeliveryRace},
+		{"ServiceState", testServiceState},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
