@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+
+	"github.com/pecgo/pec/point"
 )
 
 // fakeDovecot answers an LMTP transaction with the given per-recipient
@@ -68,7 +70,7 @@ func TestForwardPartialAnswer(t *testing.T) {
 	if !errors.As(res[0].Err, &se) || se.Code != 552 {
 		t.Fatalf("a: %v", res[0].Err)
 	}
-	if res[1].Err == nil || !temporary(res[1].Err) {
+	if res[1].Err == nil || point.PermanentFailure(res[1].Err) {
 		t.Fatalf("b has no confirmation and must count as a temporary failure, got %v", res[1].Err)
 	}
 }
@@ -122,7 +124,7 @@ func TestForwardHonoursDeadline(t *testing.T) {
 	if took := time.Since(start); took > 5*time.Second {
 		t.Fatalf("forward took %v past a 500 ms deadline", took)
 	}
-	if err == nil && (len(res) != 1 || !temporary(res[0].Err)) {
+	if err == nil && (len(res) != 1 || res[0].Err == nil || point.PermanentFailure(res[0].Err)) {
 		t.Fatalf("no confirmation must not count as delivered: %v %+v", err, res)
 	}
 }

@@ -14,7 +14,7 @@ func TestServerClockOutOfBound(t *testing.T) {
 	var problem atomic.Value // the server reads it in its own goroutine
 	problem.Store("the system clock is not synchronised to UTC")
 	r := newRig(t, 0, func(s *lmtp.Server) { s.ClockProblem = func() string { return problem.Load().(string) } })
-	raw := r.b.envelope(t, r.b.a, "", luigi)
+	raw := r.b.Envelope(t, r.b.A, "", luigi)
 	if c := r.send(t, mario, []string{luigi}, raw); c[luigi] != 451 {
 		t.Fatalf("with the clock out of bound: %d, want 451", c[luigi])
 	}

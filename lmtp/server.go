@@ -1,3 +1,11 @@
+// Package lmtp is the delivery point's adapter (RFC 6109 §2.2.3, §3.3): an
+// LMTP server that Postfix delivers to and that forwards to Dovecot's
+// LMTP, emitting one delivery or non-delivery receipt per recipient of
+// every valid transport envelope, according to Dovecot's per-recipient
+// answer. The rules are point.Delivery (Classify, Plan, Decide); this
+// package reads the store, records the intent before Dovecot gets the end
+// of a message, forwards, and commits what Decide returned before it
+// answers Postfix. service.go keeps the provider's service mailbox.
 package lmtp
 
 import (
@@ -21,12 +29,13 @@ import (
 	"github.com/pecgo/pec/config"
 	"github.com/pecgo/pec/filter"
 	"github.com/pecgo/pec/kind"
+	"github.com/pecgo/pec/point"
 	"github.com/pecgo/pec/store"
 )
 
 // Server is the LMTP front of the delivery point.
 type Server struct {
-	Delivery *Delivery
+	Delivery *point.Delivery
 	Store    store.DeliveryPoint
 	Dovecot  string // Dovecot LMTP: inet:HOST:PORT or unix:/path
 	Kick     func()
@@ -63,7 +72,7 @@ type Server struct {
 
 // knownRes is an outcome this process saw and could not record.
 type knownRes struct {
-	r    Result
+	r    point.MailboxResult
 	seen time.Time
 }
 
@@ -99,7 +108,7 @@ func outcome(err error) string {
 	if err == nil {
 		return Delivered
 	}
-	if permanent(err) {
+	if point.PermanentFailure(err) {
 		return Failed
 	}
 	return Deferred
@@ -209,7 +218,7 @@ func (ss *session) Data(r io.Reader) error {
 	return errors.New("pecdeliver speaks LMTP only")
 }
 
-var errTemp = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "PEC delivery point: temporary failure, try again later"}
+var errTemp = point.ErrDeliveryTemporary
 
 // LMTPData delivers the message and answers per recipient.
 //
@@ -255,7 +264,7 @@ func (ss *session) LMTPData(r io.Reader, status smtp.StatusCollector) (err error
 	k = m.Kind
 	owner := s.begin()
 	defer s.end(owner)
-	env := Envelope{MailFrom: ss.from, Rcpts: ss.rcpts}
+	env := point.Envelope{MailFrom: ss.from, Rcpts: ss.rcpts}
 	rows, err := s.Store.Deliveries(m.Key, ss.rcpts)
 	if err != nil {
 		s.log().Error("store not readable, tempfailing: check the store file", "error", err)
@@ -272,7 +281,7 @@ func (ss *session) LMTPData(r io.Reader, status smtp.StatusCollector) (err error
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	results := make([][]Result, len(plan.Groups))
+	results := make([][]point.MailboxResult, len(plan.Groups))
 	for i, g := range plan.Groups {
 		results[i] = append(results[i], g.Done...)
 		if len(g.Rcpts) == 0 {
@@ -294,9 +303,9 @@ func (ss *session) LMTPData(r io.Reader, status smtp.StatusCollector) (err error
 			res = s.Service.settle(res, g.Data)
 		}
 		if err != nil {
-			res = make([]Result, len(g.Rcpts))
+			res = make([]point.MailboxResult, len(g.Rcpts))
 			for j, r := range g.Rcpts {
-				res[j] = Result{Rcpt: r, Err: errTemp}
+				res[j] = point.MailboxResult{Rcpt: r, Err: errTemp}
 			}
 		}
 		at := s.now() // the delivery instant: after Dovecot answered (RFC 6109 §3.3.2)
@@ -348,7 +357,7 @@ func (ss *session) LMTPData(r io.Reader, status smtp.StatusCollector) (err error
 }
 
 // note says, for the log, why a recipient got its answer without Dovecot.
-func note(p *Plan, rcpt string) string {
+func note(p *point.DeliveryPlan, rcpt string) string {
 	for _, r := range p.Duplicate {
 		if r == rcpt {
 			return "handed to Dovecot before: not stored again, no second receipt"
@@ -361,7 +370,7 @@ func note(p *Plan, rcpt string) string {
 	}
 	for _, g := range p.Groups {
 		for _, r := range append(g.Rcpts, doneRcpts(g)...) {
-			if r == rcpt && g.Treatment == Wrapped {
+			if r == rcpt && g.Treatment == point.Wrapped {
 				return "wrapped in an anomaly envelope: " + g.Reason
 			}
 		}
@@ -369,7 +378,7 @@ func note(p *Plan, rcpt string) string {
 	return ""
 }
 
-func doneRcpts(g *Group) []string {
+func doneRcpts(g *point.DeliveryGroup) []string {
 	var out []string
 	for _, r := range g.Done {
 		out = append(out, r.Rcpt)
@@ -445,17 +454,17 @@ func (s *Server) lease() time.Duration {
 	return 6 * time.Minute
 }
 
-// judge tells Plan, for the recorded rows, which pending intents are in
+// judge tells point.Delivery.Plan, for the recorded rows, which pending intents are in
 // progress, which ended with an outcome this process kept, and which are
 // orphaned: recorded by a transaction of this process that ended, by a
 // process that is gone, or longer ago than a Dovecot transaction lasts.
-func (s *Server) judge(key string, rows map[string]store.Delivery) map[string]Seen {
+func (s *Server) judge(key string, rows map[string]store.Delivery) map[string]point.Seen {
 	now := s.now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	seen := map[string]Seen{}
+	seen := map[string]point.Seen{}
 	for rcpt, d := range rows {
-		sn := Seen{State: d.State, Owner: d.Owner.ID}
+		sn := point.Seen{State: d.State, Owner: d.Owner.ID}
 		if d.State == store.DeliveryPending && !s.active[d.Owner.ID] {
 			if k, ok := s.known[key+"\x00"+rcpt]; ok && k.r.Owner == d.Owner.ID {
 				r := k.r
@@ -488,7 +497,7 @@ func alive(pid int) bool {
 
 // remember keeps the outcomes Dovecot gave for recorded intents when the
 // store did not take them; it returns how many.
-func (s *Server) remember(key string, results [][]Result) int {
+func (s *Server) remember(key string, results [][]point.MailboxResult) int {
 	now := time.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -539,7 +548,7 @@ var errNotClaimed = errors.New("intent not recorded")
 // returns nil does Dovecot get the end of the message; otherwise the
 // connection is closed and Dovecot drops what it got. Their results carry
 // owner.
-func forward(ctx context.Context, addr, helo, from string, rcpts []string, raw []byte, owner string, claim func(accepted []string) error) ([]Result, error) {
+func forward(ctx context.Context, addr, helo, from string, rcpts []string, raw []byte, owner string, claim func(accepted []string) error) ([]point.MailboxResult, error) {
 	network, a, err := config.SplitAddr(addr)
 	if err != nil {
 		return nil, err
@@ -565,7 +574,7 @@ func forward(ctx context.Context, addr, helo, from string, rcpts []string, raw [
 	if err := c.Mail(from, nil); err != nil {
 		return nil, err
 	}
-	results := make([]Result, len(rcpts))
+	results := make([]point.MailboxResult, len(rcpts))
 	var accepted []string
 	for i, rcpt := range rcpts {
 		results[i].Rcpt = rcpt

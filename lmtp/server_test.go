@@ -15,6 +15,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/pecgo/pec/index"
+	"github.com/pecgo/pec/internal/deliverytest"
 	"github.com/pecgo/pec/internal/service"
 	"github.com/pecgo/pec/kind"
 	"github.com/pecgo/pec/lmtp"
@@ -88,7 +89,7 @@ func (s *dovecotSession) LMTPData(r io.Reader, st smtp.StatusCollector) error {
 }
 
 type rig struct {
-	b         *bench
+	b         *deliverytest.Bench
 	fullIndex func() (point.Directory, error)
 	st        *sqlite.Store
 	path      string
@@ -97,14 +98,14 @@ type rig struct {
 }
 
 func newRig(t *testing.T, delay time.Duration, opts ...func(*lmtp.Server)) *rig {
-	r := &rig{b: newBench(t), path: filepath.Join(t.TempDir(), "pec.db"), dc: startDovecot(t, delay)}
+	r := &rig{b: deliverytest.New(t), path: filepath.Join(t.TempDir(), "pec.db"), dc: startDovecot(t, delay)}
 	st, err := sqlite.Open(r.path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
 	r.st = st
-	srv := &lmtp.Server{Delivery: r.b.d, Store: st, Dovecot: r.dc.addr, Timeout: 10 * time.Second}
+	srv := &lmtp.Server{Delivery: r.b.D, Store: st, Dovecot: r.dc.addr, Timeout: 10 * time.Second}
 	for _, o := range opts {
 		o(srv)
 	}
@@ -203,7 +204,7 @@ func (r *rig) receipts(t *testing.T) map[string]int {
 // answered without a copy.
 func TestServerStoreNotWritable(t *testing.T) {
 	r := newRig(t, 0)
-	raw := r.b.envelope(t, r.b.a, "", luigi)
+	raw := r.b.Envelope(t, r.b.A, "", luigi)
 	r.sql(t, `CREATE TRIGGER full BEFORE INSERT ON deliveries BEGIN SELECT RAISE(FAIL, 'database or disk is full'); END`)
 	for i := 0; i < 3; i++ {
 		if c := r.send(t, mario, []string{luigi}, raw); c[luigi] != 451 {
@@ -232,7 +233,7 @@ func TestServerStoreNotWritable(t *testing.T) {
 // outcome without handing the message to Dovecot again.
 func TestServerOutcomeNotRecorded(t *testing.T) {
 	r := newRig(t, 0)
-	raw := r.b.envelope(t, r.b.a, "", luigi)
+	raw := r.b.Envelope(t, r.b.A, "", luigi)
 	r.sql(t, `CREATE TRIGGER full BEFORE INSERT ON events BEGIN SELECT RAISE(FAIL, 'database or disk is full'); END`)
 	for i := 0; i < 2; i++ {
 		if c := r.send(t, mario, []string{luigi}, raw); c[luigi] != 451 {
@@ -259,8 +260,8 @@ func TestServerOutcomeNotRecorded(t *testing.T) {
 // issues no receipt (the outcome is unknown), and says so in the log.
 func TestServerOrphanedIntent(t *testing.T) {
 	r := newRig(t, 0)
-	raw := r.b.envelope(t, r.b.b, "", luigi) // ours: the take-charge is due once anyway
-	m, err := r.b.d.Classify(raw)
+	raw := r.b.Envelope(t, r.b.B, "", luigi) // ours: the take-charge is due once anyway
+	m, err := r.b.D.Classify(raw)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -297,7 +298,7 @@ func TestServerOrphanedIntent(t *testing.T) {
 // copy, one receipt.
 func TestServerConcurrentReplay(t *testing.T) {
 	r := newRig(t, 300*time.Millisecond)
-	raw := r.b.envelope(t, r.b.a, "", luigi)
+	raw := r.b.Envelope(t, r.b.A, "", luigi)
 	var wg sync.WaitGroup
 	codes := make([]int, 4)
 	for i := range codes {
@@ -336,20 +337,20 @@ func TestServerResyncsForUnknownSigner(t *testing.T) {
 			mu.Lock()
 			defer mu.Unlock()
 			resyncs++
-			r.b.d.Index = r.fullIndex // the refreshed copy lists provider A
+			r.b.D.Index = r.fullIndex // the refreshed copy lists provider A
 			return nil
 		}
 	})
-	r.fullIndex = r.b.d.Index
-	r.b.d.Index = func() (point.Directory, error) { return service.Directory{Ix: &index.Index{}}, nil }
-	if c := r.send(t, mario, []string{luigi}, r.b.envelope(t, r.b.a, "", luigi)); c[luigi] != 250 {
+	r.fullIndex = r.b.D.Index
+	r.b.D.Index = func() (point.Directory, error) { return service.Directory{Ix: &index.Index{}}, nil }
+	if c := r.send(t, mario, []string{luigi}, r.b.Envelope(t, r.b.A, "", luigi)); c[luigi] != 250 {
 		t.Fatalf("%v", c)
 	}
 	if got := r.receipts(t); got[luigi] != 1 || resyncs != 1 {
 		t.Fatalf("receipts %v after %d index refreshes, want one of each", got, resyncs)
 	}
 	// an unknown signer right after: no second refresh, wrapped
-	if c := r.send(t, mario, []string{luigi}, r.b.receipt(t, r.b.x)); c[luigi] != 250 || resyncs != 1 {
+	if c := r.send(t, mario, []string{luigi}, r.b.Receipt(t, r.b.X)); c[luigi] != 250 || resyncs != 1 {
 		t.Fatalf("%v after %d refreshes", c, resyncs)
 	}
 	r.dc.mu.Lock()
@@ -365,8 +366,8 @@ func TestServerResyncsForUnknownSigner(t *testing.T) {
 // orphaned: this node answers 451 and stores no copy.
 func TestServerIntentOfAnotherNode(t *testing.T) {
 	r := newRig(t, 0)
-	raw := r.b.envelope(t, r.b.b, "", luigi)
-	m, err := r.b.d.Classify(raw)
+	raw := r.b.Envelope(t, r.b.B, "", luigi)
+	m, err := r.b.D.Classify(raw)
 	if err != nil {
 		t.Fatal(err)
 	}

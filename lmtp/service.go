@@ -29,6 +29,7 @@ import (
 	"github.com/pecgo/pec/internal/rawmime"
 	"github.com/pecgo/pec/kind"
 	"github.com/pecgo/pec/parse"
+	"github.com/pecgo/pec/point"
 	"github.com/pecgo/pec/store"
 )
 
@@ -53,7 +54,6 @@ type ServiceMailbox struct {
 // StageBounce is the stage of OnUndeliverable for a bounce received in the
 // service mailbox (outbox.StageReinject is the other one).
 const StageBounce = "bounce"
-
 
 func (b *ServiceMailbox) log() *slog.Logger {
 	if b.Log != nil {
@@ -83,7 +83,7 @@ func (b *ServiceMailbox) Is(rcpt string) bool {
 // delivery into the maildir, and reads the bounces that reached the
 // service mailbox. A maildir that cannot be written is a temporary
 // failure: Postfix keeps the message and retries, nothing is lost.
-func (b *ServiceMailbox) settle(results []Result, raw []byte) []Result {
+func (b *ServiceMailbox) settle(results []point.MailboxResult, raw []byte) []point.MailboxResult {
 	stored := false
 	for i := range results {
 		r := &results[i]
@@ -94,7 +94,7 @@ func (b *ServiceMailbox) settle(results []Result, raw []byte) []Result {
 			stored = true
 			continue
 		}
-		if temporary(r.Err) {
+		if r.Err != nil && !point.PermanentFailure(r.Err) { // temporary: Postfix retries
 			continue
 		}
 		path, err := b.Store1(raw)

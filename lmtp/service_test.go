@@ -16,6 +16,7 @@ import (
 
 	"github.com/pecgo/pec/build"
 	"github.com/pecgo/pec/daticert"
+	"github.com/pecgo/pec/internal/deliverytest"
 	"github.com/pecgo/pec/kind"
 	"github.com/pecgo/pec/lmtp"
 	"github.com/pecgo/pec/store"
@@ -79,7 +80,7 @@ func serveLMTP(t *testing.T, be smtp.Backend) string {
 }
 
 type serviceRig struct {
-	b        *bench
+	b        *deliverytest.Bench
 	st       *sqlite.Store
 	box      *lmtp.ServiceMailbox
 	dovecot  *dovecotNoService
@@ -90,7 +91,7 @@ type serviceRig struct {
 }
 
 func newServiceRig(t *testing.T, maildir string) *serviceRig {
-	b := newBench(t)
+	b := deliverytest.New(t)
 	st, err := sqlite.Open(filepath.Join(t.TempDir(), "pec.db"))
 	if err != nil {
 		t.Fatal(err)
@@ -98,13 +99,13 @@ func newServiceRig(t *testing.T, maildir string) *serviceRig {
 	t.Cleanup(func() { st.Close() })
 	r := &serviceRig{b: b, st: st, dovecot: &dovecotNoService{stored: map[string]int{}}, logs: &bytes.Buffer{}}
 	log := slog.New(slog.NewTextHandler(syncWriter{w: r.logs, mu: &r.mu}, nil))
-	r.box = &lmtp.ServiceMailbox{Addrs: []string{serviceB}, Maildir: maildir, Store: st, Provider: b.b.Name, Log: log,
+	r.box = &lmtp.ServiceMailbox{Addrs: []string{serviceB}, Maildir: maildir, Store: st, Provider: b.B.Name, Log: log,
 		OnUndeliverable: func(stage, k string) {
 			r.mu.Lock()
 			r.reported = append(r.reported, stage+"/"+k)
 			r.mu.Unlock()
 		}}
-	srv := &lmtp.Server{Delivery: b.d, Store: st, Dovecot: "inet:" + serveLMTP(t, r.dovecot), Log: log, Service: r.box}
+	srv := &lmtp.Server{Delivery: b.D, Store: st, Dovecot: "inet:" + serveLMTP(t, r.dovecot), Log: log, Service: r.box}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -209,7 +210,7 @@ func TestServiceMailboxTakesWhatDovecotRefuses(t *testing.T) {
 	// a take-charge receipt from provider A for our service address
 	o, _ := build.ParseOriginal([]byte("From: " + luigi + "\r\nTo: " + mario + "\r\nSubject: s\r\n\r\nx\r\n"))
 	tx := o.Tx("pec1@pec-b.example.test", luigi, func(string) daticert.DestTipo { return daticert.Certificato })
-	pic, err := r.b.a.PresaInCarico(at, tx, serviceB, []string{mario})
+	pic, err := r.b.A.PresaInCarico(at, tx, serviceB, []string{mario})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -322,7 +323,7 @@ func TestServiceMailboxCheck(t *testing.T) {
 // Bounces come in as Postfix writes them, and, from other MTAs through
 // our incoming point, wrapped in an anomaly envelope.
 func TestParseBounce(t *testing.T) {
-	b := newBench(t)
+	b := deliverytest.New(t)
 	hdr := "From: posta-certificata@pec-b.example.test\r\nMessage-ID: <n2@pec-b.example.test>\r\nX-Ricevuta: presa-in-carico\r\nSubject: PRESA IN CARICO: x\r\n"
 	dsn := postfixDSN(serviceB, "posta-certificata@pec-a.example.test", "5.2.2", "552 5.2.2 Mailbox full", hdr)
 	for name, raw := range map[string][]byte{"plain": dsn, "anomaly": anomalyOf(t, b, dsn)} {
@@ -337,12 +338,12 @@ func TestParseBounce(t *testing.T) {
 	}
 }
 
-func anomalyOf(t *testing.T, b *bench, raw []byte) []byte {
+func anomalyOf(t *testing.T, b *deliverytest.Bench, raw []byte) []byte {
 	o, err := build.ParseOriginal(raw)
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := b.b.Anomalia(at, o, "", []string{serviceB}, "notifica di mancata consegna (DSN) da un server di posta ordinaria")
+	m, err := b.B.Anomalia(at, o, "", []string{serviceB}, "notifica di mancata consegna (DSN) da un server di posta ordinaria")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -708,7 +708,7 @@ func TestDeliveryObserver(t *testing.T) {
 	id := pki().Issue("Example", "posta-certificata@pec.example.test", time.Time{}, time.Time{}, false)
 	prov := &build.Provider{Name: "Example", Domain: "pec.example.test", Signer: &smime.Signer{Key: id.Key, Cert: id.Cert, Chain: id.Chain}}
 	srv := &lmtp.Server{
-		Delivery: &lmtp.Delivery{Provider: prov},
+		Delivery: &point.Delivery{Provider: prov},
 		Store:    st, Dovecot: "inet:" + dovecot, Log: quiet, Observer: m.ObserveDelivery,
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

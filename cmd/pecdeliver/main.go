@@ -14,6 +14,7 @@ import (
 	"github.com/pecgo/pec/config"
 	"github.com/pecgo/pec/internal/daemon"
 	"github.com/pecgo/pec/lmtp"
+	"github.com/pecgo/pec/point"
 )
 
 func main() {
@@ -45,7 +46,7 @@ func run(path string, log *slog.Logger) error {
 		return err
 	}
 	srv := &lmtp.Server{
-		Delivery: &lmtp.Delivery{Provider: d.Provider, Policy: d.Cfg.RulePolicy(), Roots: roots, Index: d.Index.Current, History: d.Store},
+		Delivery: &point.Delivery{Provider: d.Provider, Policy: d.Cfg.RulePolicy(), Roots: roots, Index: d.Index.Current, History: d.Store},
 		Store:    d.Store, Dovecot: d.Cfg.Deliver.Dovecot, Kick: d.Outbox.Kick, Log: log, Service: service,
 		Resync:       func(ctx context.Context) error { _, err := d.Index.Sync(ctx); return err },
 		ClockProblem: d.Guard.ClockProblem,

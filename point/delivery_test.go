@@ -1,4 +1,4 @@
-package lmtp_test
+package point_test
 
 import (
 	"bytes"
@@ -14,97 +14,29 @@ import (
 	"github.com/pecgo/pec/daticert"
 	"github.com/pecgo/pec/index"
 	"github.com/pecgo/pec/internal/conformance"
+	"github.com/pecgo/pec/internal/deliverytest"
 	"github.com/pecgo/pec/internal/service"
-	"github.com/pecgo/pec/internal/testpki"
 	"github.com/pecgo/pec/kind"
-	"github.com/pecgo/pec/lmtp"
 	"github.com/pecgo/pec/parse"
 	"github.com/pecgo/pec/point"
-	"github.com/pecgo/pec/smime"
 	"github.com/pecgo/pec/store"
 )
 
-var at = time.Date(2026, 11, 23, 15, 4, 5, 0, time.UTC)
-
+// at, mario, luigi, carla (access_test.go) and anna, who refuses ordinary
+// mail (incoming_test.go), are shared with the other points' tests.
 const (
-	mario   = "mario.rossi@pec-a.example.test"
-	luigi   = "luigi.verdi@pec-b.example.test"
-	carla   = "carla.neri@pec-b.example.test"
-	anna    = "anna.blu@pec-b.example.test" // refuses ordinary mail
 	ugo     = "ugo@pec-b.example.test"
 	intruso = "intruso@pec-b.example.test" // a mailbox of ours the sender never wrote to
 )
 
-type bench struct {
-	pki     *testpki.PKI
-	a, b, x *build.Provider // x: signs with a certificate outside the index
-	d       *lmtp.Delivery
-}
-
-func newBench(t *testing.T) *bench {
-	pki := testpki.New("pec-a.example.test", "pec-b.example.test")
-	aID := pki.Issue("Provider A S.p.A.", "posta-certificata@pec-a.example.test", time.Time{}, time.Time{}, false)
-	bID := pki.Issue("Provider B S.p.A.", "posta-certificata@pec-b.example.test", time.Time{}, time.Time{}, false)
-	xID := pki.Issue("Intruso S.r.l.", "posta-certificata@pec-a.example.test", time.Time{}, time.Time{}, false)
-	ix, err := index.ParseLDIF(bytes.NewReader(index.TestLDIF(
-		index.TestProvider{Name: "Provider A S.p.A.", Domains: []string{"pec-a.example.test"}, Certs: []*x509.Certificate{aID.Cert}},
-		index.TestProvider{Name: "Provider B S.p.A.", Domains: []string{"pec-b.example.test"}, Certs: []*x509.Certificate{bID.Cert}})))
-	if err != nil {
-		t.Fatal(err)
-	}
-	signer := func(id *testpki.Provider) *smime.Signer {
-		return &smime.Signer{Key: id.Key, Cert: id.Cert, Chain: id.Chain}
-	}
-	b := &bench{pki: pki,
-		a: &build.Provider{Name: "Provider A S.p.A.", Domain: "pec-a.example.test", Signer: signer(aID)},
-		b: &build.Provider{Name: "Provider B S.p.A.", Domain: "pec-b.example.test", Signer: signer(bID)},
-		x: &build.Provider{Name: "Intruso S.r.l.", Domain: "pec-a.example.test", Signer: signer(xID)},
-	}
-	b.d = &lmtp.Delivery{Provider: b.b, Roots: pki.Pool(),
-		Policy: &point.Policy{ManagedDomains: []string{"pec-b.example.test"}, ServiceMailbox: "posta-certificata@pec-b.example.test",
-			OrdinaryMail: "accept", Mailboxes: map[string]point.MailboxPolicy{anna: {OrdinaryMail: "refuse"}}},
-		Index: func() (point.Directory, error) { return service.Directory{Ix: ix}, nil }}
-	return b
-}
-
-func (b *bench) root() []byte { return testpki.PEM(b.pki.Root.Cert) }
-
-// envelope: mario writes To luigi, anna, ugo and Cc carla (the daticert's
-// destinatari); rcpts is the SMTP envelope.
-func (b *bench) envelope(t *testing.T, signer *build.Provider, tipo string, rcpts ...string) []byte {
-	raw := "From: " + mario + "\r\nTo: " + luigi + ", " + anna + ", " + ugo + ", x@pec-c.example.test\r\nCc: " + carla + "\r\nSubject: prova\r\nMessage-ID: <p@client.example.test>\r\n"
-	if tipo != "" {
-		raw += "X-TipoRicevuta: " + tipo + "\r\n"
-	}
-	raw += "\r\nciao\r\n"
-	o, _ := build.ParseOriginal([]byte(raw))
-	tx := o.Tx(signer.NewIDAt(at), mario, func(string) daticert.DestTipo { return daticert.Certificato })
-	m, err := signer.TransportEnvelope(at, tx, o, rcpts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return m.Bytes()
-}
-
-// receipt is a delivery receipt about luigi for an envelope of mario's.
-func (b *bench) receipt(t *testing.T, signer *build.Provider) []byte {
-	o, _ := build.ParseOriginal([]byte("From: " + mario + "\r\nTo: " + luigi + "\r\nSubject: s\r\n\r\nx\r\n"))
-	tx := o.Tx("pec7@pec-a.example.test", mario, func(string) daticert.DestTipo { return daticert.Certificato })
-	n, err := signer.AvvenutaConsegna(at, tx, luigi, true, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return n.Bytes()
-}
-
 // answers stands in for Dovecot: every recipient of every group gets
 // want[rcpt] (nil: stored); a recipient refused at RCPT has no intent.
-func answers(p *lmtp.Plan, want map[string]error) [][]lmtp.Result {
-	out := make([][]lmtp.Result, len(p.Groups))
+func answers(p *point.DeliveryPlan, want map[string]error) [][]point.MailboxResult {
+	out := make([][]point.MailboxResult, len(p.Groups))
 	for i, g := range p.Groups {
 		out[i] = append(out[i], g.Done...)
 		for _, r := range g.Rcpts {
-			res := lmtp.Result{Rcpt: r, Err: want[r], Owner: "me/1"}
+			res := point.MailboxResult{Rcpt: r, Err: want[r], Owner: "me/1"}
 			var se *smtp.SMTPError
 			if errors.As(want[r], &se) && se.Message == "at rcpt" {
 				res.Owner = ""
@@ -115,17 +47,18 @@ func answers(p *lmtp.Plan, want map[string]error) [][]lmtp.Result {
 	return out
 }
 
-func (b *bench) run(t *testing.T, raw []byte, env lmtp.Envelope, seen map[string]lmtp.Seen, want map[string]error) (*lmtp.Message, *lmtp.Plan, lmtp.Outcome) {
+// run classifies, plans and decides raw with the answers want.
+func run(t *testing.T, b *deliverytest.Bench, raw []byte, env point.Envelope, seen map[string]point.Seen, want map[string]error) (*point.Classified, *point.DeliveryPlan, point.DeliveryOutcome) {
 	t.Helper()
-	m, err := b.d.Classify(raw)
+	m, err := b.D.Classify(raw)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := b.d.Plan(at, m, env, seen)
+	p, err := b.D.Plan(at, m, env, seen)
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := b.d.Decide(at, m, env, p, answers(p, want))
+	out, err := b.D.Decide(at, m, env, p, answers(p, want))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,14 +78,14 @@ func parseAll(t *testing.T, out []store.Outgoing) []*parse.Message {
 }
 
 func TestDecideReceipts(t *testing.T) {
-	b := newBench(t)
-	raw := b.envelope(t, b.a, "", luigi, carla, anna, ugo)
+	b := deliverytest.New(t)
+	raw := b.Envelope(t, b.A, "", luigi, carla, anna, ugo)
 	temp := &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "try later"}
-	m, _, out := b.run(t, raw, lmtp.Envelope{MailFrom: mario, Rcpts: []string{luigi, carla, anna, ugo}}, nil, map[string]error{
+	m, _, out := run(t, b, raw, point.Envelope{MailFrom: mario, Rcpts: []string{luigi, carla, anna, ugo}}, nil, map[string]error{
 		anna: &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "at rcpt"},
 		ugo:  temp,
 	})
-	if m.Class != lmtp.ClassEnvelope || m.Ours || m.Key != m.Tx.ID {
+	if m.Class != point.ClassEnvelope || m.Ours || m.Key != m.Tx.ID {
 		t.Fatalf("classify: %+v", m)
 	}
 	// stored and permanently failed recipients: 250 (the receipt is the answer); temporary: the error
@@ -168,7 +101,7 @@ func TestDecideReceipts(t *testing.T) {
 			t.Fatalf("receipt to %v from %s", o.Rcpts, o.MailFrom)
 		}
 		got[p.Daticert.Consegna] = p
-		conformance.Check(t, string(p.Kind)+"-"+p.Daticert.Consegna, out.Txn.Outbox[i].Data, b.root())
+		conformance.Check(t, string(p.Kind)+"-"+p.Daticert.Consegna, out.Txn.Outbox[i].Data, b.Root())
 	}
 	if got[luigi].Kind != kind.AvvenutaConsegna || got[luigi].Original == nil {
 		t.Error("To recipient: completa receipt with the original")
@@ -201,8 +134,10 @@ func TestDecideReceipts(t *testing.T) {
 // takeCharges is a log holding the incoming point's take-charges.
 type takeCharges []store.Event
 
-func (h takeCharges) CountSenderEvents(string, store.EventType, time.Time) (int, error) { return 0, nil }
-func (h takeCharges) Tracking(string) ([]store.TrackingState, error)                    { return nil, nil }
+func (h takeCharges) CountSenderEvents(string, store.EventType, time.Time) (int, error) {
+	return 0, nil
+}
+func (h takeCharges) Tracking(string) ([]store.TrackingState, error) { return nil, nil }
 func (h takeCharges) Events(q store.Query) ([]store.Event, error) {
 	var out []store.Event
 	for _, e := range h {
@@ -215,7 +150,9 @@ func (h takeCharges) Events(q store.Query) ([]store.Event, error) {
 
 type brokenLog struct{ takeCharges }
 
-func (brokenLog) Events(store.Query) ([]store.Event, error) { return nil, errors.New("database is locked") }
+func (brokenLog) Events(store.Query) ([]store.Event, error) {
+	return nil, errors.New("database is locked")
+}
 
 // The index changes between the incoming point and the delivery point:
 // the envelope got our take-charge under the old copy, the delivery
@@ -226,19 +163,19 @@ func (brokenLog) Events(store.Query) ([]store.Event, error) { return nil, errors
 // wrapped; without a take-charge the envelope is not from PEC; a log
 // that cannot be read fails closed.
 func TestClassifyIndexReloaded(t *testing.T) {
-	b := newBench(t)
-	raw := b.envelope(t, b.a, "", luigi, carla)
+	b := deliverytest.New(t)
+	raw := b.Envelope(t, b.A, "", luigi, carla)
 	onlyB, err := index.ParseLDIF(bytes.NewReader(index.TestLDIF(
-		index.TestProvider{Name: "Provider B S.p.A.", Domains: []string{"pec-b.example.test"}, Certs: []*x509.Certificate{b.b.Signer.Cert}})))
+		index.TestProvider{Name: "Provider B S.p.A.", Domains: []string{"pec-b.example.test"}, Certs: []*x509.Certificate{b.B.Signer.Cert}})))
 	if err != nil {
 		t.Fatal(err)
 	}
-	b.d.Index = func() (point.Directory, error) { return service.Directory{Ix: onlyB}, nil }
-	env := lmtp.Envelope{MailFrom: mario, Rcpts: []string{luigi, carla}}
+	b.D.Index = func() (point.Directory, error) { return service.Directory{Ix: onlyB}, nil }
+	env := point.Envelope{MailFrom: mario, Rcpts: []string{luigi, carla}}
 
 	// no take-charge recorded: not from PEC, wrapped
-	m, _, out := b.run(t, raw, env, nil, nil)
-	if m.Class != lmtp.ClassNotPEC || !m.UnknownSigner {
+	m, _, out := run(t, b, raw, env, nil, nil)
+	if m.Class != point.ClassNotPEC || !m.UnknownSigner {
 		t.Fatalf("without a take-charge: %s", m.Class)
 	}
 	if len(out.Txn.Outbox) != 0 {
@@ -246,18 +183,18 @@ func TestClassifyIndexReloaded(t *testing.T) {
 	}
 
 	p, _ := parse.Parse(raw)
-	b.d.History = takeCharges{{Point: store.AtIncoming, Type: store.TypePresaInCarico, PECID: p.Daticert.Identificativo,
+	b.D.History = takeCharges{{Point: store.AtIncoming, Type: store.TypePresaInCarico, PECID: p.Daticert.Identificativo,
 		Recipients: []string{luigi}, Provider: "Provider A S.p.A."}}
-	m, plan, out := b.run(t, raw, env, nil, nil)
-	if m.Class != lmtp.ClassEnvelope || m.UnknownSigner || m.Provider != "Provider A S.p.A." {
+	m, plan, out := run(t, b, raw, env, nil, nil)
+	if m.Class != point.ClassEnvelope || m.UnknownSigner || m.Provider != "Provider A S.p.A." {
 		t.Fatalf("taken in charge: %s unknown=%v provider %q", m.Class, m.UnknownSigner, m.Provider)
 	}
 	var asPEC, wrapped []string
 	for _, g := range plan.Groups {
 		switch g.Treatment {
-		case lmtp.AsPEC:
+		case point.AsPEC:
 			asPEC = append(asPEC, g.Rcpts...)
-		case lmtp.Wrapped:
+		case point.Wrapped:
 			wrapped = append(wrapped, g.Rcpts...)
 		}
 	}
@@ -268,17 +205,17 @@ func TestClassifyIndexReloaded(t *testing.T) {
 	if len(ps) != 1 || ps[0].Kind != kind.AvvenutaConsegna || ps[0].Daticert.Consegna != luigi {
 		t.Fatalf("receipts %d, want luigi's delivery receipt", len(ps))
 	}
-	conformance.Check(t, "avvenuta-consegna-reloaded", out.Txn.Outbox[0].Data, b.root())
+	conformance.Check(t, "avvenuta-consegna-reloaded", out.Txn.Outbox[0].Data, b.Root())
 
-	b.d.History = brokenLog{}
-	if _, err := b.d.Classify(raw); err == nil {
+	b.D.History = brokenLog{}
+	if _, err := b.D.Classify(raw); err == nil {
 		t.Fatal("a log that cannot be read: classified anyway, want an error (tempfail)")
 	}
 }
 
 func TestDecideMailboxFullAndDomain(t *testing.T) {
-	b := newBench(t)
-	_, _, out := b.run(t, b.envelope(t, b.a, "", luigi, "x@pec-c.example.test"), lmtp.Envelope{MailFrom: mario, Rcpts: []string{luigi, "x@pec-c.example.test"}}, nil, map[string]error{
+	b := deliverytest.New(t)
+	_, _, out := run(t, b, b.Envelope(t, b.A, "", luigi, "x@pec-c.example.test"), point.Envelope{MailFrom: mario, Rcpts: []string{luigi, "x@pec-c.example.test"}}, nil, map[string]error{
 		luigi:                  &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 2, 2}, Message: "Quota exceeded"},
 		"x@pec-c.example.test": &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 2}, Message: "at rcpt"},
 	})
@@ -295,23 +232,23 @@ func TestDecideMailboxFullAndDomain(t *testing.T) {
 }
 
 func TestDecideNotices(t *testing.T) {
-	b := newBench(t)
+	b := deliverytest.New(t)
 	// a valid notice for one of our users: delivered unchanged, no receipt,
 	// and correlated for the timers when its signer manages the recipient
 	o, _ := build.ParseOriginal([]byte("From: maria@pec-b.example.test\r\nTo: " + luigi + "\r\nSubject: s\r\n\r\nx\r\n"))
 	tx := o.Tx("pec7@pec-b.example.test", "maria@pec-b.example.test", func(string) daticert.DestTipo { return daticert.Certificato })
-	n, _ := b.a.AvvenutaConsegna(at, tx, "z@pec-a.example.test", true, nil)
-	env := lmtp.Envelope{MailFrom: n.MailFrom, Rcpts: []string{"maria@pec-b.example.test"}}
-	m, p, out := b.run(t, n.Bytes(), env, nil, nil)
-	if m.Class != lmtp.ClassNotice || len(p.Groups) != 1 || p.Groups[0].Treatment != lmtp.Unchanged || !bytes.Equal(p.Groups[0].Data, n.Bytes()) {
+	n, _ := b.A.AvvenutaConsegna(at, tx, "z@pec-a.example.test", true, nil)
+	env := point.Envelope{MailFrom: n.MailFrom, Rcpts: []string{"maria@pec-b.example.test"}}
+	m, p, out := run(t, b, n.Bytes(), env, nil, nil)
+	if m.Class != point.ClassNotice || len(p.Groups) != 1 || p.Groups[0].Treatment != point.Unchanged || !bytes.Equal(p.Groups[0].Data, n.Bytes()) {
 		t.Fatalf("notice: class %v plan %+v", m.Class, p.Groups)
 	}
 	if len(out.Txn.Outbox) != 0 || len(out.Txn.Marks) != 1 || out.Txn.Marks[0].PECID != "pec7@pec-b.example.test" || out.Txn.Marks[0].Rcpt != "z@pec-a.example.test" {
 		t.Fatalf("notice marks %+v", out.Txn.Marks)
 	}
 	// a receipt about a recipient its signer does not manage is not trusted for the timers
-	forged, _ := b.a.AvvenutaConsegna(at, tx, "z@pec-b.example.test", true, nil)
-	_, _, out = b.run(t, forged.Bytes(), env, nil, nil)
+	forged, _ := b.A.AvvenutaConsegna(at, tx, "z@pec-b.example.test", true, nil)
+	_, _, out = run(t, b, forged.Bytes(), env, nil, nil)
 	if len(out.Txn.Marks) != 0 {
 		t.Fatalf("foreign receipt marked %+v", out.Txn.Marks)
 	}
@@ -321,10 +258,10 @@ func TestDecideNotices(t *testing.T) {
 // take-charge to our own mailReceipt — once per recipient, however often
 // the envelope comes back.
 func TestDecideOwnEnvelope(t *testing.T) {
-	b := newBench(t)
-	raw := b.envelope(t, b.b, "", luigi, carla)
-	env := lmtp.Envelope{MailFrom: mario, Rcpts: []string{luigi, carla}}
-	m, _, out := b.run(t, raw, env, nil, nil)
+	b := deliverytest.New(t)
+	raw := b.Envelope(t, b.B, "", luigi, carla)
+	env := point.Envelope{MailFrom: mario, Rcpts: []string{luigi, carla}}
+	m, _, out := run(t, b, raw, env, nil, nil)
 	if !m.Ours {
 		t.Fatal("own envelope not recognised")
 	}
@@ -337,8 +274,8 @@ func TestDecideOwnEnvelope(t *testing.T) {
 	}
 	// a retry or replay to the same recipients after the delivery was
 	// recorded: 250, nothing handed to Dovecot, no take-charge, no receipt
-	seen := map[string]lmtp.Seen{luigi: {State: store.DeliveryStored}, carla: {State: store.DeliveryStored}}
-	_, plan, out := b.run(t, raw, env, seen, nil)
+	seen := map[string]point.Seen{luigi: {State: store.DeliveryStored}, carla: {State: store.DeliveryStored}}
+	_, plan, out := run(t, b, raw, env, seen, nil)
 	if len(plan.Groups) != 0 || len(plan.Duplicate) != 2 || out.Status[luigi] != nil || out.Status[carla] != nil {
 		t.Fatalf("replay: groups %+v duplicates %v status %v", plan.Groups, plan.Duplicate, out.Status)
 	}
@@ -349,11 +286,11 @@ func TestDecideOwnEnvelope(t *testing.T) {
 	// transaction (after a temporary failure) gets her own take-charge,
 	// covering only her; luigi, settled before, is not named again
 	temp := &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 2, 0}, Message: "try later"}
-	_, _, out = b.run(t, raw, env, nil, map[string]error{carla: temp})
+	_, _, out = run(t, b, raw, env, nil, map[string]error{carla: temp})
 	if p := parseAll(t, out.Txn.Outbox)[0]; p.Kind != kind.PresaInCarico || strings.Join(p.Daticert.Ricezione, ",") != luigi {
 		t.Fatalf("first transaction: %s ricezione %v, want luigi only", p.Kind, p.Daticert.Ricezione)
 	}
-	_, _, out = b.run(t, raw, env, map[string]lmtp.Seen{luigi: {State: store.DeliveryStored}}, nil)
+	_, _, out = run(t, b, raw, env, map[string]point.Seen{luigi: {State: store.DeliveryStored}}, nil)
 	ps := parseAll(t, out.Txn.Outbox)
 	if len(ps) != 2 || ps[0].Kind != kind.PresaInCarico || strings.Join(ps[0].Daticert.Ricezione, ",") != carla {
 		t.Fatalf("retry: %d messages, want carla's take-charge and receipt", len(ps))
@@ -363,20 +300,20 @@ func TestDecideOwnEnvelope(t *testing.T) {
 // RFC 6109 §3.3.2: a receipt certifies delivery to a recipient the sender
 // chose; a genuine envelope handed over for someone else is an anomaly.
 func TestPlanNonAddressee(t *testing.T) {
-	b := newBench(t)
-	for _, signer := range []*build.Provider{b.a, b.b} {
-		raw := b.envelope(t, signer, "", luigi)
-		env := lmtp.Envelope{MailFrom: mario, Rcpts: []string{luigi, intruso}}
-		m, p, out := b.run(t, raw, env, nil, nil)
-		if len(p.Groups) != 2 || p.Groups[0].Treatment != lmtp.AsPEC || strings.Join(p.Groups[0].Rcpts, ",") != luigi ||
-			p.Groups[1].Treatment != lmtp.Wrapped || strings.Join(p.Groups[1].Rcpts, ",") != intruso {
+	b := deliverytest.New(t)
+	for _, signer := range []*build.Provider{b.A, b.B} {
+		raw := b.Envelope(t, signer, "", luigi)
+		env := point.Envelope{MailFrom: mario, Rcpts: []string{luigi, intruso}}
+		m, p, out := run(t, b, raw, env, nil, nil)
+		if len(p.Groups) != 2 || p.Groups[0].Treatment != point.AsPEC || strings.Join(p.Groups[0].Rcpts, ",") != luigi ||
+			p.Groups[1].Treatment != point.Wrapped || strings.Join(p.Groups[1].Rcpts, ",") != intruso {
 			t.Fatalf("groups %+v", p.Groups)
 		}
 		a, err := parse.Parse(p.Groups[1].Data)
 		if err != nil || a.Kind != kind.Anomalia || !bytes.Contains(a.Original, []byte("X-Trasporto: posta-certificata")) {
 			t.Fatalf("the non-addressee's message: %v %v", a.Kind, err)
 		}
-		conformance.Check(t, "anomalia-non-destinatario", p.Groups[1].Data, b.root())
+		conformance.Check(t, "anomalia-non-destinatario", p.Groups[1].Data, b.Root())
 		var receipts, takeCharges []*parse.Message
 		for _, x := range parseAll(t, out.Txn.Outbox) {
 			switch x.Kind {
@@ -403,7 +340,7 @@ func TestPlanNonAddressee(t *testing.T) {
 		}
 		// the non-addressee's row is on the same (PEC id, recipient) key:
 		// a second replay to them is a duplicate
-		_, p2, _ := b.run(t, raw, lmtp.Envelope{MailFrom: mario, Rcpts: []string{intruso}}, map[string]lmtp.Seen{intruso: {State: store.DeliveryStored}}, nil)
+		_, p2, _ := run(t, b, raw, point.Envelope{MailFrom: mario, Rcpts: []string{intruso}}, map[string]point.Seen{intruso: {State: store.DeliveryStored}}, nil)
 		if len(p2.Groups) != 0 || len(p2.Duplicate) != 1 {
 			t.Fatalf("second replay to the non-addressee: %+v", p2)
 		}
@@ -414,20 +351,20 @@ func TestPlanNonAddressee(t *testing.T) {
 // it came: wrapped in an anomaly envelope or refused by the mailbox's
 // policy (RFC 6109 §2.2.2, §3.2.2), like at the incoming point.
 func TestClassifyAndWrap(t *testing.T) {
-	b := newBench(t)
+	b := deliverytest.New(t)
 	unsigned := []byte("From: posta-certificata@pec-b.example.test\r\nTo: " + luigi + "\r\nSubject: CONSEGNA: falsa\r\nX-Ricevuta: avvenuta-consegna\r\n" +
 		"Message-ID: <falsa@pec-b.example.test>\r\n\r\nla ricevuta non e' firmata\r\n")
-	tampered := b.envelope(t, b.a, "", luigi)
+	tampered := b.Envelope(t, b.A, "", luigi)
 	tampered[bytes.LastIndex(tampered, []byte("ciao"))] = 'C'
 	var dsn = []byte("From: MAILER-DAEMON@mx.pec-b.example.test\r\nTo: " + luigi + "\r\nSubject: Undelivered Mail Returned to Sender\r\n" +
 		"MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=r\r\n\r\n--r\r\nContent-Type: text/plain\r\n\r\nfailed\r\n" +
 		"--r\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.pec-b.example.test\r\n\r\nFinal-Recipient: rfc822; x@example.org\r\nAction: failed\r\nStatus: 5.1.1\r\n--r--\r\n")
 	someonesDSN := bytes.Replace(dsn, []byte("From: MAILER-DAEMON@"), []byte("From: postmaster@"), 1)
-	anomaly, err := b.b.Anomalia(at, mustOriginal(t, "From: p@mail.example.org\r\nTo: "+luigi+"\r\nSubject: o\r\n\r\nx\r\n"), "p@mail.example.org", []string{luigi}, "il messaggio non è un messaggio di posta certificata")
+	anomaly, err := b.B.Anomalia(at, mustOriginal(t, "From: p@mail.example.org\r\nTo: "+luigi+"\r\nSubject: o\r\n\r\nx\r\n"), "p@mail.example.org", []string{luigi}, "il messaggio non è un messaggio di posta certificata")
 	if err != nil {
 		t.Fatal(err)
 	}
-	wrongFrom := bytes.Replace(b.receipt(t, b.a), []byte("From: posta-certificata@pec-a.example.test"), []byte("From: posta-certificata@pec-b.example.test"), 1)
+	wrongFrom := bytes.Replace(b.Receipt(t, b.A), []byte("From: posta-certificata@pec-a.example.test"), []byte("From: posta-certificata@pec-b.example.test"), 1)
 	const (
 		asIs    = iota // delivered unchanged to both
 		wrapAll        // wrapped for both (anna's policy does not apply)
@@ -437,38 +374,38 @@ func TestClassifyAndWrap(t *testing.T) {
 		name     string
 		raw      []byte
 		mailFrom string
-		class    lmtp.Class
+		class    point.Class
 		reason   string // part of the anomaly envelope's reason
 		want     int
 	}{
-		{"unsigned X-Ricevuta", unsigned, "posta-certificata@pec-b.example.test", lmtp.ClassNotPEC, "X-Ricevuta: avvenuta-consegna", policy},
-		{"receipt signed outside the index", b.receipt(t, b.x), "posta-certificata@pec-a.example.test", lmtp.ClassNotPEC, "non appartiene a un gestore dell'indice", policy},
-		{"tampered envelope", tampered, mario, lmtp.ClassNotPEC, "firma non valida", policy},
-		{"provider's receipt From another address", wrongFrom, "posta-certificata@pec-a.example.test", lmtp.ClassInvalid, "messaggio di posta certificata non valido", wrapAll},
-		{"ordinary mail", []byte("From: p@mail.example.org\r\nTo: " + luigi + "\r\nSubject: o\r\n\r\nx\r\n"), "p@mail.example.org", lmtp.ClassNotPEC, "non è un messaggio di posta certificata", policy},
-		{"receipt of a provider", b.receipt(t, b.a), "posta-certificata@pec-a.example.test", lmtp.ClassNotice, "", asIs},
-		{"our own receipt", b.receipt(t, b.b), "posta-certificata@pec-b.example.test", lmtp.ClassNotice, "", asIs},
-		{"our anomaly envelope", anomaly.Bytes(), "p@mail.example.org", lmtp.ClassNotice, "", asIs},
-		{"Postfix's own bounce", dsn, "", lmtp.ClassNotPEC, "", asIs},
-		{"a DSN with a reverse-path", dsn, "x@mail.example.org", lmtp.ClassNotPEC, "non è un messaggio di posta certificata", policy},
-		{"a DSN from another server", someonesDSN, "", lmtp.ClassNotPEC, "notifica di mancata consegna (DSN)", wrapAll},
-		{"Postfix-like bounce with a PEC header", bytes.Replace(dsn, []byte("MIME-Version"), []byte("X-Ricevuta: avvenuta-consegna\r\nMIME-Version"), 1), "", lmtp.ClassNotPEC, "X-Ricevuta", wrapAll},
+		{"unsigned X-Ricevuta", unsigned, "posta-certificata@pec-b.example.test", point.ClassNotPEC, "X-Ricevuta: avvenuta-consegna", policy},
+		{"receipt signed outside the index", b.Receipt(t, b.X), "posta-certificata@pec-a.example.test", point.ClassNotPEC, "non appartiene a un gestore dell'indice", policy},
+		{"tampered envelope", tampered, mario, point.ClassNotPEC, "firma non valida", policy},
+		{"provider's receipt From another address", wrongFrom, "posta-certificata@pec-a.example.test", point.ClassInvalid, "messaggio di posta certificata non valido", wrapAll},
+		{"ordinary mail", []byte("From: p@mail.example.org\r\nTo: " + luigi + "\r\nSubject: o\r\n\r\nx\r\n"), "p@mail.example.org", point.ClassNotPEC, "non è un messaggio di posta certificata", policy},
+		{"receipt of a provider", b.Receipt(t, b.A), "posta-certificata@pec-a.example.test", point.ClassNotice, "", asIs},
+		{"our own receipt", b.Receipt(t, b.B), "posta-certificata@pec-b.example.test", point.ClassNotice, "", asIs},
+		{"our anomaly envelope", anomaly.Bytes(), "p@mail.example.org", point.ClassNotice, "", asIs},
+		{"Postfix's own bounce", dsn, "", point.ClassNotPEC, "", asIs},
+		{"a DSN with a reverse-path", dsn, "x@mail.example.org", point.ClassNotPEC, "non è un messaggio di posta certificata", policy},
+		{"a DSN from another server", someonesDSN, "", point.ClassNotPEC, "notifica di mancata consegna (DSN)", wrapAll},
+		{"Postfix-like bounce with a PEC header", bytes.Replace(dsn, []byte("MIME-Version"), []byte("X-Ricevuta: avvenuta-consegna\r\nMIME-Version"), 1), "", point.ClassNotPEC, "X-Ricevuta", wrapAll},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			env := lmtp.Envelope{MailFrom: c.mailFrom, Rcpts: []string{luigi, anna}}
-			m, p, out := b.run(t, c.raw, env, nil, nil)
+			env := point.Envelope{MailFrom: c.mailFrom, Rcpts: []string{luigi, anna}}
+			m, p, out := run(t, b, c.raw, env, nil, nil)
 			if m.Class != c.class {
 				t.Fatalf("class %v, want %v (reason %q)", m.Class, c.class, m.Reason)
 			}
 			if c.want == asIs {
-				if len(p.Groups) != 1 || p.Groups[0].Treatment != lmtp.Unchanged || len(p.Groups[0].Rcpts) != 2 || len(p.Refused) != 0 {
+				if len(p.Groups) != 1 || p.Groups[0].Treatment != point.Unchanged || len(p.Groups[0].Rcpts) != 2 || len(p.Refused) != 0 {
 					t.Fatalf("plan %+v refused %v", p.Groups, p.Refused)
 				}
 				return
 			}
 			g := p.Groups[len(p.Groups)-1]
-			if g.Treatment != lmtp.Wrapped || !strings.Contains(g.Reason, c.reason) {
+			if g.Treatment != point.Wrapped || !strings.Contains(g.Reason, c.reason) {
 				t.Fatalf("treatment %v reason %q, want wrapped with %q", g.Treatment, g.Reason, c.reason)
 			}
 			// anna refuses ordinary mail, but not an anomaly of a
@@ -484,18 +421,18 @@ func TestClassifyAndWrap(t *testing.T) {
 			if err != nil || a.Kind != kind.Anomalia || !bytes.Equal(bytes.TrimRight(a.Original, "\r\n"), bytes.TrimRight(c.raw, "\r\n")) {
 				t.Fatalf("wrapped message: %v %v", a.Kind, err)
 			}
-			conformance.Check(t, "anomalia-consegna", g.Data, b.root())
+			conformance.Check(t, "anomalia-consegna", g.Data, b.Root())
 			if len(out.Txn.Outbox) != 0 {
 				t.Fatal("a receipt for something that is not a valid envelope")
 			}
 		})
 	}
 	// our own notices need no index
-	b.d.Index = func() (point.Directory, error) { return nil, errors.New("index down") }
-	if m, err := b.d.Classify(b.receipt(t, b.b)); err != nil || m.Class != lmtp.ClassNotice {
+	b.D.Index = func() (point.Directory, error) { return nil, errors.New("index down") }
+	if m, err := b.D.Classify(b.Receipt(t, b.B)); err != nil || m.Class != point.ClassNotice {
 		t.Fatalf("own receipt with the index down: %v %v", m, err)
 	}
-	if _, err := b.d.Classify(b.receipt(t, b.a)); err == nil {
+	if _, err := b.D.Classify(b.Receipt(t, b.A)); err == nil {
 		t.Fatal("another provider's receipt without the index: must tempfail")
 	}
 }
@@ -521,16 +458,16 @@ func mustOriginal(t *testing.T, raw string) *build.Original {
 // orphaned one is closed without a copy and without a receipt, and an
 // outcome seen but not recorded is recorded without asking Dovecot again.
 func TestPlanRecordedDeliveries(t *testing.T) {
-	b := newBench(t)
-	raw := b.envelope(t, b.b, "", luigi, carla, anna, ugo)
-	seen := map[string]lmtp.Seen{
+	b := deliverytest.New(t)
+	raw := b.Envelope(t, b.B, "", luigi, carla, anna, ugo)
+	seen := map[string]point.Seen{
 		luigi: {State: store.DeliveryStored},
 		carla: {State: store.DeliveryPending, Owner: "gone/7", Orphaned: true},
 		anna:  {State: store.DeliveryPending, Owner: "busy/3"},
-		ugo:   {State: store.DeliveryPending, Owner: "me/2", Known: &lmtp.Result{Rcpt: ugo, Owner: "me/2", At: at.Add(-time.Minute)}},
+		ugo:   {State: store.DeliveryPending, Owner: "me/2", Known: &point.MailboxResult{Rcpt: ugo, Owner: "me/2", At: at.Add(-time.Minute)}},
 	}
-	env := lmtp.Envelope{MailFrom: mario, Rcpts: []string{luigi, carla, anna, ugo}}
-	m, p, out := b.run(t, raw, env, seen, nil)
+	env := point.Envelope{MailFrom: mario, Rcpts: []string{luigi, carla, anna, ugo}}
+	m, p, out := run(t, b, raw, env, seen, nil)
 	if len(p.Groups) != 1 || len(p.Groups[0].Rcpts) != 0 || len(p.Groups[0].Done) != 1 {
 		t.Fatalf("nothing is handed to Dovecot: %+v", p.Groups)
 	}
@@ -572,14 +509,14 @@ func TestPlanRecordedDeliveries(t *testing.T) {
 // Dovecot took the whole message but its answer never came: the intent
 // stays (the retry closes it), Postfix gets a 4xx, no receipt.
 func TestDecideUnconfirmed(t *testing.T) {
-	b := newBench(t)
-	m, err := b.d.Classify(b.envelope(t, b.a, "", luigi))
+	b := deliverytest.New(t)
+	m, err := b.D.Classify(b.Envelope(t, b.A, "", luigi))
 	if err != nil {
 		t.Fatal(err)
 	}
-	env := lmtp.Envelope{MailFrom: mario, Rcpts: []string{luigi}}
-	p, _ := b.d.Plan(at, m, env, nil)
-	out, err := b.d.Decide(at, m, env, p, [][]lmtp.Result{{{Rcpt: luigi, Owner: "me/1", Unconfirmed: true,
+	env := point.Envelope{MailFrom: mario, Rcpts: []string{luigi}}
+	p, _ := b.D.Plan(at, m, env, nil)
+	out, err := b.D.Decide(at, m, env, p, [][]point.MailboxResult{{{Rcpt: luigi, Owner: "me/1", Unconfirmed: true,
 		Err: &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "no answer"}}}})
 	if err != nil || out.Status[luigi] == nil || len(out.Txn.Outbox) != 0 || len(out.Txn.Deliveries) != 0 {
 		t.Fatalf("%v %v %+v", err, out.Status, out.Txn)
@@ -590,15 +527,15 @@ func TestDecideUnconfirmed(t *testing.T) {
 // policy: its forward_to copy too, sent as our service address, once the
 // wrapped message is stored.
 func TestDecideForwardCopies(t *testing.T) {
-	b := newBench(t)
-	b.d.Policy.Mailboxes[luigi] = point.MailboxPolicy{ForwardTo: "luigi@mail.example.org"}
+	b := deliverytest.New(t)
+	b.D.Policy.Mailboxes[luigi] = point.MailboxPolicy{ForwardTo: "luigi@mail.example.org"}
 	raw := []byte("From: p@mail.example.org\r\nTo: " + luigi + "\r\nSubject: o\r\n\r\nx\r\n")
-	env := lmtp.Envelope{MailFrom: "p@mail.example.org", Rcpts: []string{luigi}}
-	_, _, out := b.run(t, raw, env, nil, map[string]error{luigi: &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 2, 0}, Message: "later"}})
+	env := point.Envelope{MailFrom: "p@mail.example.org", Rcpts: []string{luigi}}
+	_, _, out := run(t, b, raw, env, nil, map[string]error{luigi: &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 2, 0}, Message: "later"}})
 	if len(out.Txn.Outbox) != 0 {
 		t.Fatalf("a copy for a message not stored: %+v", out.Txn.Outbox)
 	}
-	_, _, out = b.run(t, raw, env, nil, nil)
+	_, _, out = run(t, b, raw, env, nil, nil)
 	if len(out.Txn.Outbox) != 1 || out.Txn.Outbox[0].Rcpts[0] != "luigi@mail.example.org" ||
 		out.Txn.Outbox[0].MailFrom != "posta-certificata@pec-b.example.test" || !bytes.Equal(out.Txn.Outbox[0].Data, raw) {
 		t.Fatalf("copies %+v", out.Txn.Outbox)

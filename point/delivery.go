@@ -1,15 +1,11 @@
-// Package lmtp is the delivery point (RFC 6109 §2.2.3, §3.3): an LMTP
-// server that Postfix delivers to and that forwards to Dovecot's LMTP,
-// emitting one delivery or non-delivery receipt per recipient of every
-// valid transport envelope, according to Dovecot's per-recipient answer.
-//
-// The PEC rules live in Delivery and are pure: Classify reads the message,
-// Plan decides from it, the LMTP envelope, what the store already holds
-// and the instant what to hand to Dovecot and what to answer without
-// Dovecot; Decide turns Dovecot's answers into receipts, log rows, store
-// rows and per-recipient answers. server.go is the LMTP adapter: it reads
-// the store, records the intent before Dovecot gets the end of a message,
-// forwards, and commits what Decide returned before it answers Postfix.
+package point
+
+// The delivery point's rules (RFC 6109 §2.2.3, §3.3): Classify reads the
+// message, Plan decides from it, the LMTP envelope, what the store already
+// holds and the instant what to hand to the mailbox server (Dovecot) and
+// what to answer without it; Decide turns the mailbox server's answers
+// into receipts, log rows, store rows and per-recipient answers. The
+// adapter is package lmtp.
 //
 // The delivery point trusts nothing about where a message came from
 // (re-injection listener, a local LMTP client): only a valid transport
@@ -18,7 +14,6 @@
 // mailbox unchanged; everything else is wrapped in an anomaly envelope or
 // refused under the mailbox's ordinary-mail policy, as at the incoming
 // point (RFC 6109 §2.2.2, §3.2.2).
-package lmtp
 
 import (
 	"crypto/sha256"
@@ -34,7 +29,6 @@ import (
 	"github.com/pecgo/pec/build"
 	"github.com/pecgo/pec/daticert"
 	"github.com/pecgo/pec/kind"
-	"github.com/pecgo/pec/point"
 	"github.com/pecgo/pec/smime"
 	"github.com/pecgo/pec/store"
 	"github.com/pecgo/pec/verify"
@@ -43,21 +37,21 @@ import (
 // Delivery holds the delivery point's rules.
 type Delivery struct {
 	Provider *build.Provider
-	Policy   *point.Policy // managed domains, service mailbox, ordinary-mail policy (config.RulePolicy)
+	Policy   *Policy // managed domains, service mailbox, ordinary-mail policy (config.RulePolicy)
 	Roots    *smime.Roots
-	Index    func() (point.Directory, error)
+	Index    func() (Directory, error)
 	// History is the log: the take-charges our incoming point issued
 	// (see Classify). nil: none known.
-	History point.History
+	History History
 }
 
 // policy is Policy, or an empty one (every mailbox accepts ordinary
 // mail, no domain is managed) when it is not set.
-func (d *Delivery) policy() *point.Policy {
+func (d *Delivery) policy() *Policy {
 	if d.Policy != nil {
 		return d.Policy
 	}
-	return &point.Policy{}
+	return &Policy{}
 }
 
 // Class is what the delivery point makes of a message (RFC 6109 §3.3.1:
@@ -97,8 +91,8 @@ func (c Class) String() string {
 	return "unknown"
 }
 
-// Message is a message classified for delivery.
-type Message struct {
+// Classified is a message classified for delivery.
+type Classified struct {
 	Kind  kind.Kind
 	Class Class
 	// Reason says why a ClassNotPEC or ClassInvalid message is not a
@@ -135,7 +129,7 @@ type Message struct {
 	// but our incoming point took the envelope in charge for these
 	// recipients under an earlier copy (see Classify).
 	Charged []string
-	Notice      *verify.Report // for valid notices: their daticert (timer correlation)
+	Notice  *verify.Report // for valid notices: their daticert (timer correlation)
 	// SignerDomains are the managed domains of the notice's signer: a
 	// notice counts for a recipient only when its provider manages it.
 	SignerDomains []string
@@ -144,8 +138,8 @@ type Message struct {
 // Classify reads a message handed over for delivery (RFC 6109 §3.3.1).
 // It fails only when the providers' index is not available: the adapter
 // tempfails then.
-func (d *Delivery) Classify(raw []byte) (*Message, error) {
-	m := &Message{Kind: kind.Ordinaria, Class: ClassNotPEC, Raw: raw, Key: hashKey(raw)}
+func (d *Delivery) Classify(raw []byte) (*Classified, error) {
+	m := &Classified{Kind: kind.Ordinaria, Class: ClassNotPEC, Raw: raw, Key: hashKey(raw)}
 	m.Received, _ = build.ParseOriginal(raw)
 	r := verify.Message(raw, d.Roots)
 	if r.Message == nil {
@@ -240,7 +234,7 @@ func (d *Delivery) Classify(raw []byte) (*Message, error) {
 }
 
 // chargedAtIncoming settles a disagreement between the incoming point and
-// the delivery point. A transport envelope signed by a provider of the
+// the delivery  A transport envelope signed by a provider of the
 // index gets our take-charge at the incoming point (RFC 6109 §3.2.1): from
 // then on we answer for its delivery, and the sender's provider waits for
 // a delivery or non-delivery receipt (§3.1.6). If the providers' index
@@ -282,12 +276,6 @@ func hashKey(b []byte) string {
 	return "sha256:" + hex.EncodeToString(h[:])
 }
 
-// Envelope is the LMTP envelope of one transaction.
-type Envelope struct {
-	MailFrom string   // "" for the null reverse-path
-	Rcpts    []string // in RCPT order
-}
-
 // Seen is what the store holds for one recipient of the message
 // (store.Deliveries), as the adapter judged it.
 type Seen struct {
@@ -299,7 +287,7 @@ type Seen struct {
 	Orphaned bool
 	// Known is the outcome that transaction saw but could not record (the
 	// store failed after Dovecot answered).
-	Known *Result
+	Known *MailboxResult
 }
 
 // Treatment is how a group of recipients gets the message.
@@ -312,29 +300,29 @@ const (
 	// Unchanged: a valid notice or anomaly envelope, or Postfix's own
 	// bounce, delivered as it came.
 	Unchanged
-	// Wrapped: in our anomaly envelope (Group.Anomaly).
+	// Wrapped: in our anomaly envelope (DeliveryGroup.Anomaly).
 	Wrapped
 )
 
-// Group is one Dovecot transaction: one message to some recipients.
-type Group struct {
+// DeliveryGroup is one Dovecot transaction: one message to some recipients.
+type DeliveryGroup struct {
 	Treatment Treatment
 	Rcpts     []string // to hand to Dovecot
 	// Done are outcomes an earlier attempt saw and could not record
 	// (Seen.Known): not handed to Dovecot again.
-	Done    []Result
+	Done    []MailboxResult
 	Data    []byte
-	Anomaly *build.Message      // Wrapped: our anomaly envelope (Data)
-	Reason  string              // Wrapped: the error it names
-	Split   point.OrdinarySplit // Wrapped ordinary mail: the mailboxes' policy, for their forward_to copies
+	Anomaly *build.Message // Wrapped: our anomaly envelope (Data)
+	Reason  string         // Wrapped: the error it names
+	Split   OrdinarySplit  // Wrapped ordinary mail: the mailboxes' policy, for their forward_to copies
 }
 
 // Orphan is an intent closed without a receipt.
 type Orphan struct{ Rcpt, Owner string }
 
-// Plan is what to do with one LMTP transaction before Dovecot is asked.
-type Plan struct {
-	Groups []*Group
+// DeliveryPlan is what to do with one LMTP transaction before Dovecot is asked.
+type DeliveryPlan struct {
+	Groups []*DeliveryGroup
 	// Status answers the recipients that need no Dovecot transaction:
 	// duplicates and closed intents (nil: 250), refusals (5xx),
 	// deliveries in progress (4xx).
@@ -349,10 +337,14 @@ type Plan struct {
 	Refused []string
 }
 
+// ErrDeliveryTemporary is the delivery point's answer when it cannot
+// settle a recipient now: Postfix keeps the message and retries.
+var ErrDeliveryTemporary = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "PEC delivery point: temporary failure, try again later"}
+
 var (
 	errInProgress = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 2, 0},
 		Message: "PEC delivery point: this message is being delivered to this recipient by another transaction, try again later"}
-	errRefuseOrdinary = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: point.RefuseOrdinaryText}
+	errRefuseOrdinary = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: RefuseOrdinaryText}
 	errMalformed      = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: "malformed message: no header section"}
 )
 
@@ -379,14 +371,14 @@ const nonAddressee = "il destinatario non è tra i destinatari indicati nei dati
 //   - Valid notices and anomaly envelopes of providers, and Postfix's own
 //     bounces, go unchanged (§3.3.2: no receipt).
 //   - Mail not from PEC meets the mailbox's ordinary-mail policy as at the
-//     incoming point (point.Policy.SplitOrdinary): wrapped, or refused
+//     incoming point (Policy.SplitOrdinary): wrapped, or refused
 //     with 554; a provider-signed message that fails a check is wrapped
 //     for every recipient (§2.2.2, §3.2.2).
-func (d *Delivery) Plan(now time.Time, m *Message, env Envelope, seen map[string]Seen) (*Plan, error) {
+func (d *Delivery) Plan(now time.Time, m *Classified, env Envelope, seen map[string]Seen) (*DeliveryPlan, error) {
 	now = now.Truncate(time.Second)
-	p := &Plan{Status: map[string]error{}}
+	p := &DeliveryPlan{Status: map[string]error{}}
 	var pec, unchanged, wrapped, ordinary, wrappedBefore []string
-	known := map[string]Result{}
+	known := map[string]MailboxResult{}
 	var nonAddr bool
 	for _, rcpt := range env.Rcpts {
 		s, ok := seen[strings.ToLower(rcpt)]
@@ -422,9 +414,9 @@ func (d *Delivery) Plan(now time.Time, m *Message, env Envelope, seen map[string
 		}
 	}
 	reason := m.Reason
-	var split point.OrdinarySplit
+	var split OrdinarySplit
 	if m.Class == ClassNotPEC {
-		dsn := m.Received != nil && point.IsDSN(m.Received, env.MailFrom)
+		dsn := m.Received != nil && IsDSN(m.Received, env.MailFrom)
 		split = d.policy().SplitOrdinary(ordinary, dsn)
 		for _, r := range split.Refuse {
 			p.Refused = append(p.Refused, r)
@@ -434,13 +426,13 @@ func (d *Delivery) Plan(now time.Time, m *Message, env Envelope, seen map[string
 		for r, fwd := range d.policy().SplitOrdinary(wrappedBefore, true).Forward {
 			split.Forward[r] = fwd
 		}
-		reason = point.OrdinaryReason(m.Reason, dsn)
+		reason = OrdinaryReason(m.Reason, dsn)
 	}
 	if nonAddr {
 		reason = nonAddressee
 	}
-	group := func(t Treatment, rcpts []string) *Group {
-		g := &Group{Treatment: t, Data: m.Raw}
+	group := func(t Treatment, rcpts []string) *DeliveryGroup {
+		g := &DeliveryGroup{Treatment: t, Data: m.Raw}
 		for _, r := range rcpts {
 			if k, ok := known[r]; ok {
 				g.Done = append(g.Done, k)
@@ -474,7 +466,7 @@ func (d *Delivery) Plan(now time.Time, m *Message, env Envelope, seen map[string
 	return p, nil
 }
 
-func (m *Message) addressee(rcpt string) bool {
+func (m *Classified) addressee(rcpt string) bool {
 	for _, a := range m.Addressees {
 		if strings.EqualFold(a, rcpt) {
 			return true
@@ -488,16 +480,16 @@ func (m *Message) addressee(rcpt string) bool {
 // reverse-path, From MAILER-DAEMON and no PEC type header. Those never
 // pass a milter and go in as Postfix wrote them; DSNs from other servers
 // reach us wrapped by the incoming point (PEC-SPEC §6.6 rule 2).
-func postfixBounce(m *Message, mailFrom string) bool {
-	if m.Class != ClassNotPEC || m.Kind != kind.Ordinaria || m.Received == nil || !point.IsDSN(m.Received, mailFrom) || len(m.Received.From) != 1 {
+func postfixBounce(m *Classified, mailFrom string) bool {
+	if m.Class != ClassNotPEC || m.Kind != kind.Ordinaria || m.Received == nil || !IsDSN(m.Received, mailFrom) || len(m.Received.From) != 1 {
 		return false
 	}
 	local, _, _ := strings.Cut(m.Received.From[0], "@")
 	return strings.EqualFold(local, "mailer-daemon")
 }
 
-// Result is Dovecot's answer for one recipient of a group.
-type Result struct {
+// MailboxResult is Dovecot's answer for one recipient of a group.
+type MailboxResult struct {
 	Rcpt string
 	Err  error // nil when stored
 	// Owner is the intent recorded for this recipient before Dovecot got
@@ -510,14 +502,14 @@ type Result struct {
 	At          time.Time // when Dovecot answered: the delivery instant (RFC 6109 §3.3.2); zero means Decide's now
 }
 
-// Outcome is what the delivery point answers Postfix per recipient and
+// DeliveryOutcome is what the delivery point answers Postfix per recipient and
 // what it must commit first.
-type Outcome struct {
+type DeliveryOutcome struct {
 	Status map[string]error // per recipient; nil = 250
 	Txn    store.Txn
 }
 
-// Decide turns Plan and Dovecot's per-recipient results (results[i] for
+// Decide turns the plan and Dovecot's per-recipient results (results[i] for
 // p.Groups[i]) into receipts (RFC 6109 §3.3.2, §3.3.3), log rows, the
 // deliveries' new states and the answers for Postfix:
 //   - stored → delivery receipt in the requested form (To: the form asked
@@ -529,7 +521,7 @@ type Outcome struct {
 //     Postfix retries (RFC 6109 §2.2.2: at most 24 h, maximal_queue_lifetime);
 //   - no answer after the whole message → a temporary error, and the
 //     intent stays: the retry closes it as unknown;
-//   - an intent whose outcome was lost (Plan.Unknown) → 250, no second
+//   - an intent whose outcome was lost (DeliveryPlan.Unknown) → 250, no second
 //     copy and no receipt: a delivery receipt certifies that the message
 //     reached the mailbox (§3.3.2) and a non-delivery notice that it did
 //     not (§3.3.3); neither is known, and Dovecot may have refused the
@@ -538,12 +530,12 @@ type Outcome struct {
 //     for want of a receipt (§3.1.6), which is true; the log row tells the
 //     operator to check the mailbox.
 //
-// For our own envelopes (Message.Ours) one take-charge to our mailReceipt
+// For our own envelopes (Classified.Ours) one take-charge to our mailReceipt
 // covers the recipients settled in this transaction (§3.2.1, §3.4): each
 // recipient's delivery is settled once, so its take-charge is sent once.
-func (d *Delivery) Decide(now time.Time, m *Message, env Envelope, p *Plan, results [][]Result) (Outcome, error) {
+func (d *Delivery) Decide(now time.Time, m *Classified, env Envelope, p *DeliveryPlan, results [][]MailboxResult) (DeliveryOutcome, error) {
 	now = now.Truncate(time.Second)
-	out := Outcome{Status: map[string]error{}}
+	out := DeliveryOutcome{Status: map[string]error{}}
 	for r, e := range p.Status {
 		out.Status[r] = e
 	}
@@ -581,7 +573,7 @@ func (d *Delivery) Decide(now time.Time, m *Message, env Envelope, p *Plan, resu
 			if !r.At.IsZero() {
 				at = r.At.Truncate(time.Second)
 			}
-			perm := permanent(r.Err)
+			perm := PermanentFailure(r.Err)
 			switch {
 			case r.Owner != "" && r.Unconfirmed: // the intent stays: the retry closes it
 			case r.Owner != "" && r.Err == nil:
@@ -595,7 +587,7 @@ func (d *Delivery) Decide(now time.Time, m *Message, env Envelope, p *Plan, resu
 			}
 			status := r.Err
 			if r.Unconfirmed {
-				status = errTemp
+				status = ErrDeliveryTemporary
 			}
 			if g.Treatment != AsPEC {
 				out.Status[r.Rcpt] = status
@@ -648,7 +640,7 @@ func (d *Delivery) Decide(now time.Time, m *Message, env Envelope, p *Plan, resu
 		// same provider: the take-charge our incoming point would have sent
 		// (a temporarily failed recipient is covered by the transaction
 		// that settles it)
-		pic, taken, err := point.TakeCharge(d.Provider, now, m.Tx, m.MailReceipt, taken, nil)
+		pic, taken, err := TakeCharge(d.Provider, now, m.Tx, m.MailReceipt, taken, nil)
 		if err != nil {
 			return out, err
 		}
@@ -661,14 +653,11 @@ func (d *Delivery) Decide(now time.Time, m *Message, env Envelope, p *Plan, resu
 	return out, nil
 }
 
-// permanent reports a failure that Postfix will not retry.
-func permanent(err error) bool {
+// PermanentFailure reports a failure that Postfix will not retry (a 5xx).
+func PermanentFailure(err error) bool {
 	var se *smtp.SMTPError
 	return errors.As(err, &se) && se.Code >= 500
 }
-
-// temporary reports a failure that Postfix will retry.
-func temporary(err error) bool { return err != nil && !permanent(err) }
 
 // primary: To recipients get the requested form; Cc the sintetica one; a
 // recipient in neither (cannot tell) counts as primary (RFC 6109 §3.3.2.1).
@@ -710,7 +699,7 @@ func (d *Delivery) cause(rcpt string, se *smtp.SMTPError) (daticert.Errore, stri
 
 // event is a log row about the envelope or notice m; Provider names the
 // provider that signed it (us for our own envelopes).
-func (d *Delivery) event(now time.Time, m *Message, typ store.EventType, errText string, rcpts []string, related ...string) store.Event {
+func (d *Delivery) event(now time.Time, m *Classified, typ store.EventType, errText string, rcpts []string, related ...string) store.Event {
 	tx := m.Tx
 	subj := ""
 	if tx.Oggetto != nil {
@@ -723,7 +712,7 @@ func (d *Delivery) event(now time.Time, m *Message, typ store.EventType, errText
 // ordinaryEvent logs what the delivery point did with a message it did
 // not deliver as it came (PEC-SPEC §6.5): the PEC id only for an envelope
 // that reached a non-addressee.
-func (d *Delivery) ordinaryEvent(now time.Time, m *Message, env Envelope, typ store.EventType, errText string, rcpts []string, related ...string) store.Event {
+func (d *Delivery) ordinaryEvent(now time.Time, m *Classified, env Envelope, typ store.EventType, errText string, rcpts []string, related ...string) store.Event {
 	e := store.Event{Time: now, Point: store.AtDelivery, Type: typ, Sender: env.MailFrom, Recipients: rcpts, Related: related, Error: errText}
 	if m.Class == ClassEnvelope {
 		e.PECID = m.Tx.ID
@@ -737,13 +726,13 @@ func (d *Delivery) ordinaryEvent(now time.Time, m *Message, env Envelope, typ st
 // noticeEvent logs a notice delivered to one of our users, so the sender's
 // provider sees delivery and non-delivery receipts for its timers
 // (PEC-SPEC §6.6 rule 4).
-func (d *Delivery) noticeEvent(now time.Time, m *Message, rcpts []string) store.Event {
+func (d *Delivery) noticeEvent(now time.Time, m *Classified, rcpts []string) store.Event {
 	p := m.Notice.Message
 	var about []string
 	about = append(about, p.Recipients()...)
 	e := d.event(now, m, store.TypeNotice(m.Kind), "", rcpts)
 	e.Related = about
-	if n := p.Header.Get("Message-ID"); n != "" {
+	if n := p.Header.Get("Classified-ID"); n != "" {
 		e.Related = append(e.Related, n)
 	}
 	return e
@@ -753,7 +742,7 @@ func (d *Delivery) noticeEvent(now time.Time, m *Message, rcpts []string) store.
 // mailbox) with the envelope we sent, by identificativo and recipient
 // (PEC-SPEC §6.6 rule 4), for the 12 h / 24 h timers. Only the provider
 // that manages a recipient's domain can speak for that recipient.
-func marks(now time.Time, m *Message) []store.Mark {
+func marks(now time.Time, m *Classified) []store.Mark {
 	p := m.Notice.Message
 	var what store.MarkKind
 	switch m.Kind {
@@ -768,11 +757,9 @@ func marks(now time.Time, m *Message) []store.Mark {
 	}
 	var out []store.Mark
 	for _, rcpt := range p.Recipients() {
-		if point.InDomains(rcpt, m.SignerDomains) {
+		if InDomains(rcpt, m.SignerDomains) {
 			out = append(out, store.Mark{PECID: p.Daticert.Identificativo, Rcpt: rcpt, What: what, At: now})
 		}
 	}
 	return out
 }
-
-func outgoing(m *build.Message) store.Outgoing { return point.Outgoing(m) }
