@@ -17,7 +17,7 @@ import (
 
 // A provider with a store holding a realistic day of log rows, as the
 // access point (filter/access.go), incoming point (filter/incoming.go),
-// delivery point (lmtp/delivery.go), timers (timer/timer.go) and outbox
+// delivery point (point/delivery.go), timers (timer/timer.go) and outbox
 // (store.MarkSent) write them.
 
 const (
