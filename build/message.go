@@ -31,6 +31,9 @@ type Provider struct {
 	Signer   *smime.Signer  // its certificate's rfc822Name must be ServiceAddr (RFC 6109 §2.1)
 	// NewID makes message identifiers; nil means pecid.New.
 	NewID func(t time.Time, domain string) string
+	// Renderer, when set, writes the notices instead of the PEC form
+	// (Render); nil: PEC.
+	Renderer Renderer
 }
 
 // ServiceAddr is the address that signs and sends notices and envelopes.

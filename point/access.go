@@ -14,6 +14,7 @@ import (
 	"github.com/pecgo/pec/clamd"
 	"github.com/pecgo/pec/daticert"
 	"github.com/pecgo/pec/internal/rawmime"
+	"github.com/pecgo/pec/kind"
 	"github.com/pecgo/pec/store"
 	"github.com/pecgo/pec/timer"
 )
@@ -122,7 +123,7 @@ func (a *Access) Check(ctx context.Context, env Envelope, raw []byte, now time.T
 		return tempfail("4.7.1", "PEC: antivirus not available, try again later")
 	}
 	if res.Infected {
-		n, err := a.Provider.NonAccettazioneVirus(now, tx, res.Signature)
+		n, err := a.Provider.Render(build.Evidence{Kind: kind.NonAccettazioneVirus, Time: now, Tx: tx, Cause: res.Signature})
 		if err != nil {
 			return tempfail("4.3.0", "PEC: cannot build the notice: "+err.Error())
 		}
@@ -139,7 +140,7 @@ func (a *Access) Check(ctx context.Context, env Envelope, raw []byte, now time.T
 	if err != nil {
 		return tempfail("4.3.0", "PEC: cannot build the transport envelope: "+err.Error())
 	}
-	acc, err := a.Provider.Accettazione(now, tx)
+	acc, err := a.Provider.Render(build.Evidence{Kind: kind.Accettazione, Time: now, Tx: tx})
 	if err != nil {
 		return tempfail("4.3.0", "PEC: cannot build the acceptance receipt: "+err.Error())
 	}
@@ -249,7 +250,7 @@ func (a *Access) refuse(now time.Time, env Envelope, tx *build.Tx, raw []byte, r
 		d.Txn.Events = []store.Event{a.event(now, env, tx, nil, store.TypeNonAccettazione, reason+" (solo errore SMTP: messaggio oltre "+fmt.Sprint(a.NoticeMaxSize)+" byte)")}
 		return d
 	}
-	n, err := a.Provider.NonAccettazione(now, tx, reason)
+	n, err := a.Provider.Render(build.Evidence{Kind: kind.NonAccettazione, Time: now, Tx: tx, Cause: reason})
 	if err != nil {
 		return tempfail("4.3.0", "PEC: cannot build the notice: "+err.Error())
 	}

@@ -602,7 +602,8 @@ func (d *Delivery) Decide(now time.Time, m *Classified, env Envelope, p *Deliver
 			var se *smtp.SMTPError
 			switch {
 			case r.Err == nil:
-				n, err := d.Provider.AvvenutaConsegna(at, m.Tx, rcpt, primary(rcpt, m.To, m.Cc), m.Postacert)
+				n, err := d.Provider.Render(build.Evidence{Kind: kind.AvvenutaConsegna, Time: at, Tx: m.Tx, Rcpt: rcpt,
+					Primary: primary(rcpt, m.To, m.Cc), Original: m.Postacert})
 				if err != nil {
 					return out, err
 				}
@@ -612,7 +613,7 @@ func (d *Delivery) Decide(now time.Time, m *Classified, env Envelope, p *Deliver
 				out.Txn.Outbox = append(out.Txn.Outbox, outgoing(n))
 			case errors.As(r.Err, &se) && perm:
 				errore, esteso := d.cause(rcpt, se)
-				n, err := d.Provider.ErroreConsegna(at, m.Tx, rcpt, errore, esteso)
+				n, err := d.Provider.Render(build.Evidence{Kind: kind.ErroreConsegna, Time: at, Tx: m.Tx, Rcpt: rcpt, Errore: errore, Cause: esteso})
 				if err != nil {
 					return out, err
 				}

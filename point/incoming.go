@@ -179,7 +179,7 @@ func (in *Incoming) check(ctx context.Context, env Envelope, raw []byte, now tim
 				in.log().Warn("virus detection notice about an envelope we did not send to that recipient: ignored", "provider", name, "rcpt", rcpt, "pec_id", tx.ID)
 				continue
 			}
-			n, err := in.Provider.ErroreConsegnaVirus(now, tx, rcpt, m.Daticert.ErroreEsteso)
+			n, err := in.Provider.Render(build.Evidence{Kind: kind.ErroreConsegnaVirus, Time: now, Tx: tx, Rcpt: rcpt, Cause: m.Daticert.ErroreEsteso})
 			if err != nil {
 				return tempfail("4.3.0", "PEC: cannot build the virus non-delivery notice: "+err.Error())
 			}
@@ -281,7 +281,7 @@ func (in *Incoming) fromDomain(o *build.Original, domains []string, provider str
 func (in *Incoming) virus(env Envelope, tx *build.Tx, raw []byte, now time.Time, mailReceipt, provider string, ours []string, sig string) Decision {
 	d := Decision{Action: Discard, Reason: "virus in transport envelope: " + sig}
 	for _, rcpt := range ours {
-		n, err := in.Provider.RilevazioneVirus(now, tx, mailReceipt, rcpt, sig)
+		n, err := in.Provider.Render(build.Evidence{Kind: kind.RilevazioneVirus, Time: now, Tx: tx, MailReceipt: mailReceipt, Rcpt: rcpt, Cause: sig})
 		if err != nil {
 			return tempfail("4.3.0", "PEC: cannot build the virus notice: "+err.Error())
 		}

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/pecgo/pec/build"
+	"github.com/pecgo/pec/kind"
 )
 
 // TakeCharge is the take-charge notice for the transport envelope tx
@@ -36,6 +37,6 @@ func TakeCharge(p *build.Provider, now time.Time, tx *build.Tx, mailReceipt stri
 	if len(charge) == 0 {
 		return nil, nil, nil
 	}
-	n, err := p.PresaInCarico(now, tx, mailReceipt, charge)
+	n, err := p.Render(build.Evidence{Kind: kind.PresaInCarico, Time: now, Tx: tx, MailReceipt: mailReceipt, Ricezione: charge})
 	return n, charge, err
 }

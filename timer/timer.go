@@ -24,6 +24,7 @@ import (
 
 	"github.com/pecgo/pec/build"
 	"github.com/pecgo/pec/daticert"
+	"github.com/pecgo/pec/kind"
 	"github.com/pecgo/pec/store"
 )
 
@@ -168,7 +169,7 @@ func (r *Runner) notify(now time.Time, d store.Timer, final bool) error {
 	if err := json.Unmarshal(d.Tx, &tx); err != nil {
 		return fmt.Errorf("timer: tracking data of %s/%s: %w", d.PECID, d.Rcpt, err)
 	}
-	m, err := r.Provider.Preavviso(now, &tx, d.Rcpt, d.Sent, final)
+	m, err := r.Provider.Render(build.Evidence{Kind: kind.PreavvisoErroreConsegna, Time: now, Tx: &tx, Rcpt: d.Rcpt, Sent: d.Sent, Final: final})
 	if err != nil {
 		return fmt.Errorf("timer: building the notice for %s/%s: %w", d.PECID, d.Rcpt, err)
 	}
