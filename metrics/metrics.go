@@ -24,6 +24,11 @@
 //	                                         (stage "reinject": refused by the re-injection listener;
 //	                                         "bounce": a bounce reached the service mailbox)
 //
+// The status series (certificates, outbox age, timer backlog, log verify
+// and archive) are in status.go (Metrics.AddStatus). Alert rules and a
+// Grafana dashboard on all of them: packaging/prometheus/pec.rules.yml,
+// packaging/grafana/pec.json.
+//
 // Go runtime and process metrics (go_*, process_*) are on the registry too.
 package metrics
 

@@ -14,6 +14,7 @@ import (
 	"github.com/pecgo/pec/config"
 	"github.com/pecgo/pec/internal/service"
 	"github.com/pecgo/pec/logarchive"
+	"github.com/pecgo/pec/metrics"
 )
 
 const logArchiveUsage = `usage: pecctl log archive --day YYYY-MM-DD|yesterday [--dir DIR] [--tsa URL] [--force] [-config FILE]
@@ -151,6 +152,10 @@ func logArchive(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprint(stdout, ")")
 		}
 		fmt.Fprintf(stdout, "\n  %s\n  %s\n", res.Data, res.Signature)
+		// for pec_log_archive_last_day_timestamp_seconds
+		if err := metrics.RecordLogArchive(st, metrics.LogArchiveStatus{Day: *day, At: time.Now()}); err != nil {
+			fmt.Fprintf(stderr, "pecctl log archive: warning: %v\n", err)
+		}
 	}
 	if *tsa == "" {
 		return 0
