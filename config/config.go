@@ -118,6 +118,11 @@ type Milter struct {
 	// delivers to pecdeliver. "off": effective when the milter answers
 	// (Postfix may still fail to queue: an acceptance for mail never sent).
 	QueueConfirmation string `toml:"queue_confirmation"`
+	// RequireTLSFromProviders "on" (default): a message signed by a
+	// provider of the index that reached port 25 without TLS is
+	// tempfailed, so the sender retries, and logged (Aruba §7.3.3: mail
+	// between providers travels encrypted). "off": accepted as before.
+	RequireTLSFromProviders string `toml:"require_tls_from_providers"`
 }
 
 // Deliver is pecdeliver's LMTP front and the Dovecot LMTP behind it.
@@ -164,6 +169,10 @@ type Index struct {
 	LDAPURL    string `toml:"ldap_url"`
 	LDAPBase   string `toml:"ldap_base"`
 	CacheDir   string `toml:"cache_dir"`
+	// TLSPolicyMap is the Postfix smtp_tls_policy_maps source written on
+	// each sync ("DOMAIN encrypt" for every domain of the index, Aruba
+	// §7.3.3); "" means tls_policy in cache_dir, "off" writes none.
+	TLSPolicyMap string `toml:"tls_policy_map"`
 }
 
 // Policy holds per-mailbox and provider-wide choices.
@@ -277,6 +286,9 @@ func (c *Config) defaults() {
 	if c.Milter.QueueConfirmation == "" {
 		c.Milter.QueueConfirmation = "on"
 	}
+	if c.Milter.RequireTLSFromProviders == "" {
+		c.Milter.RequireTLSFromProviders = "on"
+	}
 	if c.Policy.OrdinaryMail == "" {
 		c.Policy.OrdinaryMail = "accept"
 	}
@@ -307,6 +319,9 @@ func (c *Config) check() error {
 	}
 	if c.Milter.QueueConfirmation != "on" && c.Milter.QueueConfirmation != "off" {
 		errs = append(errs, fmt.Sprintf("[milter] queue_confirmation %q: use on or off", c.Milter.QueueConfirmation))
+	}
+	if v := c.Milter.RequireTLSFromProviders; v != "on" && v != "off" {
+		errs = append(errs, fmt.Sprintf("[milter] require_tls_from_providers %q: use on or off", v))
 	}
 	if c.Signing.CRL != "off" && c.Signing.CRL != "soft" && c.Signing.CRL != "hard" {
 		errs = append(errs, fmt.Sprintf("[signing] crl %q: use off, soft or hard", c.Signing.CRL))
@@ -355,7 +370,8 @@ func (c *Config) Location() *time.Location {
 // point), built once at start-up.
 func (c *Config) RulePolicy() *point.Policy {
 	p := &point.Policy{ServiceMailbox: strings.ToLower(c.Provider.MailReceipt), OrdinaryMail: c.Policy.OrdinaryMail,
-		EnforceFromDomain: c.Policy.FromDomainCheck == "enforce", Mailboxes: map[string]point.MailboxPolicy{}}
+		EnforceFromDomain: c.Policy.FromDomainCheck == "enforce", Mailboxes: map[string]point.MailboxPolicy{},
+		RequireTLSFromProviders: c.Milter.RequireTLSFromProviders == "on"}
 	for _, d := range c.Provider.ManagedDomains {
 		p.ManagedDomains = append(p.ManagedDomains, strings.ToLower(d))
 	}
