@@ -72,9 +72,9 @@ func TestMilterTLSFromPostfix(t *testing.T) {
 		Main: []string{"relay_domains = pec.example.test", "transport_maps = inline:{ pec.example.test=discard: }"},
 		Master: []string{"tlsmgr unix - - n 1000? 1 tlsmgr", // smtpd's TLS needs it (the sandbox base has none)
 			fmt.Sprintf("127.0.0.1:%d inet n - n - - smtpd", port) +
-			" -o smtpd_milters=inet:" + mln.Addr().String() +
-			" -o smtpd_tls_security_level=may -o smtpd_tls_cert_file=" + cert + " -o smtpd_tls_key_file=" + key +
-			" -o smtpd_relay_restrictions=reject_unauth_destination"},
+				" -o smtpd_milters=inet:" + mln.Addr().String() +
+				" -o smtpd_tls_security_level=may -o smtpd_tls_cert_file=" + cert + " -o smtpd_tls_key_file=" + key +
+				" -o smtpd_relay_restrictions=reject_unauth_destination"},
 	})
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	send := func(c *smtp.Client) {
