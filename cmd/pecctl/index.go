@@ -23,7 +23,8 @@ The providers' index (RFC 6109 §4.5) from the [index] source of the
 configuration (ldif, signed_ldif or ldap_url), kept in the cache the
 services read ([index] cache_dir, default "index" next to the store).
 
-  sync          fetch from the source now, update the cache, print the changes
+  sync          fetch from the source now, update the cache, print the changes;
+                also writes the Postfix TLS policy map ([index] tls_policy_map)
   show          list the cached providers: name, mailReceipt, domains, certificates
   domain DOMAIN the provider managing DOMAIN (an address is accepted too)
   cert SHA1     the provider listing that certificate SHA-1 (hex, colons allowed)
@@ -86,6 +87,18 @@ func cmdIndex(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "pecctl index sync: warning: %s\n", w)
 		}
 		fmt.Fprintf(stdout, "synced: %d providers, %d changes; cache %s\n", ix.Len(), len(diff), syncer.CachePath())
+		if p := service.TLSPolicyPath(cfg); p != "" {
+			changed, skipped, err := index.WriteTLSPolicy(ix, p)
+			if err != nil {
+				return fail(stderr, cmd+" sync", fmt.Errorf("%v: the index is synced; fix [index] tls_policy_map or its directory's permissions", err))
+			}
+			for _, d := range skipped {
+				fmt.Fprintf(stderr, "pecctl index sync: warning: domain %q left out of the TLS policy map: not a plain host name\n", d)
+			}
+			if changed {
+				fmt.Fprintf(stdout, "TLS policy map %s updated: run postmap hash:%s && postfix reload\n", p, p)
+			}
+		}
 		if cfg.Store.URL != "" {
 			// a cluster: every node takes this copy at its next hourly look
 			if err := publishIndex(cfg, ix); err != nil {
