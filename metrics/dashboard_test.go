@@ -182,7 +182,9 @@ tests:
       - series: 'pec_outbox_oldest_age_seconds{instance="mx1"}'
         values: '0 0 60+60x30'
       - series: 'pec_timers_due{instance="mx1"}'
-        values: '0x30'
+        values: '0 0 3x30'
+      - series: 'pec_service_suspended{instance="mx1"}'
+        values: '0 0 1x30'
       - series: 'pec_log_verify_ok{instance="mx1"}'
         values: '1 1 0x30'
       - series: 'pec_clock_synchronized{instance="mx1"}'
@@ -216,8 +218,39 @@ tests:
         alertname: PecOutboxStuck
         exp_alerts: []
       - eval_time: 30m
+        alertname: PecOutboxStuck
+        exp_alerts:
+          - exp_labels: {severity: critical}
+            exp_annotations:
+              summary: "an outbox item waits for 29m 0s"
+              description: "Receipts and notices are not reaching Postfix's re-injection listener: pecctl outbox list shows the last error; check [reinject] address and Postfix."
+      - eval_time: 10m
         alertname: PecTimerBacklog
         exp_alerts: []
+      - eval_time: 20m
+        alertname: PecTimerBacklog
+        exp_alerts:
+          - exp_labels: {severity: warning}
+            exp_annotations:
+              summary: "3 delivery-timer notices are overdue"
+              description: "The 12 h / 24 h notices run in pecmilter each minute: check that pecmilter runs and its log for timer errors."
+      - eval_time: 1m
+        alertname: PecUndeliverableReceipts
+        exp_alerts: []
+      - eval_time: 5m
+        alertname: PecUndeliverableReceipts
+        exp_alerts:
+          - exp_labels: {severity: warning}
+            exp_annotations:
+              summary: "1 receipts or notices could not be delivered in the last hour"
+              description: "pecctl log search --type undeliverable lists them with the reason."
+      - eval_time: 5m
+        alertname: PecServiceSuspended
+        exp_alerts:
+          - exp_labels: {severity: warning}
+            exp_annotations:
+              summary: "the PEC service is suspended"
+              description: "Submissions get non-acceptances and incoming mail is tempfailed until pecctl service resume."
       - eval_time: 3m
         alertname: PecLogVerifyFailed
         exp_alerts:
@@ -228,6 +261,13 @@ tests:
       - eval_time: 2m
         alertname: PecClockUnsynchronized
         exp_alerts: []
+      - eval_time: 5m
+        alertname: PecClockUnsynchronized
+        exp_alerts:
+          - exp_labels: {severity: critical, instance: mx1}
+            exp_annotations:
+              summary: "the clock of mx1 is not within 1 s of UTC"
+              description: "The points refuse to sign while the clock is off. Check chronyc tracking (or ntpq -p) and the network path to the time servers."
 `
 	dir := t.TempDir()
 	tf := filepath.Join(dir, "pec.rules.test.yml")
