@@ -8,12 +8,12 @@ import (
 	"slices"
 )
 
-// TLS between providers (Aruba §7.3.3: mail to and from the other PEC
-// providers travels encrypted). Postfix enforces it on our side with
-// smtp_tls_policy_maps: TLSPolicy renders that table's source from the
-// providers' index, one "DOMAIN encrypt" line per managed domain, and
-// WriteTLSPolicy keeps a file of it up to date on each index sync. The
-// operator then runs postmap on it and reloads Postfix (README,
+// TLS between providers (RFC 6109 §5.3, Aruba §7.3.3: mail to and from
+// the other PEC providers travels encrypted). Postfix enforces it on our
+// side with smtp_tls_policy_maps: TLSPolicy renders that table's source
+// from the providers' index, one "DOMAIN encrypt" line per managed domain,
+// and WriteTLSPolicy keeps a file of it up to date on each index sync.
+// The operator then runs postmap on it and reloads Postfix (README,
 // postfix-examples/README.md).
 
 // TLSPolicy returns the smtp_tls_policy_maps source for the index: a

@@ -11,9 +11,9 @@ import (
 // arriving without TLS.
 const EventTLSRequired = "tls-required"
 
-// requireTLS applies Policy.RequireTLSFromProviders (Aruba §7.3.3: mail
-// between PEC providers travels with TLS) to a message whose signer is
-// provider of the index: without TLS it is tempfailed, so the sending MTA
+// requireTLS applies Policy.RequireTLSFromProviders (RFC 6109 §5.3, Aruba
+// §7.3.3: mail between PEC providers travels with TLS) to a message whose
+// signer is a provider of the index: without TLS it is tempfailed, so the sending MTA
 // keeps it and retries (over TLS, once its smtp_tls_policy_maps is right),
 // and nothing is taken in charge. stop is false when the message may go on.
 func (in *Incoming) requireTLS(env Envelope, o *build.Original, now time.Time, provider, signerSHA1 string) (d Decision, stop bool) {
