@@ -14,7 +14,8 @@ import (
 )
 
 // Status series: what an operator watches beyond the traffic, read at
-// scrape time (Aruba §6.6 monitoring, §8.1 keys, §9.7 log keeping):
+// scrape time (PROVIDER-REQUIREMENTS: monitoring 24/7 with alerts; keys,
+// Aruba §8.1; one sealed log archive per day):
 //
 //	pec_signing_certificate_days_left            gauge: days until our PEC signing certificate expires
 //	pec_index_certificate_days_left{provider}    gauge: days until the first of a provider's index certificates expires

@@ -40,7 +40,8 @@ func logVerify(args []string, stdout, stderr io.Writer) int {
 		return fail(stderr, "log verify", verr)
 	}
 	// the result is kept in the store for pec_log_verify_ok (the
-	// pec-log-verify timer runs this command; Aruba §9.7 log integrity)
+	// pec-log-verify timer runs this command; PROVIDER-REQUIREMENTS:
+	// monitoring with alerts, log integrity)
 	record := func(ok bool, detail string) {
 		if err := metrics.RecordLogVerify(st, metrics.LogVerifyStatus{At: time.Now(), OK: ok, Detail: detail}); err != nil {
 			fmt.Fprintf(stderr, "pecctl log verify: warning: %v\n", err)
