@@ -36,6 +36,7 @@ type Config struct {
 	Deliver  Deliver  `toml:"deliver"`
 	Reinject Reinject `toml:"reinject"`
 	Store    Store    `toml:"store"`
+	Log      Log      `toml:"log"` // sealing.go
 	Index    Index    `toml:"index"`
 	Policy   Policy   `toml:"policy"`
 }
@@ -123,6 +124,11 @@ type Milter struct {
 	// delivers to pecdeliver. "off": effective when the milter answers
 	// (Postfix may still fail to queue: an acceptance for mail never sent).
 	QueueConfirmation string `toml:"queue_confirmation"`
+	// RequireTLSFromProviders "on" (default): a message signed by a
+	// provider of the index that reached port 25 without TLS is
+	// tempfailed, so the sender retries, and logged (Aruba §7.3.3: mail
+	// between providers travels encrypted). "off": accepted as before.
+	RequireTLSFromProviders string `toml:"require_tls_from_providers"`
 }
 
 // Deliver is pecdeliver's LMTP front and the Dovecot LMTP behind it.
@@ -169,6 +175,10 @@ type Index struct {
 	LDAPURL    string `toml:"ldap_url"`
 	LDAPBase   string `toml:"ldap_base"`
 	CacheDir   string `toml:"cache_dir"`
+	// TLSPolicyMap is the Postfix smtp_tls_policy_maps source written on
+	// each sync ("DOMAIN encrypt" for every domain of the index, Aruba
+	// §7.3.3); "" means tls_policy in cache_dir, "off" writes none.
+	TLSPolicyMap string `toml:"tls_policy_map"`
 }
 
 // Policy holds per-mailbox and provider-wide choices.
@@ -285,6 +295,9 @@ func (c *Config) defaults() {
 	if c.Milter.QueueConfirmation == "" {
 		c.Milter.QueueConfirmation = "on"
 	}
+	if c.Milter.RequireTLSFromProviders == "" {
+		c.Milter.RequireTLSFromProviders = "on"
+	}
 	if c.Policy.OrdinaryMail == "" {
 		c.Policy.OrdinaryMail = "accept"
 	}
@@ -316,6 +329,9 @@ func (c *Config) check() error {
 	if c.Milter.QueueConfirmation != "on" && c.Milter.QueueConfirmation != "off" {
 		errs = append(errs, fmt.Sprintf("[milter] queue_confirmation %q: use on or off", c.Milter.QueueConfirmation))
 	}
+	if v := c.Milter.RequireTLSFromProviders; v != "on" && v != "off" {
+		errs = append(errs, fmt.Sprintf("[milter] require_tls_from_providers %q: use on or off", v))
+	}
 	if c.Signing.CRL != "off" && c.Signing.CRL != "soft" && c.Signing.CRL != "hard" {
 		errs = append(errs, fmt.Sprintf("[signing] crl %q: use off, soft or hard", c.Signing.CRL))
 	}
@@ -326,6 +342,7 @@ func (c *Config) check() error {
 		errs = append(errs, err.Error())
 	}
 	errs = append(errs, c.Signing.checkPKCS11()...)
+	errs = append(errs, c.Log.check()...)
 	for _, v := range []string{c.Policy.OrdinaryMail} {
 		if v != "accept" && v != "refuse" {
 			errs = append(errs, fmt.Sprintf("[policy] ordinary_mail %q: use accept or refuse", v))
@@ -366,7 +383,8 @@ func (c *Config) Location() *time.Location {
 // point), built once at start-up.
 func (c *Config) RulePolicy() *point.Policy {
 	p := &point.Policy{ServiceMailbox: strings.ToLower(c.Provider.MailReceipt), OrdinaryMail: c.Policy.OrdinaryMail,
-		EnforceFromDomain: c.Policy.FromDomainCheck == "enforce", Mailboxes: map[string]point.MailboxPolicy{}}
+		EnforceFromDomain: c.Policy.FromDomainCheck == "enforce", Mailboxes: map[string]point.MailboxPolicy{},
+		RequireTLSFromProviders: c.Milter.RequireTLSFromProviders == "on"}
 	for _, d := range c.Provider.ManagedDomains {
 		p.ManagedDomains = append(p.ManagedDomains, strings.ToLower(d))
 	}
@@ -391,31 +409,35 @@ func (c *Config) IsManaged(addr string) bool {
 }
 
 // checkPKCS11 checks the PKCS#11 settings of [signing].
-func (s *Signing) checkPKCS11() []string {
+func (s *Signing) checkPKCS11() []string { return s.checkPKCS11In("[signing]") }
+
+// checkPKCS11In checks the PKCS#11 settings of a key section (sec names
+// it in the messages: [signing], or [log] for the sealing key).
+func (s *Signing) checkPKCS11In(sec string) []string {
 	var errs []string
 	if s.PKCS11Module == "" {
 		if s.PKCS11Token != "" || s.PKCS11Pin != "" || s.PKCS11PinFile != "" || s.PKCS11KeyLabel != "" || s.PKCS11KeyID != "" {
-			errs = append(errs, "[signing] pkcs11_* settings given without pkcs11_module (the path of the PKCS#11 library)")
+			errs = append(errs, sec+" pkcs11_* settings given without pkcs11_module (the path of the PKCS#11 library)")
 		}
 		return errs
 	}
 	if s.Key != "" {
-		errs = append(errs, "[signing] key and pkcs11_module are both set: the signing key is either a file or in the HSM, remove one")
+		errs = append(errs, sec+" key and pkcs11_module are both set: the key is either a file or in the HSM, remove one")
 	}
 	if s.PKCS11Token == "" {
-		errs = append(errs, "[signing] pkcs11_token is required with pkcs11_module (the token's label)")
+		errs = append(errs, sec+" pkcs11_token is required with pkcs11_module (the token's label)")
 	}
 	if s.PKCS11Pin != "" && s.PKCS11PinFile != "" {
-		errs = append(errs, "[signing] pkcs11_pin and pkcs11_pin_file are both set: keep one (pkcs11_pin_file keeps the PIN out of this file)")
+		errs = append(errs, sec+" pkcs11_pin and pkcs11_pin_file are both set: keep one (pkcs11_pin_file keeps the PIN out of this file)")
 	}
 	if s.PKCS11Pin == "" && s.PKCS11PinFile == "" {
-		errs = append(errs, "[signing] pkcs11_pin or pkcs11_pin_file is required with pkcs11_module")
+		errs = append(errs, sec+" pkcs11_pin or pkcs11_pin_file is required with pkcs11_module")
 	}
 	if s.PKCS11KeyLabel == "" && s.PKCS11KeyID == "" {
-		errs = append(errs, "[signing] pkcs11_key_label (or pkcs11_key_id) is required with pkcs11_module")
+		errs = append(errs, sec+" pkcs11_key_label (or pkcs11_key_id) is required with pkcs11_module")
 	}
 	if _, err := hsm.ParseID(s.PKCS11KeyID); err != nil {
-		errs = append(errs, "[signing] pkcs11_key_id: "+err.Error())
+		errs = append(errs, sec+" pkcs11_key_id: "+err.Error())
 	}
 	return errs
 }
@@ -446,29 +468,34 @@ func (c *Config) Signer() (*smime.Signer, error) {
 
 // openPKCS11 opens the token key and checks it against the certificate.
 func (s *Signing) openPKCS11(cert *x509.Certificate) (crypto.Signer, error) {
-	if errs := s.checkPKCS11(); len(errs) > 0 {
+	return s.openPKCS11In("[signing]", cert)
+}
+
+// openPKCS11In is openPKCS11 for the key section sec.
+func (s *Signing) openPKCS11In(sec string, cert *x509.Certificate) (crypto.Signer, error) {
+	if errs := s.checkPKCS11In(sec); len(errs) > 0 {
 		return nil, errors.New(strings.Join(errs, "; "))
 	}
 	pin := s.PKCS11Pin
 	if s.PKCS11PinFile != "" {
 		b, err := os.ReadFile(s.PKCS11PinFile)
 		if err != nil {
-			return nil, fmt.Errorf("[signing] pkcs11_pin_file: %w", err)
+			return nil, fmt.Errorf("%s pkcs11_pin_file: %w", sec, err)
 		}
 		pin = strings.TrimRight(string(b), "\r\n")
 		if pin == "" {
-			return nil, fmt.Errorf("[signing] pkcs11_pin_file %s is empty", s.PKCS11PinFile)
+			return nil, fmt.Errorf("%s pkcs11_pin_file %s is empty", sec, s.PKCS11PinFile)
 		}
 	}
 	id, _ := hsm.ParseID(s.PKCS11KeyID) // checked above
 	k, err := hsm.Open(hsm.Config{Module: s.PKCS11Module, TokenLabel: s.PKCS11Token, Pin: pin, KeyLabel: s.PKCS11KeyLabel, KeyID: id})
 	if err != nil {
-		return nil, fmt.Errorf("[signing] pkcs11: %w", err)
+		return nil, fmt.Errorf("%s pkcs11: %w", sec, err)
 	}
 	if !k.Matches(cert.PublicKey) {
 		k.Close()
-		return nil, fmt.Errorf("[signing] the key in the HSM (%s) is not the key of the certificate %s (subject %q, serial %s): check pkcs11_key_label/pkcs11_key_id and certificate",
-			k, s.Certificate, cert.Subject.String(), cert.SerialNumber)
+		return nil, fmt.Errorf("%s the key in the HSM (%s) is not the key of the certificate %s (subject %q, serial %s): check pkcs11_key_label/pkcs11_key_id and certificate",
+			sec, k, s.Certificate, cert.Subject.String(), cert.SerialNumber)
 	}
 	return k, nil
 }

@@ -60,8 +60,10 @@ type Milter struct {
 func (m *Milter) Server() *milter.Server {
 	return &milter.Server{
 		NewMilter: func() milter.Milter { return &session{m: m} },
-		Actions:   milter.OptAddHeader | milter.OptChangeHeader | milter.OptChangeBody | milter.OptAddRcpt | milter.OptRemoveRcpt,
-		Protocol:  m.protocol(),
+		Actions: milter.OptAddHeader | milter.OptChangeHeader | milter.OptChangeBody | milter.OptAddRcpt | milter.OptRemoveRcpt |
+			milter.OptSetSymList,
+		SymList:  symList(), // tls.go
+		Protocol: m.protocol(),
 	}
 }
 
@@ -124,6 +126,7 @@ func (s *session) MailFrom(from string, m *milter.Modifier) (milter.Response, er
 	s.reset()
 	s.env.MailFrom = from
 	s.env.AuthUser = m.Macros["{auth_authen}"]
+	s.env.TLS = usedTLS(m.Macros)
 	if s.m.RequireAuth && s.env.AuthUser == "" {
 		return milter.NewResponseStr('y', "530 5.7.0 PEC: authentication required"), nil
 	}

@@ -26,6 +26,11 @@
 //	pec_clock_synchronized, pec_clock_max_error_seconds, pec_service_suspended
 //	                                         gauges of the guards (guard.go)
 //
+// The status series (certificates, outbox age, timer backlog, log verify
+// and archive) are in status.go (Metrics.AddStatus). Alert rules and a
+// Grafana dashboard on all of them: packaging/prometheus/pec.rules.yml,
+// packaging/grafana/pec.json.
+//
 // Go runtime and process metrics (go_*, process_*) are on the registry too.
 package metrics
 

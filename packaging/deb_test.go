@@ -30,7 +30,7 @@ func units(t *testing.T) []string {
 	}
 	sort.Strings(names)
 	want := []string{"pec-index-sync.service", "pec-index-sync.timer", "pec-log-archive.service", "pec-log-archive.timer",
-		"pec-log-purge.service", "pec-log-purge.timer", "pecdeliver.service", "pecmilter.service"}
+		"pec-log-purge.service", "pec-log-purge.timer", "pec-log-verify.service", "pec-log-verify.timer", "pecdeliver.service", "pecmilter.service"}
 	if strings.Join(names, " ") != strings.Join(want, " ") {
 		t.Fatalf("packaging/systemd holds %v, want %v", names, want)
 	}
@@ -275,6 +275,8 @@ func TestBuildDeb(t *testing.T) {
 		"/usr/share/doc/pec/copyright":                            "-rw-r--r--",
 		"/usr/share/doc/pec/changelog.gz":                         "-rw-r--r--",
 		"/usr/share/doc/pec/examples/providers.ldif":              "-rw-r--r--",
+		"/usr/share/doc/pec/examples/prometheus/pec.rules.yml":    "-rw-r--r--",
+		"/usr/share/doc/pec/examples/grafana/pec.json":            "-rw-r--r--",
 		"/usr/share/man/man8/pecmilter.8.gz":                      "-rw-r--r--",
 		"/usr/share/man/man8/pecdeliver.8.gz":                     "-rw-r--r--",
 		"/usr/share/man/man1/pecctl.1.gz":                         "-rw-r--r--",

@@ -92,6 +92,9 @@ func (in *Incoming) check(ctx context.Context, env Envelope, raw []byte, now tim
 		return in.ordinary(ctx, env, o, raw, now,
 			"il certificato di firma (SHA-1 "+v.Signature.SignerSHA1+") non appartiene a un gestore dell'indice: "+err.Error())
 	}
+	if d, stop := in.requireTLS(env, o, now, name, v.Signature.SignerSHA1); stop {
+		return d
+	}
 	// signed by a provider of the index: a failure from here on is an
 	// anomaly for every recipient (checks 3–4, RFC 6109 §7)
 	var reason string

@@ -31,6 +31,7 @@ type Envelope struct {
 	Rcpts    []string // forward-paths
 	AuthUser string   // SASL login ({auth_authen}); "" when not authenticated
 	QueueID  string   // Postfix queue id, for the log
+	TLS      bool     // the client's connection used TLS ({tls_version})
 }
 
 // Action is what the MTA is told.

@@ -17,6 +17,10 @@ type Policy struct {
 	// EnforceFromDomain turns the RFC 6109 §7 From-domain check from a
 	// warning into an anomaly.
 	EnforceFromDomain bool
+	// RequireTLSFromProviders tempfails a message signed by a provider of
+	// the index that arrived without TLS (Envelope.TLS false; Aruba
+	// §7.3.3), see tls.go.
+	RequireTLSFromProviders bool
 }
 
 // MailboxPolicy is one mailbox's options.

@@ -47,6 +47,7 @@ const (
 	TypeConsegnaNonConfermata EventType = "consegna-non-confermata"
 	TypeSent                  EventType = "sent"                 // a generated message was handed to the MTA (outbox)
 	TypeUndeliverable         EventType = "undeliverable"        // a generated message could not be delivered: the cause is in Error
+	TypeTLSRequired           EventType = "tls-required"         // a provider's message tempfailed for arriving without TLS (RFC 6109 §5.3)
 	TypeSuspended             EventType = "sospensione-servizio" // the service was suspended (Aruba §9.7.7): the reason in Subject
 	TypeResumed               EventType = "ripresa-servizio"     // the service was resumed
 )

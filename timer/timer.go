@@ -161,6 +161,35 @@ func (r *Runner) RunOnce(ctx context.Context) (int, error) {
 	}
 }
 
+// OpenTimers is what CountDue reads (store.Timers.OpenTimers).
+type OpenTimers interface {
+	OpenTimers(sentBy time.Time, after store.Timer, limit int) ([]store.Timer, error)
+}
+
+// CountDue counts the notices due at now (Due), up to max: the timer
+// backlog a monitor watches.
+func CountDue(st OpenTimers, now time.Time, warn, final time.Duration, max int) (int, error) {
+	const page = 500
+	n := 0
+	var after store.Timer
+	for n < max {
+		open, err := st.OpenTimers(now.Add(-warn), after, page)
+		if err != nil {
+			return n, err
+		}
+		for _, t := range open {
+			after = t
+			if Due(t, now, warn, final) != NoNotice {
+				n++
+			}
+		}
+		if len(open) < page {
+			break
+		}
+	}
+	return min(n, max), nil
+}
+
 // errOther: another runner (another node) committed that notice first.
 var errOther = errors.New("timer: notice queued by another runner")
 

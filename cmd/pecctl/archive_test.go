@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"encoding/json"
+	"github.com/pecgo/pec/metrics"
 	"github.com/pecgo/pec/store/sqlite"
 	"net/http"
 	"net/http/httptest"
@@ -86,6 +87,17 @@ func TestLogArchive(t *testing.T) {
 		code, out, _ = f.run("log", "archive", "--verify", "--day", day, "--dir", dir)
 		if code != 0 || !strings.Contains(out, "archive "+day+" valid") || !strings.Contains(out, "rows match, 0 purged") {
 			t.Errorf("--verify %s: exit %d, %q", day, code, out)
+		}
+	}
+
+	// the last day archived is recorded for the metrics
+	if st, err := sqlite.Open(f.db); err != nil {
+		t.Fatal(err)
+	} else {
+		b, _, ok, err := st.GetShared(metrics.StatusLogArchive)
+		st.Close()
+		if err != nil || !ok || !strings.Contains(string(b), `"day":"2024-03-03"`) {
+			t.Errorf("recorded archive status %q (%v, %v), want day 2024-03-03", b, ok, err)
 		}
 	}
 

@@ -78,6 +78,17 @@ func cmdConfig(args []string, stdout, stderr io.Writer) int {
 	} else {
 		ok("trusted roots load (%s)", strings.Join(cfg.Signing.TrustedRoots, ", "))
 	}
+	// the log's sealing key (Aruba §8.1), opened only when it is its own
+	if !cfg.Log.Configured() {
+		warn("%v", config.ErrSealingFallback)
+	} else if s, _, err := cfg.SealingSigner(); err != nil {
+		bad("%v", err)
+	} else {
+		ok("sealing certificate %s, valid until %s", s.Cert.Subject.String(), s.Cert.NotAfter.In(cfg.Location()).Format("2006-01-02"))
+		if time.Until(s.Cert.NotAfter) < 30*24*time.Hour {
+			warn("the sealing certificate expires on %s: renew it", s.Cert.NotAfter.Format("2006-01-02"))
+		}
+	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()

@@ -18,12 +18,14 @@ import (
 )
 
 const indexUsage = `usage: pecctl index sync|show|domain DOMAIN|cert SHA1|hash [--ldif] CERT.pem [-config FILE]
+       pecctl index entry [--sign] [--out FILE] [--cert NEXT.pem] [--url URL] [--description TEXT] [-config FILE]
 
 The providers' index (RFC 6109 §4.5) from the [index] source of the
 configuration (ldif, signed_ldif or ldap_url), kept in the cache the
 services read ([index] cache_dir, default "index" next to the store).
 
-  sync          fetch from the source now, update the cache, print the changes
+  sync          fetch from the source now, update the cache, print the changes;
+                also writes the Postfix TLS policy map ([index] tls_policy_map)
   show          list the cached providers: name, mailReceipt, domains, certificates
   domain DOMAIN the provider managing DOMAIN (an address is accepted too)
   cert SHA1     the provider listing that certificate SHA-1 (hex, colons allowed)
@@ -31,6 +33,18 @@ services read ([index] cache_dir, default "index" next to the store).
                 hex SHA-1 of its DER encoding (RFC 6109 §4.5.2); with --ldif,
                 the providerCertificateHash and providerCertificate;binary
                 lines of an index entry (no configuration needed)
+  entry         our provider's entry for the registry (RFC 6109 §4.5), built
+                from the configuration: providerName ([provider] name),
+                mailReceipt, managedDomains, and the [signing] certificate
+                with its providerCertificateHash; as LDIF (root entry
+                o=postacert and ours), checked by reading it back
+    --cert NEXT.pem  also list these certificates (a renewal: the new
+                     certificate next to the current one, validity overlapping)
+    --url URL        LDIFLocationURL: where the signed file is published (https://)
+    --description TEXT
+    --sign           wrap it in CMS signed-data (DER, .p7m) signed with the
+                     [signing] key, as the registry collects it
+    --out FILE       write there (default: standard output)
 
 Exit status: 0 found / synced, 1 not found or error, 2 usage error.
 Default -config: ` + config.DefaultPath + `
@@ -40,6 +54,12 @@ func cmdIndex(args []string, stdout, stderr io.Writer) int {
 	const cmd = "index"
 	fset, cfgPath := newFlags(cmd, indexUsage, stderr)
 	asLDIF := fset.Bool("ldif", false, "")
+	var ef entryFlags
+	fset.BoolVar(&ef.sign, "sign", false, "")
+	fset.StringVar(&ef.out, "out", "", "")
+	fset.Func("cert", "", func(v string) error { ef.certs = append(ef.certs, v); return nil })
+	fset.StringVar(&ef.url, "url", "", "")
+	fset.StringVar(&ef.description, "description", "", "")
 	pos, err := parseArgs(fset, args)
 	if err != nil {
 		return exitParse(err)
@@ -48,7 +68,7 @@ func cmdIndex(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stderr, indexUsage)
 		return 2
 	}
-	want := map[string]int{"sync": 1, "show": 1, "domain": 2, "cert": 2, "hash": 2}
+	want := map[string]int{"sync": 1, "show": 1, "domain": 2, "cert": 2, "hash": 2, "entry": 1}
 	n, ok := want[pos[0]]
 	if !ok {
 		return usageErr(stderr, cmd, indexUsage, "unknown subcommand %q", pos[0])
@@ -59,12 +79,18 @@ func cmdIndex(args []string, stdout, stderr io.Writer) int {
 		}
 		return usageErr(stderr, cmd, indexUsage, "%s takes no argument", pos[0])
 	}
+	if pos[0] != "entry" && ef.set() {
+		return usageErr(stderr, cmd, indexUsage, "--sign, --out, --cert, --url and --description go with entry only")
+	}
 	if pos[0] == "hash" {
 		return indexHash(pos[1], *asLDIF, stdout, stderr)
 	}
 	cfg, err := loadConfig(*cfgPath)
 	if err != nil {
 		return fail(stderr, cmd, err)
+	}
+	if pos[0] == "entry" {
+		return indexEntry(cfg, ef, stdout, stderr)
 	}
 	syncer := &index.Syncer{CacheDir: service.IndexCacheDir(cfg)}
 	if pos[0] == "sync" {
@@ -86,6 +112,18 @@ func cmdIndex(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "pecctl index sync: warning: %s\n", w)
 		}
 		fmt.Fprintf(stdout, "synced: %d providers, %d changes; cache %s\n", ix.Len(), len(diff), syncer.CachePath())
+		if p := service.TLSPolicyPath(cfg); p != "" {
+			changed, skipped, err := index.WriteTLSPolicy(ix, p)
+			if err != nil {
+				return fail(stderr, cmd+" sync", fmt.Errorf("%v: the index is synced; fix [index] tls_policy_map or its directory's permissions", err))
+			}
+			for _, d := range skipped {
+				fmt.Fprintf(stderr, "pecctl index sync: warning: domain %q left out of the TLS policy map: not a plain host name\n", d)
+			}
+			if changed {
+				fmt.Fprintf(stdout, "TLS policy map %s updated: run postmap hash:%s && postfix reload\n", p, p)
+			}
+		}
 		if cfg.Store.URL != "" {
 			// a cluster: every node takes this copy at its next hourly look
 			if err := publishIndex(cfg, ix); err != nil {

@@ -57,6 +57,18 @@ func TestIndex(t *testing.T) {
 	if code != 0 || !strings.Contains(out, otherProv+": managed domain added: pec.altro.example.test") || !strings.Contains(out, "1 changes") {
 		t.Errorf("second sync: exit %d, %q", code, out)
 	}
+	// the Postfix TLS policy map follows the index (Aruba §7.3.3)
+	policy := filepath.Join(f.dir, "index-cache", "tls_policy")
+	if !strings.Contains(out, "TLS policy map "+policy+" updated: run postmap") {
+		t.Errorf("second sync does not tell to postmap the changed TLS policy map:\n%s", out)
+	}
+	if b, err := os.ReadFile(policy); err != nil || !strings.HasSuffix(string(b),
+		"\npec.altro.example.test encrypt\n"+provDom+" encrypt\npec.other.test encrypt\n") {
+		t.Errorf("TLS policy map %q (%v)", b, err)
+	}
+	if code, out, _ = f.run("index", "sync"); code != 0 || strings.Contains(out, "TLS policy map") {
+		t.Errorf("unchanged index: exit %d, the TLS policy map is reported changed:\n%s", code, out)
+	}
 
 	code, out, _ = f.run("index", "show")
 	if code != 0 {

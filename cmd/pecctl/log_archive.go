@@ -14,6 +14,7 @@ import (
 	"github.com/pecgo/pec/config"
 	"github.com/pecgo/pec/internal/service"
 	"github.com/pecgo/pec/logarchive"
+	"github.com/pecgo/pec/metrics"
 )
 
 const logArchiveUsage = `usage: pecctl log archive --day YYYY-MM-DD|yesterday [--dir DIR] [--tsa URL] [--force] [-config FILE]
@@ -21,12 +22,13 @@ const logArchiveUsage = `usage: pecctl log archive --day YYYY-MM-DD|yesterday [-
 
 Writes the day's rows (provider's time zone; only rows of that day) to
 DIR/pec-log-DAY.jsonl.gz with a detached CMS signature made with the
-provider key (.p7s, DER), and with --tsa an RFC 3161 time-stamp of the
+sealing key of [log] (.p7s, DER; the PEC key, with a warning, while [log]
+has none), and with --tsa an RFC 3161 time-stamp of the
 signature (.tsq request, .tsr reply). Run it daily after midnight, e.g.
 from cron with --day yesterday.
 
 With --verify it checks an archive: signature and chain to [signing]
-trusted_roots, every row's hash and link, the day's bounds, the time-stamp
+and [log] trusted_roots, every row's hash and link, the day's bounds, the time-stamp
 if any, and, while the store still holds the rows, that they match.
 
   --dir DIR   archive directory (default: "archive" next to the store)
@@ -83,11 +85,11 @@ func logArchive(args []string, stdout, stderr io.Writer) int {
 	if *verify {
 		return archiveVerify(cfg, *dir, *day, stdout, stderr)
 	}
-	signer, err := cfg.Signer()
+	signer, err := sealingSigner(cfg, cmd, stderr) // [log] sealing key (Aruba §8.1)
 	if err != nil {
-		return fail(stderr, cmd, fmt.Errorf("%v: the archive is signed with the provider key", err))
+		return fail(stderr, cmd, fmt.Errorf("%v: the archive is signed with the sealing key", err))
 	}
-	roots, _ := cfg.Roots() // only to check a TSA's chain; nil is fine
+	roots, _ := cfg.SealingRoots() // only to check a TSA's chain; nil is fine
 	st, err := openStore(cfg)
 	if err != nil {
 		return fail(stderr, cmd, err)
@@ -151,6 +153,10 @@ func logArchive(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprint(stdout, ")")
 		}
 		fmt.Fprintf(stdout, "\n  %s\n  %s\n", res.Data, res.Signature)
+		// for pec_log_archive_last_day_timestamp_seconds
+		if err := metrics.RecordLogArchive(st, metrics.LogArchiveStatus{Day: *day, At: time.Now()}); err != nil {
+			fmt.Fprintf(stderr, "pecctl log archive: warning: %v\n", err)
+		}
 	}
 	if *tsa == "" {
 		return 0
@@ -175,7 +181,7 @@ func exists(path string) bool {
 
 func archiveVerify(cfg *config.Config, dir, day string, stdout, stderr io.Writer) int {
 	const cmd = "log archive --verify"
-	roots, err := cfg.Roots()
+	roots, err := cfg.SealingRoots() // [signing] and [log] trusted_roots
 	if err != nil {
 		return fail(stderr, cmd, err)
 	}

@@ -25,10 +25,12 @@ const logExportUsage = `usage: pecctl log export --mailbox ADDR --date YYYY-MM-D
 
 Writes a signed extract of the log for a mailbox holder: every event of that
 day (provider's time zone) where ADDR is the sender or a recipient, as an
-S/MIME multipart/signed message signed with the provider key. The signed
+S/MIME multipart/signed message signed with the sealing key of [log] (the
+PEC key, with a warning, while [log] has none). The signed
 part holds an Italian summary (text/plain, UTF-8) and the rows as a JSON
 attachment. Check it with:
   openssl smime -verify -in FILE -CAfile ROOT.pem -purpose any
+(ROOT.pem: the CA of the sealing certificate)
 
   -o FILE   write there (mode 0600) instead of standard output
 `
@@ -61,9 +63,9 @@ func logExport(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return usageErr(stderr, cmd, logExportUsage, "--date: %v", err)
 	}
-	signer, err := cfg.Signer()
+	signer, err := sealingSigner(cfg, cmd, stderr) // [log] sealing key (Aruba §8.1)
 	if err != nil {
-		return fail(stderr, cmd, fmt.Errorf("%v: the extract is signed with the provider key", err))
+		return fail(stderr, cmd, fmt.Errorf("%v: the extract is signed with the sealing key", err))
 	}
 	st, err := openStore(cfg)
 	if err != nil {

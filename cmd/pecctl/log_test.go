@@ -22,7 +22,9 @@ import (
 	"time"
 
 	"github.com/pecgo/pec/logarchive"
+	"github.com/pecgo/pec/metrics"
 	"github.com/pecgo/pec/store"
+	"github.com/pecgo/pec/store/sqlite"
 )
 
 // searchIDs runs log search --json and returns the ids printed.
@@ -150,6 +152,9 @@ func TestLogVerify(t *testing.T) {
 	if code != 0 || !want.MatchString(out) {
 		t.Fatalf("intact log: exit %d, %q %q", code, out, errOut)
 	}
+	if s := verifyStatus(t, f.db); !s.OK || time.Since(s.At) > time.Minute {
+		t.Errorf("recorded status after an intact log: %+v, want ok now", s)
+	}
 
 	// tamper: drop the trigger that forbids UPDATE and change a subject
 	db, err := sql.Open("sqlite3", f.db)
@@ -168,6 +173,28 @@ func TestLogVerify(t *testing.T) {
 	if code != 1 || !strings.Contains(out, fmt.Sprintf("row %d", target)) || !strings.Contains(out, "was changed") {
 		t.Errorf("tampered log: exit %d, %q", code, out)
 	}
+	if s := verifyStatus(t, f.db); s.OK || !strings.Contains(s.Detail, fmt.Sprintf("row %d", target)) {
+		t.Errorf("recorded status after damage: %+v, want not ok naming row %d", s, target)
+	}
+}
+
+// verifyStatus reads what log verify recorded for pec_log_verify_ok.
+func verifyStatus(t *testing.T, path string) metrics.LogVerifyStatus {
+	t.Helper()
+	st, err := sqlite.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	b, _, ok, err := st.GetShared(metrics.StatusLogVerify)
+	if err != nil || !ok {
+		t.Fatalf("no log verify status recorded: %v", err)
+	}
+	var s metrics.LogVerifyStatus
+	if err := json.Unmarshal(b, &s); err != nil {
+		t.Fatal(err)
+	}
+	return s
 }
 
 // A removed row and two swapped rows are named too (the three

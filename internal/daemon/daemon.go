@@ -75,6 +75,8 @@ func Start(ctx context.Context, path string, metricsAddr func(*config.Config) st
 	}
 	if addr := metricsAddr(cfg); addr != "" {
 		d.Metrics = metrics.New(metrics.Options{Store: st, StorePath: cfg.Store.Path, Index: d.Index, Log: log})
+		// certificates, outbox age, timer backlog, log verify and archive
+		d.Metrics.AddStatus(metrics.StatusOptions{Store: st, SigningCert: prov.Signer.Cert, Index: d.Index})
 		ln, err := config.Listen(addr)
 		if err != nil {
 			st.Close()

@@ -82,6 +82,11 @@ type Spec struct {
 	// machines often run no time synchronisation, and the clock guard
 	// would make every point refuse to sign.
 	ClockMaxError string
+	// RequireTLS turns [milter] require_tls_from_providers on (the
+	// production default): the other providers' mail must then reach
+	// this one over TLS. Off by default: the worlds talk over loopback
+	// without TLS.
+	RequireTLS bool
 }
 
 // ServiceMaildir is where pecdeliver keeps the service address's mail
@@ -335,6 +340,9 @@ func (p *Provider) start() {
 			p.SubmissionAddr + " inet n - n - - " + sub,
 			p.MXAddr + " inet n - n - - " + mx,
 			"pec-reinject unix n - n - - " + re,
+			// TLS, where a test turns it on (smtpd_tls_*, smtp_tls_*
+			// in PostfixMain), needs the TLS manager's entropy
+			"tlsmgr unix - - n 1000? 1 tlsmgr",
 			// Postfix drops Bcc in cleanup before the milter sees it; keep
 			// it on submission so the access point names the exception.
 			"cleanup-sub unix n - n - 0 cleanup -o message_drop_headers=content-length",
@@ -373,6 +381,12 @@ func (p *Provider) WriteConfig(reinject string) {
 	if clock == "" {
 		clock = "off"
 	}
+	// the providers of a test world talk over loopback without TLS
+	// unless the test asks (Spec.RequireTLS)
+	requireTLS := "off"
+	if p.RequireTLS {
+		requireTLS = "on"
+	}
 	cfg := fmt.Sprintf(`[provider]
 name = %s
 domain = %s
@@ -392,6 +406,7 @@ timeout = "20s"
 [milter]
 access = %s
 incoming = %s
+require_tls_from_providers = %s
 
 [deliver]
 listen = %s
@@ -408,7 +423,7 @@ dir = %s
 ldif = %s
 cache_dir = %s
 `, q(p.Name), q(p.Domain), strings.Join(doms, ", "), q(filepath.Join(p.Dir, "cert.pem")), q(filepath.Join(p.Dir, "key.pem")),
-		q(w.RootPEM), q(clock), q(w.Clamd.Addr), q("unix:"+p.AccessAddr), q("unix:"+p.IncomingAddr), q("unix:"+p.DeliverAddr),
+		q(w.RootPEM), q(clock), q(w.Clamd.Addr), q("unix:"+p.AccessAddr), q("unix:"+p.IncomingAddr), q(requireTLS), q("unix:"+p.DeliverAddr),
 		q("inet:"+p.Dovecot.LMTPAddr), serviceMaildir, q(reinject), storeKey, q(storeVal), q(p.Dir), q(w.IndexPath), q(filepath.Join(p.Dir, "index-cache")))
 	must(w.t, os.WriteFile(p.ConfigPath, []byte(cfg+p.Extra), 0o644))
 }

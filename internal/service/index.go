@@ -25,6 +25,9 @@ type Index struct {
 	at     time.Time // when ix was fetched from the source
 	syncer *index.Syncer
 	log    *slog.Logger
+	// tlsPolicy is the Postfix smtp_tls_policy_maps source rewritten
+	// with each snapshot set (TLSPolicyPath; "" writes none)
+	tlsPolicy string
 }
 
 // ErrNoIndex is returned by Current before any snapshot could be loaded.
@@ -44,7 +47,7 @@ func OpenIndex(ctx context.Context, cfg *config.Config, interval time.Duration, 
 }
 
 func openIndexFrom(ctx context.Context, cfg *config.Config, src index.Source, interval time.Duration, log *slog.Logger) (*Index, error) {
-	l := &Index{syncer: &index.Syncer{Source: src, CacheDir: IndexCacheDir(cfg), Logger: log}, log: log}
+	l := &Index{syncer: &index.Syncer{Source: src, CacheDir: IndexCacheDir(cfg), Logger: log}, log: log, tlsPolicy: TLSPolicyPath(cfg)}
 	if ix, at, err := l.syncer.Load(); err == nil {
 		l.setAt(ix, at)
 	}
@@ -75,6 +78,7 @@ func (l *Index) setAt(ix *index.Index, at time.Time) {
 	l.mu.Lock()
 	l.ix, l.at = ix, at
 	l.mu.Unlock()
+	WriteTLSPolicy(ix, l.tlsPolicy, l.log) // tlspolicy.go; logs its failure
 }
 
 // SyncedAt returns when the snapshot served was fetched from the source:
