@@ -48,6 +48,7 @@ func Run(t *testing.T, b Backend) {
 		{"ConcurrentNodes", testConcurrentNodes},
 		{"DeliveriesClaimAndSettle", testDeliveries},
 		{"DeliveryClaimedByOneNode", testDeliveryRace},
+		{"Records", testRecords},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
