@@ -55,6 +55,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdIndex(args[1:], stdout, stderr)
 	case "outbox":
 		return cmdOutbox(args[1:], stdout, stderr)
+	case "store":
+		return cmdStore(args[1:], stdout, stderr)
+	case "virus":
+		return cmdVirus(args[1:], stdout, stderr)
 	case "report":
 		return cmdReport(args[1:], stdout, stderr)
 	case "config":
