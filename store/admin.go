@@ -36,3 +36,21 @@ type Records interface {
 	// VirusItem returns the item id; ok is false when there is none.
 	VirusItem(id int64) (item VirusItem, ok bool, err error)
 }
+
+// HealthSample is one health check of a daemon as recorded in the store:
+// the availability figures of pecctl report come from them.
+type HealthSample struct {
+	Node   string // host name (and daemon) that checked
+	At     time.Time
+	OK     bool
+	Detail string // what failed, "" when OK
+}
+
+// Health keeps the daemons' periodic health samples.
+type Health interface {
+	// RecordHealth appends a sample.
+	RecordHealth(HealthSample) error
+	// HealthSamples returns the samples whose time is in [from, to),
+	// oldest first.
+	HealthSamples(from, to time.Time) ([]HealthSample, error)
+}

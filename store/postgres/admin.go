@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"math"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -110,4 +111,59 @@ func (s *Store) VirusItem(id int64) (store.VirusItem, bool, error) {
 		return v, false, s.explain("virus item of", err)
 	}
 	return v, true, nil
+}
+
+const healthSchema = `
+CREATE TABLE health (
+	id     BIGSERIAL PRIMARY KEY,
+	node   TEXT NOT NULL,
+	at_ns  BIGINT NOT NULL,
+	ok     BOOLEAN NOT NULL,
+	detail TEXT NOT NULL
+);
+CREATE INDEX health_at ON health (at_ns);
+`
+
+var _ store.Health = (*Store)(nil)
+
+// RecordHealth implements store.Health.
+func (s *Store) RecordHealth(h store.HealthSample) error {
+	if !store.ValidTime(h.At) {
+		return errors.New("store: health sample: time is zero or out of range")
+	}
+	err := s.read(func(ctx context.Context) error {
+		_, err := s.pool.Exec(ctx, "INSERT INTO health (node, at_ns, ok, detail) VALUES ($1, $2, $3, $4)",
+			strings.ToValidUTF8(strings.ReplaceAll(h.Node, "\x00", ""), "?"), ns(h.At), h.OK, strings.ToValidUTF8(strings.ReplaceAll(h.Detail, "\x00", ""), "?"))
+		return err
+	})
+	if err != nil {
+		return s.explain("health sample in", err)
+	}
+	return nil
+}
+
+// HealthSamples implements store.Health.
+func (s *Store) HealthSamples(from, to time.Time) ([]store.HealthSample, error) {
+	var out []store.HealthSample
+	err := s.read(func(ctx context.Context) error {
+		rows, err := s.pool.Query(ctx, "SELECT node, at_ns, ok, detail FROM health WHERE at_ns >= $1 AND at_ns < $2 ORDER BY at_ns, id", ns(from), ns(to))
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var h store.HealthSample
+			var at int64
+			if err := rows.Scan(&h.Node, &at, &h.OK, &h.Detail); err != nil {
+				return err
+			}
+			h.At = fromNS(at)
+			out = append(out, h)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, s.explain("health samples of", err)
+	}
+	return out, nil
 }

@@ -158,4 +158,7 @@ CREATE TABLE deliveries (
 );
 CREATE INDEX deliveries_at ON deliveries (at_ns);
 `,
+	// 2 -> 3: the daemons' health samples (store/admin.go), for the
+	// availability figures of pecctl report
+	healthSchema,
 }

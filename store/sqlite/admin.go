@@ -131,3 +131,50 @@ func (s *Store) VirusItem(id int64) (store.VirusItem, bool, error) {
 	}
 	return v, true, nil
 }
+
+const healthSchema = `
+CREATE TABLE health (
+	id     INTEGER PRIMARY KEY,
+	node   TEXT NOT NULL,
+	at_ns  INTEGER NOT NULL,
+	ok     INTEGER NOT NULL,
+	detail TEXT NOT NULL
+) STRICT;
+CREATE INDEX health_at ON health(at_ns);
+`
+
+var _ store.Health = (*Store)(nil)
+
+// RecordHealth implements store.Health.
+func (s *Store) RecordHealth(h store.HealthSample) error {
+	if !store.ValidTime(h.At) {
+		return fmt.Errorf("store: health sample: time %v is zero or out of range", h.At)
+	}
+	return s.write(func(tx *sql.Tx) error {
+		_, err := tx.Exec("INSERT INTO health (node, at_ns, ok, detail) VALUES (?, ?, ?, ?)", h.Node, h.At.UnixNano(), h.OK, h.Detail)
+		return err
+	})
+}
+
+// HealthSamples implements store.Health.
+func (s *Store) HealthSamples(from, to time.Time) ([]store.HealthSample, error) {
+	rows, err := s.db.Query("SELECT node, at_ns, ok, detail FROM health WHERE at_ns >= ? AND at_ns < ? ORDER BY at_ns, id", from.UnixNano(), to.UnixNano())
+	if err != nil {
+		return nil, fmt.Errorf("store: health samples: %w", err)
+	}
+	defer rows.Close()
+	var out []store.HealthSample
+	for rows.Next() {
+		var h store.HealthSample
+		var at int64
+		if err := rows.Scan(&h.Node, &at, &h.OK, &h.Detail); err != nil {
+			return nil, fmt.Errorf("store: health samples: %w", err)
+		}
+		h.At = time.Unix(0, at).UTC()
+		out = append(out, h)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: health samples: %w", err)
+	}
+	return out, nil
+}

@@ -129,6 +129,9 @@ CREATE TABLE held (
 	// 2 -> 3: the delivery point's record of what it handed to Dovecot
 	// (delivery.go)
 	deliveriesSchema,
+	// 3 -> 4: the daemons' health samples (admin.go), for the
+	// availability figures of pecctl report
+	healthSchema,
 }
 
 // Store is the SQLite-backed provider state. It is safe for concurrent use.

@@ -78,3 +78,33 @@ func testRecords(t *testing.T, open func() store.Store) {
 		t.Errorf("virus items after purge: %d %v", len(v), err)
 	}
 }
+
+// testHealth: health samples come back in time order within [from, to).
+func testHealth(t *testing.T, open func() store.Store) {
+	s := open()
+	h, ok := s.(store.Health)
+	if !ok {
+		t.Fatal("the backend does not implement store.Health")
+	}
+	in := []store.HealthSample{
+		{Node: "node2/pecdeliver", At: t0.Add(time.Minute), OK: false, Detail: "store not writable"},
+		{Node: "node1/pecmilter", At: t0, OK: true},
+		{Node: "node1/pecmilter", At: t0.Add(2 * time.Minute), OK: true},
+	}
+	for _, x := range in {
+		if err := h.RecordHealth(x); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := h.HealthSamples(t0, t0.Add(2*time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || !got[0].At.Equal(t0) || got[0].Node != "node1/pecmilter" || !got[0].OK ||
+		got[1].OK || got[1].Detail != "store not writable" || !got[1].At.Equal(t0.Add(time.Minute)) {
+		t.Errorf("HealthSamples = %+v", got)
+	}
+	if err := h.RecordHealth(store.HealthSample{Node: "x"}); err == nil {
+		t.Error("a sample without a time was recorded")
+	}
+}

@@ -49,6 +49,7 @@ func Run(t *testing.T, b Backend) {
 		{"DeliveriesClaimAndSettle", testDeliveries},
 		{"DeliveryClaimedByOneNode", testDeliveryRace},
 		{"Records", testRecords},
+		{"Health", testHealth},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
