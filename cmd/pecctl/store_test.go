@@ -169,5 +169,14 @@ func TestStoreBackupRestore(t *testing.T) {
 		if files, _ := filepath.Glob(filepath.Join(bdir, "pec-*")); len(files) != 1 || files[0] == backup {
 			t.Errorf("after --keep 1: %v", files)
 		}
+
+		if bf.backend == "postgres" {
+			// without pg_dump the command says what to install or do instead
+			t.Setenv("PATH", t.TempDir())
+			code, _, errOut = f.run("store", "backup", bdir)
+			if code != 1 || !strings.Contains(errOut, "pg_dump is not installed") || !strings.Contains(errOut, "pg_basebackup") {
+				t.Errorf("backup without pg_dump: exit %d, %q", code, errOut)
+			}
+		}
 	})
 }

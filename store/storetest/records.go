@@ -107,4 +107,11 @@ func testHealth(t *testing.T, open func() store.Store) {
 	if err := h.RecordHealth(store.HealthSample{Node: "x"}); err == nil {
 		t.Error("a sample without a time was recorded")
 	}
+	// Purge takes the samples older than its cutoff
+	if _, _, err := s.Purge(t0.Add(90 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := h.HealthSamples(t0, t0.Add(time.Hour)); err != nil || len(got) != 1 || !got[0].At.Equal(t0.Add(2*time.Minute)) {
+		t.Errorf("after purge: %+v %v", got, err)
+	}
 }
