@@ -150,7 +150,14 @@ func logExport(args []string, stdout, stderr io.Writer) int {
 	if rec, ok := st.(store.Records); ok {
 		var ids []string
 		for _, e := range evs {
-			ids = append(ids, e.Related...)
+			// log rows name generated messages by id, the outbox by
+			// Message-ID field (in angle brackets): ask for both
+			for _, r := range e.Related {
+				ids = append(ids, r)
+				if !strings.HasPrefix(r, "<") {
+					ids = append(ids, "<"+r+">")
+				}
+			}
 		}
 		if len(ids) > 0 {
 			if copies, err = rec.GeneratedByMessageID(ids); err != nil {

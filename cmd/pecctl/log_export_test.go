@@ -57,6 +57,21 @@ func TestLogExportRange(t *testing.T) {
 	openssl := needOpenSSL(t)
 	forBackends(t, func(t *testing.T, bf *backendFixture) {
 		f := bf.fixture
+		// an acceptance as the access point writes it: the receipt's id in
+		// the row, its Message-ID field (in angle brackets) in the outbox
+		st := bf.open(t)
+		if err := st.Commit(store.Txn{Events: []store.Event{{Time: utc("2024-03-03T10:00:00Z"), Point: "access", Type: "accettazione",
+			PECID: "opec-107.20240303@pec.example.test", MsgID: "<m107@pec.example.test>", Sender: mario, Recipients: []string{giulia},
+			Subject: "Verbale", Related: []string{"acc-107@pec.example.test"}, Provider: provName}},
+			Outbox: []store.Outgoing{{MailFrom: "posta-certificata@" + provDom, Rcpts: []string{mario}, Data: []byte("Subject: ACCETTAZIONE: Verbale\r\n\r\nx\r\n"),
+				MessageID: "<acc-107@pec.example.test>", Kind: "accettazione"}}}); err != nil {
+			t.Fatal(err)
+		}
+		last, err := st.Events(store.Query{PECID: "opec-107.20240303@pec.example.test"})
+		if err != nil || len(last) != 1 {
+			t.Fatalf("%v %v", last, err)
+		}
+		f.all = append(f.all, last[0])
 		for _, day := range []string{"2021-01-10", "2021-01-11", "2024-03-01", "2024-03-02"} {
 			if code, out, errOut := f.run("log", "archive", "--day", day); code != 0 {
 				t.Fatalf("archive %s: %d %s %s", day, code, out, errOut)
@@ -107,9 +122,12 @@ func TestLogExportRange(t *testing.T) {
 		if !strings.Contains(text, "Periodo: 01/03/2024 - 03/03/2024") || !strings.Contains(text, "archivi giornalieri firmati") {
 			t.Errorf("summary:\n%s", text)
 		}
-		// the acceptance receipt of opec-102, still in the outbox
-		if len(js.Copies) != 1 || js.Copies[0].MessageID != "<acc-102@pec.example.test>" || js.Copies[0].Kind != "accettazione" ||
-			!strings.HasPrefix(string(att[js.Copies[0].File]), "Subject: ACCETTAZIONE") {
+		// the acceptance receipts of opec-102 (sent) and opec-107 (pending),
+		// still in the outbox
+		if len(js.Copies) != 2 || js.Copies[0].MessageID != "<acc-102@pec.example.test>" || js.Copies[0].Kind != "accettazione" ||
+			js.Copies[0].Sent.IsZero() || js.Copies[1].MessageID != "<acc-107@pec.example.test>" || !js.Copies[1].Sent.IsZero() ||
+			!strings.HasPrefix(string(att[js.Copies[0].File]), "Subject: ACCETTAZIONE") ||
+			!strings.HasPrefix(string(att[js.Copies[1].File]), "Subject: ACCETTAZIONE: Verbale") {
 			t.Errorf("copies %+v, attachments %v", js.Copies, len(att))
 		}
 

@@ -111,15 +111,20 @@ func newLatencyCounter() *latencyCounter {
 
 // add takes one log row; acceptances count only before end.
 func (l *latencyCounter) add(e store.Event, end time.Time) {
+	// the access point names the receipt by its id, the outbox by its
+	// Message-ID field (in angle brackets)
 	switch {
 	case e.Point == "access" && e.Type == "accettazione" && e.Time.Before(end) && len(e.Related) > 0:
-		l.accepted[e.Related[0]] = e.Time
+		l.accepted[bareID(e.Related[0])] = e.Time
 	case e.Point == "outbox" && e.Type == "sent" && len(e.Related) > 0:
-		if _, ok := l.sent[e.Related[0]]; !ok {
-			l.sent[e.Related[0]] = e.Time
+		if _, ok := l.sent[bareID(e.Related[0])]; !ok {
+			l.sent[bareID(e.Related[0])] = e.Time
 		}
 	}
 }
+
+// bareID is a message id without its angle brackets.
+func bareID(id string) string { return strings.TrimSuffix(strings.TrimPrefix(id, "<"), ">") }
 
 func (l *latencyCounter) result() latency {
 	var d []float64

@@ -135,7 +135,13 @@ func TestReportPeriod(t *testing.T) {
 			{utc("2025-11-15T08:00:00Z"), 0},
 		}
 		for i, a := range accs {
-			if err := st.Commit(storetest.Acceptance(i, a.at)); err != nil {
+			txn := storetest.Acceptance(i, a.at)
+			if i == 0 {
+				// as the access point writes it: the receipt's id in the
+				// row, its Message-ID field (in angle brackets) in the outbox
+				txn.Events[0].Related[0] = bareID(txn.Events[0].Related[0])
+			}
+			if err := st.Commit(txn); err != nil {
 				t.Fatal(err)
 			}
 		}
