@@ -86,6 +86,9 @@ func logPurge(args []string, stdout, stderr io.Writer) int {
 	for _, day := range days {
 		if err := checkArchived(st, roots, *dir, day, cfg.Location()); err != nil {
 			fmt.Fprintf(stderr, "pecctl %s: refusing to purge: %v\n", cmd, err)
+			if cfg.Store.URL != "" {
+				fmt.Fprintf(stderr, "pecctl %s: in a cluster one node writes each day's archive (pecctl log archive --day %s names it): run the purge there, or keep the archive directory on storage every node reads\n", cmd, day)
+			}
 			return 1
 		}
 	}
