@@ -40,8 +40,10 @@ December), in the provider's time zone. Text by default, --json or --csv
   availability               from the health samples the daemons record in
                              the store (see README): the share of minutes of
                              the period with a healthy sample, against the
-                             99.8 % target; incidents are the runs of
-                             minutes without one
+                             99.8 % target (minutes before the first sample
+                             are left out unless samples were recorded in
+                             the day before the period); incidents are the
+                             runs of minutes without one
 
   accepted                   access point acceptances (accettazione)
   refused                    access point non-acceptances (non-accettazione);

@@ -177,10 +177,16 @@ type incident struct {
 
 const availabilityTarget = 0.998
 
+// recordingLookback is how far before a period measureAvailability looks
+// for samples to tell "the daemons were down when the period began" from
+// "health samples were not recorded yet".
+const recordingLookback = 24 * time.Hour
+
 // measureAvailability splits [from, min(to, now)) into minutes: a minute
 // is up when a daemon recorded a healthy sample in it. Minutes before the
-// first sample of the period are not measured (recording had not begun).
-// Incidents are the runs of minutes that are not up.
+// first sample of the period are not measured when no sample was recorded
+// in the day before the period either (recording had not begun). Incidents
+// are the runs of minutes that are not up.
 func measureAvailability(st store.Store, from, to, now time.Time) (availability, []incident, error) {
 	a := availability{Target: availabilityTarget}
 	h, ok := st.(store.Health)
@@ -196,6 +202,12 @@ func measureAvailability(st store.Store, from, to, now time.Time) (availability,
 	}
 	a.Samples = len(samples)
 	start := samples[0].At.Truncate(time.Minute)
+	// recording had begun before the period: its first minutes count too
+	if before, err := h.HealthSamples(from.Add(-recordingLookback), from); err != nil {
+		return a, nil, err
+	} else if len(before) > 0 {
+		start = from
+	}
 	n := int(to.Sub(start) / time.Minute)
 	if to.Sub(start)%time.Minute != 0 {
 		n++

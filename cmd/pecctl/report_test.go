@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"path/filepath"
 	"reflect"
 	"strconv"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/pecgo/pec/store"
+	"github.com/pecgo/pec/store/sqlite"
 	"github.com/pecgo/pec/store/storetest"
 )
 
@@ -228,4 +230,29 @@ func TestReportPeriod(t *testing.T) {
 			t.Errorf("text report: exit %d\n%s", code, out)
 		}
 	})
+}
+
+// Minutes at the start of a period count as unavailable when the daemons
+// were recording before it, and are not measured when recording began
+// inside it.
+func TestMeasureAvailabilityStart(t *testing.T) {
+	st, err := sqlite.Open(filepath.Join(t.TempDir(), "pec.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	from := utc("2025-09-01T00:00:00Z")
+	to := from.Add(10 * time.Minute)
+	for m := 5; m < 10; m++ {
+		st.RecordHealth(store.HealthSample{Node: "n", At: from.Add(time.Duration(m)*time.Minute + time.Second), OK: true})
+	}
+	a, in, err := measureAvailability(st, from, to, time.Now())
+	if err != nil || a.Minutes != 5 || a.DownMinutes != 0 || len(in) != 0 {
+		t.Errorf("recording began in the period: %+v %v %v", a, in, err)
+	}
+	st.RecordHealth(store.HealthSample{Node: "n", At: from.Add(-time.Hour), OK: true})
+	a, in, err = measureAvailability(st, from, to, time.Now())
+	if err != nil || a.Minutes != 10 || a.DownMinutes != 5 || len(in) != 1 || !in[0].Start.Equal(from) || in[0].Minutes != 5 {
+		t.Errorf("down when the period began: %+v %v %v", a, in, err)
+	}
 }
