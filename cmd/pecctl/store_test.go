@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"database/sql"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -170,6 +172,34 @@ func TestStoreBackupRestore(t *testing.T) {
 			t.Errorf("after --keep 1: %v", files)
 		}
 
+		if bf.backend == "sqlite" {
+			// a backup whose log was changed is refused before it replaces anything
+			bad := filepath.Join(t.TempDir(), "bad.db")
+			newest, _ := filepath.Glob(filepath.Join(bdir, "pec-*"))
+			b, err := os.ReadFile(newest[0])
+			if err != nil {
+				t.Fatal(err)
+			}
+			os.WriteFile(bad, b, 0o600)
+			db, err := sql.Open("sqlite3", bad)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, q := range []string{"DROP TRIGGER events_no_update", "UPDATE events SET subject = 'changed' WHERE id = 3"} {
+				if _, err := db.Exec(q); err != nil {
+					t.Fatal(err)
+				}
+			}
+			db.Close()
+			before, _ := os.ReadFile(target)
+			code, _, errOut = runCmd("store", "restore", "--force", "--verify", bad, "-config", rcfg)
+			if code != 1 || !strings.Contains(errOut, "does not verify at row 3") {
+				t.Errorf("restore of a changed backup: exit %d, %q", code, errOut)
+			}
+			if after, _ := os.ReadFile(target); !bytes.Equal(before, after) {
+				t.Error("a refused restore changed the store")
+			}
+		}
 		if bf.backend == "postgres" {
 			// without pg_dump the command says what to install or do instead
 			t.Setenv("PATH", t.TempDir())
