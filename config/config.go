@@ -163,6 +163,10 @@ type Store struct {
 	// the directory of Path, or /var/lib/pec with a URL.
 	Dir       string   `toml:"dir"`
 	Retention Duration `toml:"retention"` // default 30 months (RFC 6109 §2.3)
+	// RetentionBelowLegalMinimum lets Retention be shorter than 30 months
+	// (LegalRetention). The law does not allow it in production; a test
+	// installation may set it.
+	RetentionBelowLegalMinimum bool `toml:"retention_below_legal_minimum"`
 	// TSAURL is the RFC 3161 time-stamping authority for the daily log
 	// archives ("" = signed but not time-stamped).
 	TSAURL string `toml:"tsa_url"`
@@ -197,6 +201,11 @@ type Mailbox struct {
 	OrdinaryMail string `toml:"ordinary_mail"` // accept | refuse
 	ForwardTo    string `toml:"forward_to"`    // a copy of ordinary mail goes there too
 }
+
+// LegalRetention is the shortest retention the law allows for the event
+// log and the virus store: 30 calendar months, which are at most 915 days
+// (RFC 6109 §2.3, §2.2.4), so that every row is kept at least that long.
+const LegalRetention = 915 * 24 * time.Hour
 
 // Duration reads "30s", "24h", "22800h" in TOML.
 type Duration struct{ time.Duration }
@@ -283,8 +292,7 @@ func (c *Config) defaults() {
 		}
 	}
 	if c.Store.Retention.Duration == 0 {
-		// 30 calendar months are at most 915 days (RFC 6109 §2.3, §2.2.4)
-		c.Store.Retention.Duration = 915 * 24 * time.Hour
+		c.Store.Retention.Duration = LegalRetention
 	}
 	if c.Deliver.ServiceMaildir == "" {
 		c.Deliver.ServiceMaildir = filepath.Join(filepath.Dir(c.Store.Path), "service-mail")
@@ -322,6 +330,9 @@ func (c *Config) check() error {
 	}
 	if c.Store.Path != "" && c.Store.URL != "" {
 		errs = append(errs, "[store] sets both path (SQLite) and url (PostgreSQL): keep the one this node uses")
+	}
+	if r := c.Store.Retention.Duration; r < LegalRetention && !c.Store.RetentionBelowLegalMinimum {
+		errs = append(errs, fmt.Sprintf("[store] retention %s is shorter than the 30 months the law wants for the log and the virus store (RFC 6109 §2.3, §2.2.4): use at least %q (915 days), or set retention_below_legal_minimum = true on a test installation", r, "21960h"))
 	}
 	if u := c.Store.URL; u != "" && !strings.HasPrefix(u, "postgres://") && !strings.HasPrefix(u, "postgresql://") {
 		errs = append(errs, "[store] url must start with postgres:// (e.g. postgres://pec@db.example.com/pec?sslmode=verify-full)")

@@ -30,7 +30,7 @@ func units(t *testing.T) []string {
 	}
 	sort.Strings(names)
 	want := []string{"pec-index-sync.service", "pec-index-sync.timer", "pec-log-archive.service", "pec-log-archive.timer",
-		"pec-log-purge.service", "pec-log-purge.timer", "pec-log-verify.service", "pec-log-verify.timer", "pecdeliver.service", "pecmilter.service"}
+		"pec-log-purge.service", "pec-log-purge.timer", "pec-log-verify.service", "pec-log-verify.timer", "pec-store-backup.service", "pec-store-backup.timer", "pecdeliver.service", "pecmilter.service"}
 	if strings.Join(names, " ") != strings.Join(want, " ") {
 		t.Fatalf("packaging/systemd holds %v, want %v", names, want)
 	}

@@ -87,7 +87,7 @@ type Log interface {
 	EventLink(id int64) (prev, hash []byte, ok bool, err error)
 	// Purge deletes the rows and virus items older than before (rows as a
 	// prefix of the chain, the anchor moved) and the outbox items sent
-	// before it.
+	// before it, and the health samples older than before.
 	Purge(before time.Time) (events, virus int, err error)
 }
 

@@ -61,6 +61,9 @@ func cmdConfig(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	ok("%s loads", *cfgPath)
+	if cfg.Store.RetentionBelowLegalMinimum && cfg.Store.Retention.Duration < config.LegalRetention {
+		warn("[store] retention %s is shorter than the 30 months the law wants (retention_below_legal_minimum = true): a test installation only", cfg.Store.Retention.Duration)
+	}
 	prov, err := cfg.BuildProvider()
 	var certHash string
 	if err != nil {

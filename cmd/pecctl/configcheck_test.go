@@ -6,6 +6,7 @@ import (
 	"encoding/pem"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -71,6 +72,19 @@ func TestConfigCheck(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "ok: providers' index: 1 providers") || !strings.Contains(out, "warning: clamd") ||
 		!strings.Contains(out, "warning: Dovecot LMTP") || strings.Contains(out, "error:") {
 		t.Fatalf("good configuration: exit %d\n%s", code, out)
+	}
+
+	// a retention below the legal minimum: refused, or a warning with the override
+	short := filepath.Join(f.dir, "short.toml")
+	b0, _ := os.ReadFile(f.cfg)
+	shortConf := regexp.MustCompile(`retention = "[0-9]+h"`).ReplaceAll(b0, []byte(`retention = "720h"`))
+	os.WriteFile(short, shortConf, 0o644)
+	if code, out, _ := runCmd("config", "check", "-config", short); code != 1 || !strings.Contains(out, "shorter than the 30 months") {
+		t.Fatalf("one month of retention: exit %d\n%s", code, out)
+	}
+	os.WriteFile(short, bytes.Replace(shortConf, []byte(`retention = "720h"`), []byte("retention = \"720h\"\nretention_below_legal_minimum = true"), 1), 0o644)
+	if code, out, _ := runCmd("config", "check", "-config", short); code != 0 || !strings.Contains(out, "warning: [store] retention 720h0m0s is shorter") {
+		t.Fatalf("one month of retention with the override: exit %d\n%s", code, out)
 	}
 
 	// a broken file: exit 1 with the loader's message

@@ -119,26 +119,7 @@ func newFixture(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, txn := range fixtureTxns() {
-		if err := st.Commit(txn); err != nil {
-			t.Fatal(err)
-		}
-	}
-	// an outbox item sent on the 2nd: MarkSent logs outbox/sent
-	if err := st.Commit(store.Txn{Outbox: []store.Outgoing{{MailFrom: "posta-certificata@" + provDom, Rcpts: []string{mario},
-		Data: []byte("Subject: ACCETTAZIONE\r\n\r\nx\r\n"), MessageID: "<acc-102@pec.example.test>", Kind: "accettazione"}}}); err != nil {
-		t.Fatal(err)
-	}
-	q, err := st.DuePending(time.Now(), 10)
-	if err != nil || len(q) != 1 {
-		t.Fatalf("DuePending = %v, %v", q, err)
-	}
-	if err := st.MarkSent(q[0].ID, utc("2024-03-02T15:00:00Z")); err != nil {
-		t.Fatal(err)
-	}
-	if f.all, err = st.Events(store.Query{}); err != nil {
-		t.Fatal(err)
-	}
+	f.all = fillFixture(t, st)
 	if err := st.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -166,6 +147,34 @@ cache_dir = %q
 		t.Fatal(err)
 	}
 	return f
+}
+
+// fillFixture commits the fixture rows and a sent outbox item into st and
+// returns every row as read back.
+func fillFixture(t *testing.T, st store.Store) []store.Event {
+	t.Helper()
+	for _, txn := range fixtureTxns() {
+		if err := st.Commit(txn); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// an outbox item sent on the 2nd: MarkSent logs outbox/sent
+	if err := st.Commit(store.Txn{Outbox: []store.Outgoing{{MailFrom: "posta-certificata@" + provDom, Rcpts: []string{mario},
+		Data: []byte("Subject: ACCETTAZIONE\r\n\r\nx\r\n"), MessageID: "<acc-102@pec.example.test>", Kind: "accettazione"}}}); err != nil {
+		t.Fatal(err)
+	}
+	q, err := st.DuePending(time.Now(), 10)
+	if err != nil || len(q) != 1 {
+		t.Fatalf("DuePending = %v, %v", q, err)
+	}
+	if err := st.MarkSent(q[0].ID, utc("2024-03-02T15:00:00Z")); err != nil {
+		t.Fatal(err)
+	}
+	all, err := st.Events(store.Query{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return all
 }
 
 // run runs pecctl with -config appended.

@@ -14,8 +14,8 @@ The PEC event log (RFC 6109 §2.3) in the store named by the configuration.
 subcommands:
   verify   check the hash chain of the whole log
   search   list events by PEC id, Message-ID, sender, recipient, day or time range
-  export   a signed extract of one mailbox's events of one day, for its holder
-  purge    delete events and virus items older than the retention period
+  export   a signed extract of one mailbox's events over a day range, for its holder
+  purge    delete events and virus items older than the retention period (archived days only)
   archive  write (or --verify) the signed daily archive of one day
 
 Run "pecctl log SUBCOMMAND -h" for its options. Every subcommand takes

@@ -261,14 +261,43 @@ func TestLogVerifyRemovedAndReordered(t *testing.T) {
 }
 
 func TestLogPurge(t *testing.T) {
-	f := newFixture(t)
+	forBackends(t, testLogPurge)
+}
+
+func testLogPurge(t *testing.T, bf *backendFixture) {
+	f := bf.fixture
 	// inside the retention period: refused without --force
 	code, _, errOut := f.run("log", "purge", "--before", "2024-03-02T00:00:00+01:00")
 	if code != 1 || !strings.Contains(errOut, "--force") {
 		t.Fatalf("purge inside retention: exit %d, %q", code, errOut)
 	}
+	// younger than 30 months: --force is not enough
+	recent := time.Now().AddDate(0, -29, 0).Format(time.RFC3339)
+	code, _, errOut = f.run("log", "purge", "--before", recent, "--force")
+	if code != 1 || !strings.Contains(errOut, "younger than 30 months") || !strings.Contains(errOut, "--i-know") {
+		t.Fatalf("purge inside 30 months: exit %d, %q", code, errOut)
+	}
 	before := searchIDs(t, f)
-	// default cutoff: now - retention (2023-01-01 in this configuration)
+	// default cutoff: now - retention (2023-01-01 in this configuration);
+	// the days of the old rows are not archived yet: nothing is deleted
+	code, _, errOut = f.run("log", "purge")
+	if code != 1 || !strings.Contains(errOut, "day 2021-01-10 is not in a verified archive") ||
+		!strings.Contains(errOut, "pecctl log archive --day 2021-01-10") {
+		t.Fatalf("purge of unarchived days: exit %d, %q", code, errOut)
+	}
+	if got := searchIDs(t, f); !reflect.DeepEqual(got, before) {
+		t.Fatalf("a refused purge deleted rows: %v", got)
+	}
+	if code, out, errOut := f.run("log", "archive", "--day", "2021-01-10"); code != 0 {
+		t.Fatalf("archive: %d %s %s", code, out, errOut)
+	}
+	code, _, errOut = f.run("log", "purge")
+	if code != 1 || !strings.Contains(errOut, "day 2021-01-11 is not in a verified archive") {
+		t.Fatalf("purge with one of two days archived: exit %d, %q", code, errOut)
+	}
+	if code, out, errOut := f.run("log", "archive", "--day", "2021-01-11"); code != 0 {
+		t.Fatalf("archive: %d %s %s", code, out, errOut)
+	}
 	old := f.ids(func(e store.Event) bool { return e.Time.Before(retentionStart) })
 	code, out, errOut := f.run("log", "purge")
 	if code != 0 || !strings.Contains(out, fmt.Sprintf("purged %d event rows and 1 virus items", len(old))) {
@@ -281,8 +310,30 @@ func TestLogPurge(t *testing.T) {
 	if code, out, _ := f.run("log", "verify"); code != 0 || !strings.Contains(out, fmt.Sprintf("log intact: %d rows", len(after))) {
 		t.Errorf("verify after purge: exit %d, %q", code, out)
 	}
-	// --force with an explicit cutoff: exactly the rows before it
+	// --force with an explicit cutoff: exactly the rows before it, once
+	// their days (the 1st and the 2nd in Rome) are archived
 	cut := utc("2024-03-02T00:00:00Z")
+	for _, day := range []string{"2024-03-01", "2024-03-02"} {
+		if code, out, errOut := f.run("log", "archive", "--day", day); code != 0 {
+			t.Fatalf("archive %s: %d %s %s", day, code, out, errOut)
+		}
+	}
+	// an archive that no longer verifies blocks the purge
+	sig := filepath.Join(f.dir, "archive", "pec-log-2024-03-01.jsonl.gz.p7s")
+	good, err := os.ReadFile(sig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(sig, good[:len(good)/2], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errOut = f.run("log", "purge", "--before", cut.Format(time.RFC3339), "--force")
+	if code != 1 || !strings.Contains(errOut, "day 2024-03-01 is not in a verified archive") {
+		t.Fatalf("purge over a damaged archive: exit %d, %q", code, errOut)
+	}
+	if err := os.WriteFile(sig, good, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	code, out, _ = f.run("log", "purge", "--before", cut.Format(time.RFC3339), "--force")
 	gone := f.ids(func(e store.Event) bool { return !e.Time.Before(retentionStart) && e.Time.Before(cut) })
 	if code != 0 || !strings.Contains(out, fmt.Sprintf("purged %d event rows", len(gone))) {
@@ -296,6 +347,28 @@ func TestLogPurge(t *testing.T) {
 	if code, _, errOut := f.run("log", "purge", "--before", "2024-03-02"); code != 2 {
 		t.Errorf("bad --before: exit %d, %q", code, errOut)
 	}
+}
+
+// An archive written before more rows of its day were logged does not
+// cover the day: purge asks for it to be rewritten.
+func TestLogPurgeIncompleteArchive(t *testing.T) {
+	forBackends(t, func(t *testing.T, bf *backendFixture) {
+		f := bf.fixture
+		for _, day := range []string{"2021-01-10", "2021-01-11"} {
+			if code, out, errOut := f.run("log", "archive", "--day", day); code != 0 {
+				t.Fatalf("archive %s: %d %s %s", day, code, out, errOut)
+			}
+		}
+		st := bf.open(t)
+		if err := st.Commit(store.Txn{Events: []store.Event{{Time: utc("2021-01-10T12:00:00Z"), Point: "access", Type: "accettazione", PECID: "late"}}}); err != nil {
+			t.Fatal(err)
+		}
+		code, _, errOut := f.run("log", "purge")
+		if code != 1 || !strings.Contains(errOut, "archive of day 2021-01-10 holds 2 of the store's 3 rows") ||
+			!strings.Contains(errOut, "--day 2021-01-10") || !strings.Contains(errOut, "--force") {
+			t.Fatalf("purge over an incomplete archive: exit %d, %q", code, errOut)
+		}
+	})
 }
 
 // exportParts returns the text summary and the JSON attachment of the

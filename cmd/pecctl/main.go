@@ -3,7 +3,9 @@
 //	pecctl verify [--ca FILE]... [--json] FILE...   verify PEC messages
 //	pecctl log verify|search|export|purge|archive   the event log
 //	pecctl index sync|show|domain D|cert SHA1       the providers' index
-//	pecctl report --from DAY --to DAY [--json]      quality indicators
+//	pecctl report --period YYYY-TN | --from DAY --to DAY [--json|--csv]   AgID quality indicators
+//	pecctl store backup DIR | restore --verify FROM  backup and restore of the store
+//	pecctl virus list|extract                       the virus store
 //	pecctl config check                             the configuration, before starting the daemons
 //	pecctl service suspend --reason T|resume|status the provider's service state (Aruba §9.7.7)
 package main
@@ -21,22 +23,32 @@ commands:
   log verify                               check the event log's hash chain
   log search [--pecid ID] [--msgid ID] [--sender A] [--rcpt A] [--day DAY | --from T --to T] [--json]
                                            list events
-  log export --mailbox ADDR --date DAY [-o FILE]
-                                           signed extract of a mailbox's events of one day
-  log purge [--before T]                   delete what is older than the retention period
+  log export --mailbox ADDR (--date DAY | --from DAY --to DAY) [--pecid ID] [--msgid ID]
+             [--counterpart ADDR] [--subject TEXT] [--dir D] [-o FILE]
+                                           signed extract of a mailbox's events, from the store
+                                           and the archives, with copies of our receipts
+  log purge [--before T] [--dir D]         delete what is older than the retention period,
+                                           only days whose archive verifies
   log archive --day DAY [--dir D] [--tsa URL] | --verify --day DAY
                                            signed (and time-stamped) daily archive
   index sync|show|domain DOMAIN|cert SHA1  the providers' index
   index hash [--ldif] CERT.pem             providerCertificateHash (hex SHA-1 of the DER) of a certificate
   config check                             load the configuration, the signing key and certificate,
                                            the trusted roots and the index source; ask clamd and Dovecot
-  report --from DAY --to DAY [--json]      quality indicators from the log
+  report (--period YYYY-TN | --from DAY --to DAY) [--json | --csv]
+                                           AgID quality indicators (T1 Jan-Apr, T2 May-Aug, T3 Sep-Dec)
+  store backup [--keep N] DIR              online, consistent copy of the store
+  store restore [--verify] [--force] FROM  put a backup back; --verify checks the chain
+                                           against the last daily archive
+  virus list [--from DAY --to DAY] [--pecid ID] [--json]
+  virus extract (--id N | --pecid ID | --from DAY --to DAY) -o FILE [--raw]
+                                           the virus store, for an authorised request
   outbox list|retry                        receipts waiting to be sent; send them now
   service suspend --reason TEXT|resume|status
                                            suspend the service (only non-acceptances at submission,
                                            tempfail at the incoming point), resume it, show the state
 
-log, index, report, outbox, service and config read the configuration (-config FILE, default
+log, index, report, outbox, store, virus, service and config read the configuration (-config FILE, default
 /etc/pec/pec.toml). DAY is YYYY-MM-DD in the provider's time zone, T is
 RFC 3339.
 
@@ -59,6 +71,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdIndex(args[1:], stdout, stderr)
 	case "outbox":
 		return cmdOutbox(args[1:], stdout, stderr)
+	case "store":
+		return cmdStore(args[1:], stdout, stderr)
+	case "virus":
+		return cmdVirus(args[1:], stdout, stderr)
 	case "report":
 		return cmdReport(args[1:], stdout, stderr)
 	case "config":

@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"sort"
@@ -40,6 +41,19 @@ type world struct {
 	w    *pectest.World
 	a, b *pectest.Provider
 	root []byte
+	// what A's access point accepted and refused, for pecctl report
+	accepted, refused int
+}
+
+// sendA submits a message to A's access point and counts the outcome.
+func (w *world) sendA(from string, rcpts []string, raw []byte) error {
+	err := w.a.Send(from, rcpts, raw)
+	if err == nil {
+		w.accepted++
+	} else {
+		w.refused++
+	}
+	return err
 }
 
 func setup(t *testing.T) *world {
@@ -137,7 +151,7 @@ func TestTwoProviders(t *testing.T) {
 	t.Run("a-to-b", func(t *testing.T) {
 		subj := "fattura dodici"
 		raw := msg("Mario Rossi <"+mario+">", luigi+", "+paolo, carla, subj, "", attachmentBody("fattura.pdf", []byte("%PDF-1.4 finta")))
-		if err := w.a.Send(mario, []string{luigi, paolo, carla}, raw); err != nil {
+		if err := w.sendA(mario, []string{luigi, paolo, carla}, raw); err != nil {
 			t.Fatal(err)
 		}
 		for _, u := range []string{luigi, carla} {
@@ -194,7 +208,7 @@ func TestTwoProviders(t *testing.T) {
 			"Subject: " + subj + "\r\nX-Long: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb\r\n" +
 			"Message-ID: <otto-bit@client.example.test>\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n" +
 			"Città, perché, 100 €.\r\n")
-		if err := w.a.Send(mario, []string{luigi}, raw); err != nil {
+		if err := w.sendA(mario, []string{luigi}, raw); err != nil {
 			t.Fatal(err)
 		}
 		env := box(t, w.b, luigi, "otto_bit", 1)[0]
@@ -212,7 +226,7 @@ func TestTwoProviders(t *testing.T) {
 
 	t.Run("breve", func(t *testing.T) {
 		subj := "breve please"
-		if err := w.a.Send(mario, []string{luigi}, msg(mario, luigi, "", subj, "breve", attachmentBody("contratto.pdf", []byte("contenuto riservato")))); err != nil {
+		if err := w.sendA(mario, []string{luigi}, msg(mario, luigi, "", subj, "breve", attachmentBody("contratto.pdf", []byte("contenuto riservato")))); err != nil {
 			t.Fatal(err)
 		}
 		r := find(box(t, w.a, mario, subj, 2), kind.AvvenutaConsegna, luigi)
@@ -227,7 +241,7 @@ func TestTwoProviders(t *testing.T) {
 
 	t.Run("sintetica", func(t *testing.T) {
 		subj := "sintetica please"
-		if err := w.a.Send(mario, []string{luigi, carla}, msg(mario, luigi, carla, subj, "sintetica", plainBody)); err != nil {
+		if err := w.sendA(mario, []string{luigi, carla}, msg(mario, luigi, carla, subj, "sintetica", plainBody)); err != nil {
 			t.Fatal(err)
 		}
 		for _, m := range box(t, w.a, mario, subj, 3) {
@@ -240,7 +254,7 @@ func TestTwoProviders(t *testing.T) {
 	t.Run("unknown-user", func(t *testing.T) {
 		subj := "to nobody"
 		nobody := "nessuno@pec-b.example.test"
-		if err := w.a.Send(mario, []string{nobody}, msg(mario, nobody, "", subj, "", plainBody)); err != nil {
+		if err := w.sendA(mario, []string{nobody}, msg(mario, nobody, "", subj, "", plainBody)); err != nil {
 			t.Fatal(err)
 		}
 		n := find(box(t, w.a, mario, subj, 2), kind.ErroreConsegna, nobody)
@@ -255,7 +269,7 @@ func TestTwoProviders(t *testing.T) {
 	t.Run("mailbox-full", func(t *testing.T) {
 		subj := "to a full mailbox"
 		big := attachmentBody("grande.bin", bytes.Repeat([]byte("x"), 4096))
-		if err := w.a.Send(mario, []string{piena}, msg(mario, piena, "", subj, "", big)); err != nil {
+		if err := w.sendA(mario, []string{piena}, msg(mario, piena, "", subj, "", big)); err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() {
@@ -372,7 +386,7 @@ func TestTwoProviders(t *testing.T) {
 
 	t.Run("virus", func(t *testing.T) {
 		subj := "infected envelope"
-		if err := w.a.Send(mario, []string{luigi}, msg(mario, luigi, "", subj, "", "X-Skip: 1\r\n"+attachmentBody("eicar.com", testenv.EICAR()))); err == nil {
+		if err := w.sendA(mario, []string{luigi}, msg(mario, luigi, "", subj, "", "X-Skip: 1\r\n"+attachmentBody("eicar.com", testenv.EICAR()))); err == nil {
 			t.Fatal("the access point accepted a virus")
 		}
 		// a virus the access point did not see: an envelope signed by A
@@ -415,7 +429,7 @@ func TestTwoProviders(t *testing.T) {
 	t.Run("dovecot-down", func(t *testing.T) {
 		subj := "dovecot was down"
 		w.b.Dovecot.Stop()
-		if err := w.a.Send(mario, []string{luigi}, msg(mario, luigi, "", subj, "", plainBody)); err != nil {
+		if err := w.sendA(mario, []string{luigi}, msg(mario, luigi, "", subj, "", plainBody)); err != nil {
 			t.Fatal(err)
 		}
 		w.b.Postfix.WaitLog(t, "status=deferred", 30*time.Second)
@@ -463,6 +477,48 @@ func TestTwoProviders(t *testing.T) {
 		out, code = w.a.Pecctl("report", "--from", day, "--to", day, "--json")
 		if code != 0 || !strings.Contains(out, "accettazione") && !strings.Contains(out, "accepted") {
 			t.Fatalf("report (%d):\n%s", code, out)
+		}
+		// every figure that follows from what the subtests submitted to A
+		var r struct {
+			ManagedDomains []string `json:"managed_domains"`
+			Mailboxes      struct {
+				Source string `json:"source"`
+				Active int    `json:"active"`
+			} `json:"mailboxes"`
+			Accepted       int            `json:"accepted"`
+			Refused        int            `json:"refused"`
+			RefusedVirus   int            `json:"refused_virus"`
+			RefusedByCause map[string]int `json:"refused_by_cause"`
+			Viruses        struct {
+				Access int `json:"access"`
+			} `json:"viruses"`
+			AcceptanceLatency struct {
+				Measured        int     `json:"measured"`
+				Unsent          int     `json:"unsent"`
+				Under30MinShare float64 `json:"under_30min_share"`
+			} `json:"acceptance_latency"`
+			Availability struct {
+				Samples int `json:"samples"`
+			} `json:"availability"`
+		}
+		if err := json.Unmarshal([]byte(out), &r); err != nil {
+			t.Fatal(err)
+		}
+		if r.Accepted != w.accepted || r.Refused != w.refused || r.RefusedVirus != w.refused || r.Viruses.Access != w.refused {
+			t.Errorf("report: accepted %d refused %d (virus %d, access viruses %d); the subtests had %d accepted and %d refused (each for a virus)",
+				r.Accepted, r.Refused, r.RefusedVirus, r.Viruses.Access, w.accepted, w.refused)
+		}
+		if w.refused > 0 && (len(r.RefusedByCause) != 1 || r.RefusedByCause["virus"] != w.refused) {
+			t.Errorf("refusals by cause %v, want virus: %d", r.RefusedByCause, w.refused)
+		}
+		if len(r.ManagedDomains) != 1 || r.ManagedDomains[0] != w.a.Domain || r.Mailboxes.Active != 1 {
+			t.Errorf("domains %v, mailboxes %+v: want %s and one sender (%s)", r.ManagedDomains, r.Mailboxes, w.a.Domain, mario)
+		}
+		if l := r.AcceptanceLatency; l.Measured != w.accepted || l.Unsent != 0 || l.Under30MinShare != 1 {
+			t.Errorf("acceptance latency %+v: every one of the %d receipts was sent within seconds", l, w.accepted)
+		}
+		if r.Availability.Samples == 0 {
+			t.Error("no health samples recorded by A's daemons")
 		}
 		for _, p := range []*pectest.Provider{w.a, w.b} {
 			if out, code := p.Pecctl("log", "verify"); code != 0 || !strings.Contains(out, "log intact") {

@@ -93,6 +93,7 @@ func Start(ctx context.Context, path string, metricsAddr func(*config.Config) st
 		d.Outbox.OnUndeliverable = d.Metrics.NoticeUndeliverable
 	}
 	go d.Outbox.Run(ctx)
+	go d.recordHealth(ctx, HealthEvery)
 	return d, nil
 }
 

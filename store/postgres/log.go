@@ -472,7 +472,11 @@ func (s *Store) Purge(before time.Time) (events, virus int, err error) {
 		}
 		// settled deliveries: a replay older than the log is not checked
 		// against them any more (pending rows stay until settled)
-		_, err = tx.Exec(ctx, "DELETE FROM deliveries WHERE state <> $1 AND at_ns < $2", store.DeliveryPending, cut)
+		if _, err = tx.Exec(ctx, "DELETE FROM deliveries WHERE state <> $1 AND at_ns < $2", store.DeliveryPending, cut); err != nil {
+			return err
+		}
+		// health samples: the availability of periods past the retention
+		_, err = tx.Exec(ctx, "DELETE FROM health WHERE at_ns < $1", cut)
 		return err
 	})
 	if err != nil {

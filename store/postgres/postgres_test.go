@@ -160,7 +160,7 @@ func TestUpgrade(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.Close()
-	if err := sqlAs(t, url, "DROP TABLE deliveries", "DROP TABLE service_state", "UPDATE pec_schema SET version = 1"); err != nil {
+	if err := sqlAs(t, url, "DROP TABLE deliveries", "DROP TABLE service_state", "DROP TABLE health", "UPDATE pec_schema SET version = 1"); err != nil {
 		t.Fatal(err)
 	}
 	s2, err := Open(context.Background(), url)
@@ -173,6 +173,9 @@ func TestUpgrade(t *testing.T) {
 	}
 	if bad, err := s2.VerifyLog(); bad != 0 || err != nil {
 		t.Fatalf("VerifyLog after the upgrade = %d, %v", bad, err)
+	}
+	if err := s2.RecordHealth(store.HealthSample{Node: "n", At: t0, OK: true}); err != nil {
+		t.Fatalf("health samples after the upgrade: %v", err)
 	}
 	if err := sqlAs(t, url, "UPDATE pec_schema SET version = 99"); err != nil {
 		t.Fatal(err)

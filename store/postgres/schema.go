@@ -169,4 +169,7 @@ CREATE TABLE service_state (
 	by_whom   BYTEA   NOT NULL
 );
 `,
+	// 3 -> 4: the daemons' health samples (store/admin.go), for the
+	// availability figures of pecctl report
+	healthSchema,
 }

@@ -131,6 +131,9 @@ CREATE TABLE held (
 	deliveriesSchema,
 	// 3 -> 4: the provider's service state, suspended or active (service.go)
 	serviceSchema,
+	// 4 -> 5: the daemons' health samples (admin.go), for the
+	// availability figures of pecctl report
+	healthSchema,
 }
 
 // Store is the SQLite-backed provider state. It is safe for concurrent use.
@@ -806,7 +809,11 @@ func (s *Store) Purge(before time.Time) (events, virus int, err error) {
 		}
 		// settled deliveries: a replay older than the log is not checked
 		// against them any more (pending rows stay until settled)
-		_, err = tx.Exec("DELETE FROM deliveries WHERE state != ? AND at_ns < ?", store.DeliveryPending, cut)
+		if _, err = tx.Exec("DELETE FROM deliveries WHERE state != ? AND at_ns < ?", store.DeliveryPending, cut); err != nil {
+			return err
+		}
+		// health samples: the availability of periods past the retention
+		_, err = tx.Exec("DELETE FROM health WHERE at_ns < ?", cut)
 		return err
 	})
 	if err != nil {

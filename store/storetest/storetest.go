@@ -50,6 +50,8 @@ func Run(t *testing.T, b Backend) {
 		{"DeliveriesClaimAndSettle", testDeliveries},
 		{"DeliveryClaimedByOneNode", testDeliveryRace},
 		{"ServiceState", testServiceState},
+		{"Records", testRecords},
+		{"Health", testHealth},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
