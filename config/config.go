@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -149,6 +150,23 @@ type Reinject struct {
 	// group postdrop only) or host:port (any local process can reach it).
 	Address string `toml:"address"`
 	Helo    string `toml:"helo"`
+	// Local says how notices for our own mailboxes (the acceptance, the
+	// receipts of same-provider mail, notices to the service mailbox)
+	// reach them: "lmtp" (default) straight to the delivery point at
+	// [deliver] listen, one Postfix transit fewer, falling back to
+	// Address when it does not answer; "postfix" through Address like
+	// every other notice.
+	Local string `toml:"local"`
+}
+
+// LocalDomains are the domains whose mailboxes our delivery point keeps:
+// the managed domains and the provider's own (its service mailbox).
+func (c *Config) LocalDomains() []string {
+	out := append([]string{}, c.Provider.ManagedDomains...)
+	if d := strings.ToLower(c.Provider.Domain); d != "" && !slices.Contains(out, d) {
+		out = append(out, d)
+	}
+	return out
 }
 
 // Store is where the event log, outbox, timers and virus store live: a
@@ -300,6 +318,9 @@ func (c *Config) defaults() {
 	if c.Reinject.Helo == "" {
 		c.Reinject.Helo = "localhost"
 	}
+	if c.Reinject.Local == "" {
+		c.Reinject.Local = "lmtp"
+	}
 	if c.Milter.QueueConfirmation == "" {
 		c.Milter.QueueConfirmation = "on"
 	}
@@ -339,6 +360,9 @@ func (c *Config) check() error {
 	}
 	if c.Milter.QueueConfirmation != "on" && c.Milter.QueueConfirmation != "off" {
 		errs = append(errs, fmt.Sprintf("[milter] queue_confirmation %q: use on or off", c.Milter.QueueConfirmation))
+	}
+	if v := c.Reinject.Local; v != "lmtp" && v != "postfix" {
+		errs = append(errs, fmt.Sprintf("[reinject] local %q: use lmtp (notices for our mailboxes straight to pecdeliver) or postfix", v))
 	}
 	if v := c.Milter.RequireTLSFromProviders; v != "on" && v != "off" {
 		errs = append(errs, fmt.Sprintf("[milter] require_tls_from_providers %q: use on or off", v))

@@ -16,7 +16,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -48,10 +51,20 @@ type Sender struct {
 	// Owner is written next to every item this sender claims; default
 	// ThisProcess().
 	Owner store.ClaimOwner
-	// OnUndeliverable, when set, is called with StageReinject and the
-	// item's kind when the re-injection listener refuses an item
-	// permanently (for metrics). It must not block.
+	// OnUndeliverable, when set, is called with StageReinject (or
+	// StageLocal) and the item's kind when the re-injection listener (or
+	// the delivery point) refuses an item permanently (for metrics). It
+	// must not block.
 	OnUndeliverable func(stage, kind string)
+	// Local is the delivery point's LMTP address ([deliver] listen) and
+	// LocalDomains the domains whose mailboxes it keeps. An item whose
+	// recipients are all in LocalDomains (an acceptance, notices for our
+	// own users and our service mailbox) goes to the delivery point
+	// directly: one Postfix transit fewer, the same rules there. When the
+	// delivery point cannot be reached the item goes through Addr, as
+	// every item does when Local is "".
+	Local        string
+	LocalDomains []string
 
 	once      sync.Once
 	kick      chan struct{}
@@ -170,8 +183,9 @@ func (s *Sender) DrainOnce(ctx context.Context) (sent int, err error) {
 	if err := s.settle(); err != nil {
 		return 0, err
 	}
-	var c *smtp.Client
-	var stop func() bool
+	var c, lc *smtp.Client // the re-injection listener; the delivery point (LMTP)
+	var stop, lstop func() bool
+	lmtpDown := false // the delivery point did not answer in this pass
 	hangUp := func() {
 		if c != nil {
 			c.Quit() // also closes; errors are irrelevant here
@@ -180,7 +194,16 @@ func (s *Sender) DrainOnce(ctx context.Context) (sent int, err error) {
 			c = nil
 		}
 	}
+	hangUpLocal := func() {
+		if lc != nil {
+			lc.Quit()
+			lc.Close()
+			lstop()
+			lc = nil
+		}
+	}
 	defer hangUp()
+	defer hangUpLocal()
 	var maxSeen int64
 	for {
 		if err := ctx.Err(); err != nil {
@@ -203,7 +226,18 @@ func (s *Sender) DrainOnce(ctx context.Context) (sent int, err error) {
 				s.release(append([]store.Queued{it}, rest...))
 				return sent, err
 			}
-			if c == nil {
+			local := false
+			if !lmtpDown && s.isLocal(it) {
+				if lc == nil {
+					if lc, lstop, err = s.dialLocal(ctx); err != nil {
+						s.log().Warn("outbox: the delivery point does not answer over LMTP; sending through the re-injection listener",
+							"local", s.Local, "error", err.Error())
+						lmtpDown = true
+					}
+				}
+				local = lc != nil
+			}
+			if !local && c == nil {
 				if c, stop, err = s.dial(ctx); err != nil {
 					s.release(rest)
 					if serr := s.failed(it, err); serr != nil {
@@ -212,7 +246,12 @@ func (s *Sender) DrainOnce(ctx context.Context) (sent int, err error) {
 					return sent, err
 				}
 			}
-			err := send(c, it)
+			var err error
+			if local {
+				err = sendLocal(lc, it)
+			} else {
+				err = send(c, it)
+			}
 			if err == nil {
 				at := s.now()
 				if err := s.Store.MarkSent(it.ID, at); errors.Is(err, store.ErrNotPending) {
@@ -235,18 +274,32 @@ func (s *Sender) DrainOnce(ctx context.Context) (sent int, err error) {
 				s.log().Info("outbox: sent", itemAttrs(it, "attempts", it.Attempts+1)...)
 				continue
 			}
-			if serr := s.failed(it, err); serr != nil {
+			stage := StageReinject
+			if local {
+				stage = StageLocal
+			}
+			if serr := s.failedAt(stage, it, err); serr != nil {
 				s.release(rest)
 				return sent, serr
 			}
 			var se *smtp.SMTPError
-			if !errors.As(err, &se) {
+			switch {
+			case local && !errors.As(err, &se):
+				// the delivery point broke off: the others go through Postfix
+				hangUpLocal()
+				lmtpDown = true
+			case !errors.As(err, &se):
 				// Connection-level failure: the rest waits for the next pass.
 				s.release(rest)
 				return sent, err
-			}
-			if rerr := c.Reset(); rerr != nil {
-				hangUp() // e.g. after a 421; redial for the next item
+			case local:
+				if rerr := lc.Reset(); rerr != nil {
+					hangUpLocal()
+				}
+			default:
+				if rerr := c.Reset(); rerr != nil {
+					hangUp() // e.g. after a 421; redial for the next item
+				}
 			}
 		}
 		if !progressed || len(items) < batch {
@@ -346,6 +399,75 @@ func (s *Sender) dial(ctx context.Context) (c *smtp.Client, stop func() bool, er
 	return c, stop, nil
 }
 
+// isLocal reports whether every recipient of it is a mailbox of
+// LocalDomains.
+func (s *Sender) isLocal(it store.Queued) bool {
+	if s.Local == "" || len(it.Rcpts) == 0 {
+		return false
+	}
+	for _, r := range it.Rcpts {
+		_, dom, ok := strings.Cut(r, "@")
+		if !ok || !slices.ContainsFunc(s.LocalDomains, func(d string) bool { return strings.EqualFold(d, dom) }) {
+			return false
+		}
+	}
+	return true
+}
+
+// dialLocal connects to the delivery point's LMTP listener.
+func (s *Sender) dialLocal(ctx context.Context) (c *smtp.Client, stop func() bool, err error) {
+	network, addr, err := config.SplitAddr(s.Local)
+	if err != nil {
+		return nil, nil, fmt.Errorf("[deliver] listen: %w", err)
+	}
+	d := net.Dialer{Timeout: 10 * time.Second}
+	conn, err := d.DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, nil, err
+	}
+	c = smtp.NewClientLMTP(conn)
+	c.CommandTimeout = time.Minute
+	c.SubmissionTimeout = 5 * time.Minute
+	stop = context.AfterFunc(ctx, func() { conn.Close() })
+	helo := s.Helo
+	if helo == "" {
+		helo = "localhost"
+	}
+	if err := c.Hello(helo); err != nil {
+		c.Close()
+		stop()
+		return nil, nil, err
+	}
+	return c, stop, nil
+}
+
+// sendLocal transmits one item over LMTP. The delivery point answers each
+// recipient after the data: nil when every one was delivered; a temporary
+// failure of any recipient is the item's answer (it is sent again: the
+// delivery point keeps one copy per message and recipient, so those
+// delivered are not delivered twice), else the first permanent one.
+func sendLocal(c *smtp.Client, it store.Queued) error {
+	err := send(c, it)
+	var lerr smtp.LMTPDataError
+	if !errors.As(err, &lerr) {
+		return err
+	}
+	var first *smtp.SMTPError
+	for _, r := range slices.Sorted(maps.Keys(lerr)) {
+		se := lerr[r]
+		if se.Code < 500 {
+			return &smtp.SMTPError{Code: se.Code, EnhancedCode: se.EnhancedCode, Message: "<" + r + ">: " + se.Message}
+		}
+		if first == nil {
+			first = &smtp.SMTPError{Code: se.Code, EnhancedCode: se.EnhancedCode, Message: "<" + r + ">: " + se.Message}
+		}
+	}
+	if first == nil {
+		return nil
+	}
+	return first
+}
+
 // send transmits one item; nil means the server answered 250 to DATA.
 func send(c *smtp.Client, it store.Queued) error {
 	if err := c.Mail(it.MailFrom, nil); err != nil {
@@ -370,7 +492,10 @@ func send(c *smtp.Client, it store.Queued) error {
 // failed schedules a retry of it after err and logs it: a permanent (5xx)
 // refusal at error level, since a receipt must never be dropped silently and
 // an operator has to look; anything else at warning level.
-func (s *Sender) failed(it store.Queued, err error) error {
+func (s *Sender) failed(it store.Queued, err error) error { return s.failedAt(StageReinject, it, err) }
+
+// failedAt is failed for a refusal at stage (StageReinject, StageLocal).
+func (s *Sender) failedAt(stage string, it store.Queued, err error) error {
 	if s.OnResult != nil {
 		s.OnResult(err)
 	}
@@ -385,7 +510,7 @@ func (s *Sender) failed(it store.Queued, err error) error {
 	if errors.As(err, &se) && se.Code >= 500 {
 		s.log().Error("outbox: refused permanently; kept and retried, operator action needed",
 			append(attrs, "smtp_code", se.Code)...)
-		s.undeliverable(it, err)
+		s.undeliverable(stage, it, err)
 	} else if se != nil {
 		s.log().Warn("outbox: refused temporarily; will retry", append(attrs, "smtp_code", se.Code)...)
 	} else {
@@ -400,20 +525,23 @@ func (s *Sender) failed(it store.Queued, err error) error {
 	return nil
 }
 
-// StageReinject is the stage of OnUndeliverable for a refusal by the
-// re-injection listener.
-const StageReinject = "reinject"
+// The stages of OnUndeliverable: a refusal by the re-injection listener,
+// or by the delivery point reached directly (Local).
+const (
+	StageReinject = "reinject"
+	StageLocal    = "lmtp"
+)
 
 // undeliverable records a permanent refusal in the event log (type
 // "undeliverable", point "outbox", the cause in Error) and the metric,
 // once per distinct refusal of an item: the retries that follow with the
 // same answer add nothing.
-func (s *Sender) undeliverable(it store.Queued, err error) {
+func (s *Sender) undeliverable(stage string, it store.Queued, err error) {
 	if it.LastError == err.Error() {
 		return
 	}
 	if s.OnUndeliverable != nil {
-		s.OnUndeliverable(StageReinject, string(it.Kind))
+		s.OnUndeliverable(stage, string(it.Kind))
 	}
 	ev := store.Event{Time: s.now().Truncate(time.Second), Point: store.AtOutbox, Type: store.TypeUndeliverable, Sender: it.MailFrom,
 		Recipients: it.Rcpts, Related: []string{it.MessageID}, Error: string(it.Kind) + ": " + err.Error()}

@@ -69,6 +69,10 @@ func Start(ctx context.Context, path string, metricsAddr func(*config.Config) st
 	go d.resyncOnHangup(ctx)
 	d.Guard = startGuard(ctx, cfg, st, log)
 	d.Outbox = &outbox.Sender{Store: st, Addr: cfg.Reinject.Address, Helo: cfg.Reinject.Helo, Logger: log}
+	if cfg.Reinject.Local == "lmtp" && cfg.Deliver.Listen != "" {
+		// notices for our own mailboxes straight to pecdeliver
+		d.Outbox.Local, d.Outbox.LocalDomains = cfg.Deliver.Listen, cfg.LocalDomains()
+	}
 	if network, _, _ := config.SplitAddr(cfg.Reinject.Address); network != "unix" {
 		log.Warn("[reinject] address is TCP: Postfix cannot tell our notices from any local process's mail there; use the unix socket of postfix-examples (unix:/var/spool/postfix/public/pec-reinject)",
 			"address", cfg.Reinject.Address)
