@@ -371,18 +371,32 @@ func (s *Sender) settle() error {
 	return nil
 }
 
-// dial connects and greets; stop must be called when done with the client.
+// dial connects to the re-injection listener and greets; stop must be
+// called when done with the client.
 func (s *Sender) dial(ctx context.Context) (c *smtp.Client, stop func() bool, err error) {
-	network, addr, err := config.SplitAddr(s.Addr)
+	return s.connect(ctx, s.Addr, "[reinject] address", false)
+}
+
+// dialLocal connects to the delivery point's LMTP listener.
+func (s *Sender) dialLocal(ctx context.Context) (c *smtp.Client, stop func() bool, err error) {
+	return s.connect(ctx, s.Local, "[deliver] listen", true)
+}
+
+func (s *Sender) connect(ctx context.Context, spec, setting string, lmtp bool) (c *smtp.Client, stop func() bool, err error) {
+	network, addr, err := config.SplitAddr(spec)
 	if err != nil {
-		return nil, nil, fmt.Errorf("[reinject] address: %w", err)
+		return nil, nil, fmt.Errorf("%s: %w", setting, err)
 	}
 	d := net.Dialer{Timeout: 30 * time.Second}
 	conn, err := d.DialContext(ctx, network, addr)
 	if err != nil {
 		return nil, nil, err
 	}
-	c = smtp.NewClient(conn)
+	if lmtp {
+		c = smtp.NewClientLMTP(conn)
+	} else {
+		c = smtp.NewClient(conn)
+	}
 	c.CommandTimeout = time.Minute
 	c.SubmissionTimeout = 5 * time.Minute
 	// Cancelling ctx aborts a send in progress.
@@ -412,33 +426,6 @@ func (s *Sender) isLocal(it store.Queued) bool {
 		}
 	}
 	return true
-}
-
-// dialLocal connects to the delivery point's LMTP listener.
-func (s *Sender) dialLocal(ctx context.Context) (c *smtp.Client, stop func() bool, err error) {
-	network, addr, err := config.SplitAddr(s.Local)
-	if err != nil {
-		return nil, nil, fmt.Errorf("[deliver] listen: %w", err)
-	}
-	d := net.Dialer{Timeout: 10 * time.Second}
-	conn, err := d.DialContext(ctx, network, addr)
-	if err != nil {
-		return nil, nil, err
-	}
-	c = smtp.NewClientLMTP(conn)
-	c.CommandTimeout = time.Minute
-	c.SubmissionTimeout = 5 * time.Minute
-	stop = context.AfterFunc(ctx, func() { conn.Close() })
-	helo := s.Helo
-	if helo == "" {
-		helo = "localhost"
-	}
-	if err := c.Hello(helo); err != nil {
-		c.Close()
-		stop()
-		return nil, nil, err
-	}
-	return c, stop, nil
 }
 
 // sendLocal transmits one item over LMTP. The delivery point answers each
