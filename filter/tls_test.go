@@ -2,18 +2,9 @@ package filter_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
 	"net"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -23,6 +14,7 @@ import (
 
 	"github.com/pecgo/pec/filter"
 	"github.com/pecgo/pec/internal/testenv"
+	"github.com/pecgo/pec/internal/testpki"
 	"github.com/pecgo/pec/point"
 )
 
@@ -58,7 +50,7 @@ func (r *lockedRecorder) last(t *testing.T, n int) point.Envelope {
 func TestMilterTLSFromPostfix(t *testing.T) {
 	testenv.NeedRoot(t, "postfix")
 	dir := t.TempDir()
-	cert, key := tlsCert(t, dir, "mx.pec.example.test")
+	cert, key := testpki.ServerTLS(t, dir, "tls-", "mx.pec.example.test")
 	role := &lockedRecorder{}
 	mln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -117,31 +109,4 @@ func TestMilterTLSFromPostfix(t *testing.T) {
 	if env := role.last(t, 2); !env.TLS {
 		t.Errorf("after STARTTLS: envelope %+v, want TLS true", env)
 	}
-}
-
-func tlsCert(t *testing.T, dir, host string) (certPath, keyPath string) {
-	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: host},
-		DNSNames: []string{host}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pk, err := x509.MarshalPKCS8PrivateKey(k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certPath, keyPath = filepath.Join(dir, "tls-cert.pem"), filepath.Join(dir, "tls-key.pem")
-	if err := os.WriteFile(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: pk}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return certPath, keyPath
 }

@@ -8,17 +8,10 @@ package examples
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"os"
 	"os/exec"
@@ -39,6 +32,7 @@ import (
 
 	"github.com/pecgo/pec/config"
 	"github.com/pecgo/pec/internal/testenv"
+	"github.com/pecgo/pec/internal/testpki"
 )
 
 const (
@@ -349,36 +343,6 @@ func write(t *testing.T, path, content string, mode os.FileMode) {
 	}
 }
 
-// selfSigned writes a throwaway ECDSA certificate and key for host into dir.
-func selfSigned(t *testing.T, dir, host string) (certPath, keyPath string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()),
-		Subject:      pkix.Name{CommonName: host},
-		DNSNames:     []string{host},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pk, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certPath, keyPath = filepath.Join(dir, "tls-cert.pem"), filepath.Join(dir, "tls-key.pem")
-	write(t, certPath, string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})), 0o644)
-	write(t, keyPath, string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: pk})), 0o600)
-	return certPath, keyPath
-}
-
 // mailUser is the owner of the test Maildirs: nobody as root (Dovecot
 // refuses uid 0 for mail), else ourselves.
 func mailUser(t *testing.T) (u *user.User, group string) {
@@ -531,7 +495,7 @@ func TestPostfixStockDebian(t *testing.T) {
 		gid, _ := strconv.Atoi(u.Gid)
 		os.Chown(data, uid, gid)
 	}
-	cert, key := selfSigned(t, dir, "mx."+domain)
+	cert, key := testpki.ServerTLS(t, dir, "tls-", "mx."+domain)
 	vars := postfixVars(cert, key, "unix:/run/pec/lmtp.sock", "submission", "smtp",
 		"unix:/run/pec/access.sock", "unix:/run/pec/incoming.sock")
 
@@ -881,7 +845,7 @@ func TestRealPostfixDovecot(t *testing.T) {
 	needRoot(t)
 
 	dir := shortDir(t, "pec-ex-")
-	cert, key := selfSigned(t, dir, "mx."+domain)
+	cert, key := testpki.ServerTLS(t, dir, "tls-", "mx."+domain)
 	port := func() string { return fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)) }
 	subAddr, mxAddr := port(), port()
 	// /run/pec as packaged: group postfix, mode 2750; the stand-ins for

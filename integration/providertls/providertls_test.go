@@ -5,22 +5,14 @@
 package providertls
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/pecgo/pec/internal/pectest"
+	"github.com/pecgo/pec/internal/testpki"
 	"github.com/pecgo/pec/kind"
 	"github.com/pecgo/pec/parse"
 	"github.com/pecgo/pec/store"
@@ -33,7 +25,7 @@ const (
 
 func TestRequireTLSFromProviders(t *testing.T) {
 	w := pectest.NewWorld(t, "pec-a.example.test", "pec-b.example.test")
-	cert, key := tlsCert(t, w.Dir, "mx.pec-b.example.test")
+	cert, key := testpki.ServerTLS(t, w.Dir, "mx-tls-", "mx.pec-b.example.test")
 	a := w.Add(pectest.Spec{Name: "Provider A S.p.A.", Domain: "pec-a.example.test", Users: []string{mario}})
 	b := w.Add(pectest.Spec{Name: "Provider B S.p.A.", Domain: "pec-b.example.test", Users: []string{luigi}, RequireTLS: true,
 		PostfixMain: []string{"smtpd_tls_cert_file = " + cert, "smtpd_tls_key_file = " + key, "smtpd_tls_security_level = may",
@@ -107,31 +99,4 @@ func TestRequireTLSFromProviders(t *testing.T) {
 	if err != nil || pic.Kind != kind.PresaInCarico {
 		t.Errorf("A's service mailbox: %v %v, want B's take-charge", pic, err)
 	}
-}
-
-func tlsCert(t *testing.T, dir, host string) (certPath, keyPath string) {
-	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: host},
-		DNSNames: []string{host}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pk, err := x509.MarshalPKCS8PrivateKey(k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certPath, keyPath = filepath.Join(dir, "mx-tls-cert.pem"), filepath.Join(dir, "mx-tls-key.pem")
-	if err := os.WriteFile(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: pk}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return certPath, keyPath
 }
