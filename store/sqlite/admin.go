@@ -39,8 +39,9 @@ func (s *Store) GeneratedByMessageID(ids []string) ([]store.Generated, error) {
 		for i, id := range batch {
 			args[i] = id
 		}
-		rows, err := s.db.Query(`SELECT id, created_ns, sent_ns, mail_from, rcpts, message_id, kind, data FROM outbox
-			WHERE message_id IN (?`+strings.Repeat(",?", len(batch)-1)+`) ORDER BY id`, args...)
+		rows, err := s.db.Query(`SELECT o.id, o.created_ns, o.sent_ns, o.mail_from, o.rcpts, o.message_id, o.kind, d.data
+			FROM outbox o JOIN outbox_data d ON d.id = o.id
+			WHERE o.message_id IN (?`+strings.Repeat(",?", len(batch)-1)+`) ORDER BY o.id`, args...)
 		if err != nil {
 			return nil, fmt.Errorf("store: generated messages: %w", err)
 		}

@@ -56,14 +56,14 @@ func (s *Store) Claim(owner store.ClaimOwner, now time.Time, lease time.Duration
 		out = out[:0]
 		rows, err := tx.Query(`UPDATE outbox SET next_try_ns = ?
 		WHERE id IN (SELECT id FROM outbox WHERE sent_ns IS NULL AND next_try_ns <= ? ORDER BY id LIMIT ?)
-		RETURNING id, mail_from, rcpts, data, message_id, kind, attempts, last_error`, until.UnixNano(), now.UnixNano(), limit)
+		RETURNING id, mail_from, rcpts, message_id, kind, attempts, last_error`, until.UnixNano(), now.UnixNano(), limit)
 		if err != nil {
 			return err
 		}
 		for rows.Next() {
 			var q store.Queued
 			var rcpts string
-			if err := rows.Scan(&q.ID, &q.MailFrom, &rcpts, &q.Data, &q.MessageID, &q.Kind, &q.Attempts, &q.LastError); err != nil {
+			if err := rows.Scan(&q.ID, &q.MailFrom, &rcpts, &q.MessageID, &q.Kind, &q.Attempts, &q.LastError); err != nil {
 				rows.Close()
 				return err
 			}
@@ -79,6 +79,12 @@ func (s *Store) Claim(owner store.ClaimOwner, now time.Time, lease time.Duration
 		}
 		if err := rows.Err(); err != nil {
 			return err
+		}
+		// the messages, read apart: the claim did not rewrite them
+		for i := range out {
+			if err := tx.QueryRow(`SELECT data FROM outbox_data WHERE id = ?`, out[i].ID).Scan(&out[i].Data); err != nil {
+				return fmt.Errorf("item %d: message: %w", out[i].ID, err)
+			}
 		}
 		// Forget claims that are over, then record the new ones.
 		if _, err := tx.Exec(`DELETE FROM outbox_claims AS c WHERE NOT ` + liveClaim); err != nil {

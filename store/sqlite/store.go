@@ -134,7 +134,20 @@ CREATE TABLE held (
 	// 4 -> 5: the daemons' health samples (admin.go), for the
 	// availability figures of pecctl report
 	healthSchema,
+	// 5 -> 6: the outbox's messages apart from the rows that are claimed,
+	// retried and marked sent, so that those updates do not rewrite the
+	// message (a complete receipt carries the whole original)
+	outboxDataSchema,
 }
+
+const outboxDataSchema = `
+CREATE TABLE outbox_data (
+	id   INTEGER PRIMARY KEY,  -- outbox.id
+	data BLOB NOT NULL
+) STRICT;
+INSERT INTO outbox_data (id, data) SELECT id, data FROM outbox;
+ALTER TABLE outbox DROP COLUMN data;
+`
 
 // Store is the SQLite-backed provider state. It is safe for concurrent use.
 // Writes are serialised (in this process by a mutex, across processes by
@@ -422,9 +435,16 @@ func (c *preparedTxn) apply(tx *sql.Tx) error {
 		return err
 	}
 	for _, o := range txn.Outbox {
-		_, err := tx.Exec(`INSERT INTO outbox (created_ns, mail_from, rcpts, data, message_id, kind) VALUES (?, ?, ?, ?, ?, ?)`,
-			now, o.MailFrom, encodeList(o.Rcpts), o.Data, o.MessageID, o.Kind)
+		res, err := tx.Exec(`INSERT INTO outbox (created_ns, mail_from, rcpts, message_id, kind) VALUES (?, ?, ?, ?, ?)`,
+			now, o.MailFrom, encodeList(o.Rcpts), o.MessageID, o.Kind)
 		if err != nil {
+			return fmt.Errorf("inserting outgoing %s: %w", o.MessageID, err)
+		}
+		id, err := res.LastInsertId()
+		if err != nil {
+			return fmt.Errorf("inserting outgoing %s: %w", o.MessageID, err)
+		}
+		if _, err := tx.Exec(`INSERT INTO outbox_data (id, data) VALUES (?, ?)`, id, o.Data); err != nil {
 			return fmt.Errorf("inserting outgoing %s: %w", o.MessageID, err)
 		}
 	}
@@ -453,8 +473,8 @@ func (s *Store) DuePending(now time.Time, limit int) ([]store.Queued, error) {
 	if limit <= 0 {
 		limit = 100
 	}
-	rows, err := s.db.Query(`SELECT id, mail_from, rcpts, data, message_id, kind, attempts, next_try_ns
-		FROM outbox WHERE sent_ns IS NULL AND next_try_ns <= ? ORDER BY id LIMIT ?`, now.UnixNano(), limit)
+	rows, err := s.db.Query(`SELECT o.id, o.mail_from, o.rcpts, d.data, o.message_id, o.kind, o.attempts, o.next_try_ns
+		FROM outbox o JOIN outbox_data d ON d.id = o.id WHERE o.sent_ns IS NULL AND o.next_try_ns <= ? ORDER BY o.id LIMIT ?`, now.UnixNano(), limit)
 	if err != nil {
 		return nil, fmt.Errorf("store: due pending: %w", err)
 	}
@@ -804,6 +824,9 @@ func (s *Store) Purge(before time.Time) (events, virus int, err error) {
 			return err
 		}
 		virus = int(n)
+		if _, err = tx.Exec("DELETE FROM outbox_data WHERE id IN (SELECT id FROM outbox WHERE sent_ns IS NOT NULL AND sent_ns < ?)", cut); err != nil {
+			return err
+		}
 		if _, err = tx.Exec("DELETE FROM outbox WHERE sent_ns IS NOT NULL AND sent_ns < ?", cut); err != nil {
 			return err
 		}
