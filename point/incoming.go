@@ -114,7 +114,12 @@ func (in *Incoming) check(ctx context.Context, env Envelope, raw []byte, now tim
 		return in.anomaly(ctx, env, o, raw, now, reason)
 	}
 	*k = m.Kind
-	res, err := in.Scanner.Scan(ctx, bytes.NewReader(raw))
+	var res clamd.Result
+	if in.aboutOurEnvelope(m) {
+		in.log().Debug("notice about an envelope we dispatched: not scanned again", "queue_id", env.QueueID, "pec_id", m.Daticert.Identificativo)
+	} else {
+		res, err = in.Scanner.Scan(ctx, bytes.NewReader(raw))
+	}
 	if errors.Is(err, clamd.ErrSizeLimit) {
 		return in.tooLargeToScan(env, len(raw))
 	}
