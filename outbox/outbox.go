@@ -442,11 +442,18 @@ func sendLocal(c *smtp.Client, it store.Queued) error {
 	var first *smtp.SMTPError
 	for _, r := range slices.Sorted(maps.Keys(lerr)) {
 		se := lerr[r]
+		// the recipient and the enhanced status go into the text: it is
+		// what the log row and the operator see
+		text := "<" + r + ">: " + se.Message
+		if c := se.EnhancedCode; c != smtp.NoEnhancedCode && c[0] > 0 {
+			text = fmt.Sprintf("<%s>: %d.%d.%d %s", r, c[0], c[1], c[2], se.Message)
+		}
+		e := &smtp.SMTPError{Code: se.Code, EnhancedCode: se.EnhancedCode, Message: text}
 		if se.Code < 500 {
-			return &smtp.SMTPError{Code: se.Code, EnhancedCode: se.EnhancedCode, Message: "<" + r + ">: " + se.Message}
+			return e
 		}
 		if first == nil {
-			first = &smtp.SMTPError{Code: se.Code, EnhancedCode: se.EnhancedCode, Message: "<" + r + ">: " + se.Message}
+			first = e
 		}
 	}
 	if first == nil {

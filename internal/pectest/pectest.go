@@ -62,8 +62,13 @@ type Spec struct {
 	// Extra TOML appended to the provider's configuration.
 	Extra string
 	// SinkAll sends every message Postfix would deliver (local ones too)
-	// to this sink instead: the access point's output, seen alone.
+	// to this sink instead: the access point's output, seen alone. The
+	// notices for our own mailboxes then go through Postfix too.
 	SinkAll *Sink
+	// LocalViaPostfix sends the notices for our own mailboxes through the
+	// re-injection listener ([reinject] local = "postfix") instead of
+	// straight to pecdeliver.
+	LocalViaPostfix bool
 	// IndexOnly lists the provider in the index without running it.
 	IndexOnly bool
 	// PostfixMain are extra main.cf lines for the provider's Postfix.
@@ -387,6 +392,12 @@ func (p *Provider) WriteConfig(reinject string) {
 	if p.RequireTLS {
 		requireTLS = "on"
 	}
+	// notices for our own mailboxes go straight to pecdeliver, as in
+	// production, unless every message must reach the sink through Postfix
+	local := "lmtp"
+	if p.SinkAll != nil || p.LocalViaPostfix {
+		local = "postfix"
+	}
 	cfg := fmt.Sprintf(`[provider]
 name = %s
 domain = %s
@@ -414,6 +425,7 @@ dovecot = %s
 %s
 [reinject]
 address = %s
+local = %s
 
 [store]
 %s = %s
@@ -424,7 +436,7 @@ ldif = %s
 cache_dir = %s
 `, q(p.Name), q(p.Domain), strings.Join(doms, ", "), q(filepath.Join(p.Dir, "cert.pem")), q(filepath.Join(p.Dir, "key.pem")),
 		q(w.RootPEM), q(clock), q(w.Clamd.Addr), q("unix:"+p.AccessAddr), q("unix:"+p.IncomingAddr), q(requireTLS), q("unix:"+p.DeliverAddr),
-		q("inet:"+p.Dovecot.LMTPAddr), serviceMaildir, q(reinject), storeKey, q(storeVal), q(p.Dir), q(w.IndexPath), q(filepath.Join(p.Dir, "index-cache")))
+		q("inet:"+p.Dovecot.LMTPAddr), serviceMaildir, q(reinject), q(local), storeKey, q(storeVal), q(p.Dir), q(w.IndexPath), q(filepath.Join(p.Dir, "index-cache")))
 	must(w.t, os.WriteFile(p.ConfigPath, []byte(cfg+p.Extra), 0o644))
 }
 
