@@ -52,6 +52,7 @@ func Run(t *testing.T, b Backend) {
 		{"ServiceState", testServiceState},
 		{"Records", testRecords},
 		{"Health", testHealth},
+		{"Mailboxes", testMailboxes},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
