@@ -1,6 +1,8 @@
 package mailbox
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -126,5 +128,33 @@ func TestHashPassword(t *testing.T) {
 		if _, err := HashPassword(bad); err == nil {
 			t.Errorf("HashPassword(%q) accepted", bad)
 		}
+	}
+}
+
+// TestWriteFileAtomic: the file is replaced whole, keeps its mode, is not
+// rewritten when unchanged, and two writes of the same size within one
+// second still move its time (Dovecot watches time and size).
+func TestWriteFileAtomic(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "users")
+	if err := os.WriteFile(path, []byte("a:x\n"), 0o604); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := os.Stat(path)
+	if changed, err := WriteFileAtomic(path, []byte("b:y\n")); err != nil || !changed {
+		t.Fatalf("write: %v %v", changed, err)
+	}
+	after, _ := os.Stat(path)
+	if b, _ := os.ReadFile(path); string(b) != "b:y\n" || after.Mode().Perm() != 0o604 {
+		t.Fatalf("file %q mode %v", b, after.Mode())
+	}
+	if after.ModTime().Unix() == before.ModTime().Unix() {
+		t.Fatalf("same size, same second: time not moved (%v)", after.ModTime())
+	}
+	if changed, err := WriteFileAtomic(path, []byte("b:y\n")); err != nil || changed {
+		t.Fatalf("unchanged content rewritten: %v %v", changed, err)
+	}
+	ents, _ := os.ReadDir(filepath.Dir(path))
+	if len(ents) != 1 {
+		t.Fatalf("temporary files left: %v", ents)
 	}
 }

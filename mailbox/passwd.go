@@ -58,8 +58,9 @@ func PasswdFile(list []store.Mailbox, now time.Time, period time.Duration) []byt
 // mode 0640. It does nothing when the file already holds data.
 func WriteFileAtomic(path string, data []byte) (changed bool, err error) {
 	mode, gid := os.FileMode(0o640), -1
+	var oldTime time.Time
 	if fi, err := os.Stat(path); err == nil {
-		mode = fi.Mode().Perm()
+		mode, oldTime = fi.Mode().Perm(), fi.ModTime()
 		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
 			gid = int(st.Gid)
 		}
@@ -91,6 +92,15 @@ func WriteFileAtomic(path string, data []byte) (changed bool, err error) {
 	}
 	if err := f.Close(); err != nil {
 		return false, fmt.Errorf("writing %s: %w", tmp, err)
+	}
+	// Dovecot sees a change by the file's time in whole seconds or its
+	// size: a second write within the same second, of the same size (a
+	// new password), must still move the time
+	if now := time.Now(); !oldTime.IsZero() && now.Unix() <= oldTime.Unix() {
+		next := oldTime.Truncate(time.Second).Add(time.Second)
+		if err := os.Chtimes(tmp, next, next); err != nil {
+			return false, fmt.Errorf("writing %s: %w", tmp, err)
+		}
 	}
 	if err := os.Rename(tmp, path); err != nil {
 		return false, fmt.Errorf("replacing the Dovecot users file %s: %w", path, err)
