@@ -183,3 +183,59 @@ func TestCacheFollowsChanges(t *testing.T) {
 		t.Fatal("a closed store gave no error")
 	}
 }
+
+// TestRegistryPasswordAndOptions: a new password and new options are
+// stored with a log row that never holds the hash; bad options are
+// refused before anything is written; a disabled mailbox gets no
+// password.
+func TestRegistryPasswordAndOptions(t *testing.T) {
+	for name, open := range backends(t) {
+		t.Run(name, func(t *testing.T) {
+			st := open(t)
+			c := &clock{t: t0}
+			r := newRegistry(st, c)
+			const addr = "luca@pec.example.test"
+			if _, err := r.Add(addr, "old", store.MailboxOptions{}, ""); err != nil {
+				t.Fatal(err)
+			}
+			m, err := r.SetPassword(addr, "new", "richiesta del titolare")
+			if err != nil || !CheckPassword(m.PasswordHash, "new") || CheckPassword(m.PasswordHash, "old") {
+				t.Fatalf("SetPassword: %v", err)
+			}
+			opts := store.MailboxOptions{OrdinaryMail: "refuse", ForwardTo: "luca@example.com", ReceiptForm: "sintetica", QuotaBytes: 1 << 30}
+			if _, err := r.SetOptions(addr, opts, ""); err != nil {
+				t.Fatal(err)
+			}
+			for _, bad := range []store.MailboxOptions{{OrdinaryMail: "maybe"}, {ReceiptForm: "lunga"}, {QuotaBytes: -1}, {ForwardTo: "not an address"}} {
+				if _, err := r.SetOptions(addr, bad, ""); err == nil {
+					t.Errorf("SetOptions(%+v) accepted", bad)
+				}
+			}
+			got, err := r.Get(addr)
+			if err != nil || got.Options != opts || got.Version != 3 {
+				t.Fatalf("read back %+v (%v)", got, err)
+			}
+			if _, err := r.Close(addr, ""); err != nil {
+				t.Fatal(err)
+			}
+			c.add(31 * day)
+			if _, err := r.SetPassword(addr, "again", ""); err == nil {
+				t.Fatal("a disabled mailbox got a password")
+			}
+			evs, err := st.Events(store.Query{Point: "mailbox"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var types []string
+			for _, e := range evs {
+				types = append(types, string(e.Type))
+				if strings.Contains(strings.Join(append(e.Related, e.Subject, e.Error), " "), "$2a$") {
+					t.Fatalf("the log holds a password hash: %+v", e)
+				}
+			}
+			if want := "mailbox-add mailbox-password mailbox-options mailbox-close"; strings.Join(types, " ") != want {
+				t.Fatalf("log rows %v, want %s", types, want)
+			}
+		})
+	}
+}

@@ -2,7 +2,9 @@ package storetest
 
 import (
 	"errors"
+	"fmt"
 	"reflect"
+	"sync"
 	"testing"
 	"time"
 
@@ -83,4 +85,37 @@ func testMailboxes(t *testing.T, open func() store.Store) {
 		t.Fatalf("mailbox log rows = %v", types)
 	}
 	mustVerify(t, a)
+}
+
+// testMailboxRace: nodes registering the same address at once: exactly
+// one succeeds, the others get ErrMailboxExists, and the log has one row.
+func testMailboxRace(t *testing.T, open func() store.Store) {
+	nodes := []store.Store{open(), open()}
+	const addr = "conteso@pec.example.test"
+	var wg sync.WaitGroup
+	errs := make([]error, 8)
+	for i := range errs {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			m := store.Mailbox{Address: addr, State: store.MailboxActive, Created: t0, Changed: t0, PasswordHash: fmt.Sprintf("{BLF-CRYPT}%d", i)}
+			errs[i] = nodes[i%2].CreateMailbox(m, mailboxEvent(t0, "mailbox-add", addr))
+		}(i)
+	}
+	wg.Wait()
+	ok := 0
+	for _, err := range errs {
+		switch {
+		case err == nil:
+			ok++
+		case !errors.Is(err, store.ErrMailboxExists):
+			t.Errorf("CreateMailbox: %v", err)
+		}
+	}
+	evs, err := nodes[0].Events(store.Query{Point: "mailbox"})
+	must(t, err)
+	if ok != 1 || len(evs) != 1 {
+		t.Fatalf("%d registrations succeeded, %d log rows; want 1 and 1", ok, len(evs))
+	}
+	mustVerify(t, nodes[1])
 }

@@ -53,6 +53,7 @@ func Run(t *testing.T, b Backend) {
 		{"Records", testRecords},
 		{"Health", testHealth},
 		{"Mailboxes", testMailboxes},
+		{"MailboxRegisteredOnce", testMailboxRace},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
