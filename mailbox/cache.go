@@ -12,6 +12,10 @@ import (
 // DefaultCacheTTL is how long Cache keeps a mailbox's row.
 const DefaultCacheTTL = 10 * time.Second
 
+// maxCacheEntries bounds the cache: past it the expired entries go, and
+// all of them if that is not enough.
+const maxCacheEntries = 50000
+
 // Cache is the registry as the points read it (point.MailboxRegistry):
 // each address's row is read from the store at most once per TTL, so a
 // change made with pecctl mailbox is in force within TTL on every node,
@@ -64,6 +68,17 @@ func (c *Cache) get(addr string) (store.Mailbox, bool, error) {
 	c.mu.Lock()
 	if c.entries == nil {
 		c.entries = map[string]cacheEntry{}
+	}
+	if len(c.entries) >= maxCacheEntries {
+		// mail to many unknown addresses must not grow it without end
+		for a, e := range c.entries {
+			if now.Sub(e.fetched) >= ttl || now.Before(e.fetched) {
+				delete(c.entries, a)
+			}
+		}
+		if len(c.entries) >= maxCacheEntries {
+			clear(c.entries)
+		}
 	}
 	c.entries[addr] = cacheEntry{m: m, ok: ok, fetched: now}
 	c.mu.Unlock()

@@ -3,6 +3,7 @@ package mailbox
 import (
 	"context"
 	"errors"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -237,5 +238,49 @@ func TestRegistryPasswordAndOptions(t *testing.T) {
 				t.Fatalf("log rows %v, want %s", types, want)
 			}
 		})
+	}
+}
+
+// TestKeep: the periodic step writes the users file at once, removes a
+// login when the read-only period ends without any command, and stops
+// with its context.
+func TestKeep(t *testing.T) {
+	st := backends(t)["sqlite"](t)
+	c := &clock{t: t0}
+	r := newRegistry(st, c)
+	const addr = "sara@pec.example.test"
+	if _, err := r.Add(addr, "pw", store.MailboxOptions{}, ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Close(addr, ""); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "users")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { r.Keep(ctx, path, 20*time.Millisecond); close(done) }()
+	has := func() bool {
+		b, _ := os.ReadFile(path)
+		return strings.Contains(string(b), addr+":")
+	}
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); !cond(); time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatal(what)
+			}
+		}
+	}
+	waitFor("the closed mailbox never appeared in the users file", has)
+	c.add(30 * day)
+	waitFor("the login stayed after the read-only period", func() bool { return !has() })
+	if m, _ := r.Get(addr); m.State != store.MailboxDisabled {
+		t.Fatalf("state %s after Keep", m.State)
+	}
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Keep did not stop with its context")
 	}
 }
