@@ -158,3 +158,30 @@ func TestWriteFileAtomic(t *testing.T) {
 		t.Fatalf("temporary files left: %v", ents)
 	}
 }
+
+// TestSyncFileKeepsForeignFile: a users file the registry did not write
+// (hand-written, with mailboxes not yet registered) is never replaced; an
+// empty one is taken over.
+func TestSyncFileKeepsForeignFile(t *testing.T) {
+	st := backends(t)["sqlite"](t)
+	r := newRegistry(st, &clock{t: t0})
+	if _, err := r.Add("a@pec.example.test", "pw", store.MailboxOptions{}, ""); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "users")
+	foreign := "old@pec.example.test:{SHA512-CRYPT}$6$x::::::\n"
+	os.WriteFile(path, []byte(foreign), 0o640)
+	if _, err := r.SyncFile(path); err == nil || !strings.Contains(err.Error(), "pecctl mailbox add") {
+		t.Fatalf("SyncFile over a hand-written file: %v", err)
+	}
+	if b, _ := os.ReadFile(path); string(b) != foreign {
+		t.Fatalf("the hand-written file changed: %q", b)
+	}
+	os.WriteFile(path, nil, 0o640)
+	if changed, err := r.SyncFile(path); err != nil || !changed {
+		t.Fatalf("SyncFile over an empty file: %v %v", changed, err)
+	}
+	if changed, err := r.SyncFile(path); err != nil || changed {
+		t.Fatalf("SyncFile over its own file: %v %v", changed, err)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -31,10 +32,14 @@ import (
 //	  default_fields = uid=vmail gid=vmail home=/var/vmail/%Ld/%Ln
 //	}
 
+// passwdHeader starts every users file the registry writes: a file that
+// does not start with it is someone else's and is never replaced.
+const passwdHeader = "# written by pecctl mailbox / pecdeliver from the mailbox registry: do not edit\n"
+
 // PasswdFile renders the users file for list at now.
 func PasswdFile(list []store.Mailbox, now time.Time, period time.Duration) []byte {
 	var b bytes.Buffer
-	b.WriteString("# written by pecctl mailbox / pecdeliver from the mailbox registry: do not edit\n")
+	b.WriteString(passwdHeader)
 	for _, m := range list {
 		if _, _, login := point.MayUse(Effective(m, now, period)); !login || m.PasswordHash == "" {
 			continue
@@ -124,6 +129,9 @@ func (r *Registry) SyncFile(path string) (changed bool, err error) {
 	if err != nil {
 		return false, err
 	}
+	if err := checkOurs(path); err != nil {
+		return false, err
+	}
 	return WriteFileAtomic(path, PasswdFile(list, r.now(), r.period()))
 }
 
@@ -149,4 +157,24 @@ func (r *Registry) Keep(ctx context.Context, path string, interval time.Duration
 		case <-t.C:
 		}
 	}
+}
+
+// checkOurs refuses to replace a users file the registry did not write
+// (a hand-written one would lose every mailbox not yet registered): it
+// must be missing, empty, or start with passwdHeader.
+func checkOurs(path string) error {
+	f, err := os.Open(path)
+	if os.IsNotExist(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	head := make([]byte, len(passwdHeader))
+	n, _ := io.ReadFull(f, head)
+	if n == 0 || string(head[:n]) == passwdHeader {
+		return nil
+	}
+	return fmt.Errorf("%s was not written from the mailbox registry and is left as it is: register its mailboxes with pecctl mailbox add, then empty it (or set [mailboxes] passwd_file to a new file and point Dovecot there)", path)
 }
