@@ -40,6 +40,8 @@ type Config struct {
 	Log      Log      `toml:"log"` // sealing.go
 	Index    Index    `toml:"index"`
 	Policy   Policy   `toml:"policy"`
+	// Mailboxes: the mailbox registry (mailboxes.go)
+	Mailboxes Mailboxes `toml:"mailboxes"`
 }
 
 // Provider describes us.
@@ -333,6 +335,7 @@ func (c *Config) defaults() {
 	if c.Policy.FromDomainCheck == "" {
 		c.Policy.FromDomainCheck = "warn"
 	}
+	c.mailboxDefaults()
 }
 
 func (c *Config) check() error {
@@ -397,6 +400,7 @@ func (c *Config) check() error {
 	if c.Policy.FromDomainCheck != "warn" && c.Policy.FromDomainCheck != "enforce" {
 		errs = append(errs, fmt.Sprintf("[policy] from_domain_check %q: use warn or enforce", c.Policy.FromDomainCheck))
 	}
+	errs = append(errs, c.checkMailboxes()...)
 	if len(errs) > 0 {
 		return errors.New(strings.Join(errs, "; "))
 	}

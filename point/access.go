@@ -35,6 +35,9 @@ type Access struct {
 	// disables the limit.
 	History History
 	Log     *slog.Logger
+	// Mailboxes, when set, is the mailbox registry: a mailbox that may
+	// not send is refused (mailbox.go).
+	Mailboxes MailboxRegistry
 
 	// Header limits: what Postfix's cleanup can carry and rewrite intact
 	// (see DefaultMaxHeaderFields, DefaultMaxHeaderFieldSize); zero means
@@ -89,6 +92,9 @@ func (a *Access) Check(ctx context.Context, env Envelope, raw []byte, now time.T
 		tx.Mittente = strings.ToLower(env.AuthUser)
 	}
 	if d, stop := a.gateAccess(now, env, tx, raw); stop { // clock, suspension (guard.go)
+		return d
+	}
+	if d, refused := a.mailboxGate(now, env, tx, o); refused {
 		return d
 	}
 

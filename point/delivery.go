@@ -43,6 +43,9 @@ type Delivery struct {
 	// History is the log: the take-charges our incoming point issued
 	// (see Classify). nil: none known.
 	History History
+	// Mailboxes, when set, is the mailbox registry: mail for a mailbox
+	// that may not receive is refused (delivery_mailbox.go).
+	Mailboxes MailboxRegistry
 }
 
 // policy is Policy, or an empty one (every mailbox accepts ordinary
@@ -462,6 +465,9 @@ func (d *Delivery) Plan(now time.Time, m *Classified, env Envelope, seen map[str
 		}
 		g := group(Wrapped, wrapped)
 		g.Data, g.Anomaly, g.Reason, g.Split = a.Bytes(), a, reason, split
+	}
+	if err := d.holdClosed(now, p); err != nil {
+		return nil, err
 	}
 	return p, nil
 }

@@ -1,6 +1,9 @@
 package point
 
-import "strings"
+import (
+	"cmp"
+	"strings"
+)
 
 // Policy is the provider's settings the rules read, built once at start-up
 // (config.Config.RulePolicy): the rules never see the configuration file.
@@ -21,6 +24,9 @@ type Policy struct {
 	// the index that arrived without TLS (Envelope.TLS false; Aruba
 	// §7.3.3), see tls.go.
 	RequireTLSFromProviders bool
+	// Registry, when set, gives registered mailboxes' options at run
+	// time (mailbox.go); Mailboxes is the fallback.
+	Registry MailboxRegistry
 }
 
 // MailboxPolicy is one mailbox's options.
@@ -36,14 +42,11 @@ func (p *Policy) IsManaged(addr string) bool { return InDomains(addr, p.ManagedD
 // mailbox addr (RFC 6109 §2.2.2: ordinary mail is wrapped or refused, per
 // mailbox).
 func (p *Policy) Ordinary(addr string) (policy, forward string) {
-	policy = p.OrdinaryMail
-	if m, ok := p.Mailboxes[strings.ToLower(addr)]; ok {
-		if m.OrdinaryMail != "" {
-			policy = m.OrdinaryMail
-		}
-		return policy, m.ForwardTo
+	m := p.Mailboxes[strings.ToLower(addr)]
+	if o, ok := p.registryOptions(addr); ok { // the registry's options first (mailbox.go)
+		m.OrdinaryMail, m.ForwardTo = cmp.Or(o.OrdinaryMail, m.OrdinaryMail), cmp.Or(o.ForwardTo, m.ForwardTo)
 	}
-	return policy, ""
+	return cmp.Or(m.OrdinaryMail, p.OrdinaryMail), m.ForwardTo
 }
 
 // IsServiceMailbox reports whether addr is our mailReceipt.

@@ -208,6 +208,7 @@ type Store interface {
 	Leases
 	Shared
 	Service
+	Mailboxes
 	// Ping checks that the database answers (health checks).
 	Ping() error
 	// Describe names the database for operators' messages, without

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -30,7 +32,8 @@ Checks what pecmilter and pecdeliver need before they are started:
   - Dovecot's LMTP takes mail for the service address (a warning:
     pecdeliver keeps that mail in [deliver] service_maildir otherwise);
   - the kernel clock is synchronised within [signing] clock_max_error (a
-    warning: the points refuse to sign until it is).
+    warning: the points refuse to sign until it is);
+  - the directory of [mailboxes] passwd_file exists, when it is set.
 Run it as root or as user pec (the key is readable by group pec only).
 
 Exit status: 0 no error (warnings may be printed), 1 an error, 2 usage.
@@ -134,6 +137,15 @@ func cmdConfig(args []string, stdout, stderr io.Writer) int {
 		ok("Dovecot takes mail for %s", addr)
 	}
 	checkClock(cfg, ok, warn)
+	if f := cfg.Mailboxes.PasswdFile; f != "" {
+		if fi, err := os.Stat(filepath.Dir(f)); err != nil || !fi.IsDir() {
+			bad("[mailboxes] passwd_file %s: its directory is missing: make it with install -d -o pec -g dovecot -m 2750 %s", f, filepath.Dir(f))
+		} else if _, err := os.Stat(f); err != nil {
+			warn("[mailboxes] passwd_file %s does not exist yet: pecdeliver writes it at start (or run pecctl mailbox sync); Dovecot logs in nobody until then", f)
+		} else {
+			ok("Dovecot users file %s", f)
+		}
+	}
 	if errs > 0 {
 		fmt.Fprintf(stdout, "%d error(s): fix them before starting pecmilter and pecdeliver\n", errs)
 		return 1

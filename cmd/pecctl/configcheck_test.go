@@ -87,6 +87,13 @@ func TestConfigCheck(t *testing.T) {
 		t.Fatalf("one month of retention with the override: exit %d\n%s", code, out)
 	}
 
+	// [mailboxes] passwd_file in a directory that does not exist
+	mb := filepath.Join(f.dir, "mb.toml")
+	os.WriteFile(mb, append(append([]byte{}, mustRead(t, f.cfg)...), "\n[mailboxes]\npasswd_file = \"/nonexistent/pec/users\"\n"...), 0o644)
+	if code, out, _ := runCmd("config", "check", "-config", mb); code != 1 || !strings.Contains(out, "install -d -o pec -g dovecot -m 2750 /nonexistent/pec") {
+		t.Fatalf("passwd_file without its directory: exit %d\n%s", code, out)
+	}
+
 	// a broken file: exit 1 with the loader's message
 	bad := filepath.Join(f.dir, "bad.toml")
 	b, _ := os.ReadFile(f.cfg)

@@ -8,6 +8,7 @@
 //	pecctl virus list|extract                       the virus store
 //	pecctl config check                             the configuration, before starting the daemons
 //	pecctl service suspend --reason T|resume|status the provider's service state (Aruba §9.7.7)
+//	pecctl mailbox add|list|show|suspend|close|reopen  the mailbox registry
 package main
 
 import (
@@ -47,8 +48,10 @@ commands:
   service suspend --reason TEXT|resume|status
                                            suspend the service (only non-acceptances at submission,
                                            tempfail at the incoming point), resume it, show the state
+  mailbox add|list|show|suspend|close|reopen|passwd|set|sync
+                                           the mailbox registry and Dovecot's users file
 
-log, index, report, outbox, store, virus, service and config read the configuration (-config FILE, default
+log, index, report, outbox, store, virus, service, mailbox and config read the configuration (-config FILE, default
 /etc/pec/pec.toml). DAY is YYYY-MM-DD in the provider's time zone, T is
 RFC 3339.
 
@@ -81,6 +84,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdConfig(args[1:], stdout, stderr)
 	case "service":
 		return cmdService(args[1:], stdout, stderr)
+	case "mailbox":
+		return cmdMailbox(args[1:], stdout, stderr)
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return 0

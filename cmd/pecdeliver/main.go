@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/pecgo/pec/config"
 	"github.com/pecgo/pec/internal/daemon"
@@ -45,8 +46,14 @@ func run(path string, log *slog.Logger) error {
 	if err := service.Check(ctx, d.Cfg.Deliver.Dovecot, d.Provider.Domain); err != nil {
 		return err
 	}
+	// the mailbox registry: states and options at run time; this node's
+	// Dovecot users file kept in step with it (mailbox/passwd.go)
+	mailboxes := d.Mailboxes()
+	if f := d.Cfg.Mailboxes.PasswdFile; f != "" {
+		go d.MailboxRegistry().Keep(ctx, f, time.Minute)
+	}
 	srv := &lmtp.Server{
-		Delivery: &point.Delivery{Provider: d.Provider, Policy: d.Cfg.RulePolicy(), Roots: roots, Index: d.Index.Current, History: d.Store},
+		Delivery: &point.Delivery{Provider: d.Provider, Policy: d.RulePolicy(mailboxes), Roots: roots, Index: d.Index.Current, History: d.Store, Mailboxes: mailboxes},
 		Store:    d.Store, Dovecot: d.Cfg.Deliver.Dovecot, Kick: d.Outbox.Kick, Log: log, Service: service,
 		Resync:       func(ctx context.Context) error { _, err := d.Index.Sync(ctx); return err },
 		ClockProblem: d.Guard.ClockProblem,

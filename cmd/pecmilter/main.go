@@ -59,6 +59,7 @@ func run(path string, log *slog.Logger) error {
 	timers := &timer.Runner{Store: st, Provider: d.Provider, Kick: d.Outbox.Kick, Log: log, ClockProblem: d.Guard.ClockProblem}
 	go timers.Run(ctx, time.Minute)
 
+	mailboxes := d.Mailboxes() // the mailbox registry: states and options at run time
 	var servers []daemon.Server
 	if cfg.Milter.Access != "" {
 		access := &point.Access{
@@ -67,6 +68,7 @@ func run(path string, log *slog.Logger) error {
 			MaxHeaderFields: cfg.Limits.MaxHeaderFields, MaxHeaderFieldSize: cfg.Limits.MaxHeaderFieldSize,
 			Scanner: scanner, Index: d.Index.Current, Log: log,
 			History: st, Gate: d.Guard,
+			Mailboxes: mailboxes,
 		}
 		m := &filter.Milter{Name: "access", Role: access, Store: st, Kick: d.Outbox.Kick, Log: log, RequireAuth: true, Observer: observe}
 		if cfg.Milter.QueueConfirmation == "on" {
@@ -82,7 +84,7 @@ func run(path string, log *slog.Logger) error {
 		if err != nil {
 			return err
 		}
-		in := &point.Incoming{Provider: d.Provider, Policy: cfg.RulePolicy(), Roots: roots, Scanner: scanner, Index: d.Index.Current, Log: log, Gate: d.Guard,
+		in := &point.Incoming{Provider: d.Provider, Policy: d.RulePolicy(mailboxes), Roots: roots, Scanner: scanner, Index: d.Index.Current, Log: log, Gate: d.Guard,
 			History: st}
 		if cfg.Signing.CRL != "off" {
 			// the signer chain's CRLs, cached in memory (RFC 6109 §2.2.2)

@@ -1,7 +1,9 @@
 package testenv
 
 import (
+	"bufio"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"os/user"
@@ -32,6 +34,10 @@ type Dovecot struct {
 	Dir      string
 	Conf     string // dovecot.conf
 	LogPath  string // dovecot.log (errors and info)
+	// UsersFile is the passwd-file of passdb and userdb. Dovecot reads it
+	// again when it changes: a test may replace it (atomically) to add or
+	// remove users while Dovecot runs.
+	UsersFile string
 
 	bin    string
 	mu     sync.Mutex
@@ -140,6 +146,7 @@ func StartDovecot(t testing.TB, users []DovecotUser) *Dovecot {
 		LogPath:  filepath.Join(dir, "dovecot.log"),
 		bin:      bin,
 	}
+	d.UsersFile = filepath.Join(dir, "users")
 
 	// Mail owner: nobody when root, else ourselves.
 	rootless := os.Geteuid() != 0
@@ -182,7 +189,7 @@ func StartDovecot(t testing.TB, users []DovecotUser) *Dovecot {
 		}
 		pw.WriteString("\n")
 	}
-	writeFile(t, filepath.Join(dir, "users"), pw.String(), 0o644)
+	writeFile(t, d.UsersFile, pw.String(), 0o644)
 
 	port := func(addr string) string { return addr[strings.LastIndexByte(addr, ':')+1:] }
 	var conf strings.Builder
@@ -356,5 +363,40 @@ func (d *Dovecot) WaitMessages(t testing.TB, addr string, n int, timeout time.Du
 			t.Fatalf("testenv: %s has %d message(s) after %v, want %d\n%sdovecot log:\n%s", addr, len(msgs), timeout, n, b.String(), tail(d.LogPath, 20))
 		}
 		time.Sleep(25 * time.Millisecond)
+	}
+}
+
+// IMAPLogin opens an IMAP session, logs in as user with password (LOGIN,
+// RFC 9051 §6.2.3) and logs out. It returns nil when Dovecot accepted the
+// login, an error with Dovecot's answer otherwise.
+func (d *Dovecot) IMAPLogin(user, password string) error {
+	c, err := net.DialTimeout("tcp", d.IMAPAddr, 5*time.Second)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(15 * time.Second))
+	r := bufio.NewReader(c)
+	greeting, err := r.ReadString('\n')
+	if err != nil {
+		return fmt.Errorf("imap greeting: %w", err)
+	}
+	if !strings.HasPrefix(greeting, "* OK") {
+		return fmt.Errorf("imap greeting: %q", greeting)
+	}
+	quote := func(s string) string { return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s) + `"` }
+	fmt.Fprintf(c, "a1 LOGIN %s %s\r\n", quote(user), quote(password))
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			return fmt.Errorf("imap login: %w", err)
+		}
+		if strings.HasPrefix(line, "a1 OK") {
+			fmt.Fprintf(c, "a2 LOGOUT\r\n")
+			return nil
+		}
+		if strings.HasPrefix(line, "a1 ") {
+			return fmt.Errorf("imap login refused: %s", strings.TrimSpace(line))
+		}
 	}
 }

@@ -151,8 +151,8 @@ func TestOpenErrors(t *testing.T) {
 }
 
 // TestUpgrade: a store of schema version 1 (before the deliveries and
-// service_state tables) is upgraded when a node opens it, and keeps its
-// log.
+// service_state and mailboxes tables) is upgraded when a node opens it,
+// and keeps its log.
 func TestUpgrade(t *testing.T) {
 	pg := testenv.StartPostgres(t)
 	s, url := openDB(t, pg)
@@ -160,7 +160,7 @@ func TestUpgrade(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.Close()
-	if err := sqlAs(t, url, "DROP TABLE deliveries", "DROP TABLE service_state", "DROP TABLE health", "UPDATE pec_schema SET version = 1"); err != nil {
+	if err := sqlAs(t, url, "DROP TABLE deliveries", "DROP TABLE service_state", "DROP TABLE health", "DROP TABLE mailboxes", "UPDATE pec_schema SET version = 1"); err != nil {
 		t.Fatal(err)
 	}
 	s2, err := Open(context.Background(), url)
@@ -170,6 +170,9 @@ func TestUpgrade(t *testing.T) {
 	defer s2.Close()
 	if err := s2.ClaimDeliveries("k", []string{"a@x"}, store.DeliveryOwner{ID: "o", PID: 1}, t0); err != nil {
 		t.Fatalf("deliveries after the upgrade: %v", err)
+	}
+	if _, _, err := s2.Mailbox("a@x"); err != nil {
+		t.Fatalf("mailboxes after the upgrade: %v", err)
 	}
 	if bad, err := s2.VerifyLog(); bad != 0 || err != nil {
 		t.Fatalf("VerifyLog after the upgrade = %d, %v", bad, err)

@@ -172,4 +172,6 @@ CREATE TABLE service_state (
 	// 3 -> 4: the daemons' health samples (store/admin.go), for the
 	// availability figures of pecctl report
 	healthSchema,
+	// 4 -> 5: the mailbox registry (store/mailbox.go)
+	mailboxesSchema,
 }

@@ -138,6 +138,8 @@ CREATE TABLE held (
 	// retried and marked sent, so that those updates do not rewrite the
 	// message (a complete receipt carries the whole original)
 	outboxDataSchema,
+	// 6 -> 7: the mailbox registry (mailbox.go)
+	mailboxesSchema,
 }
 
 const outboxDataSchema = `

@@ -52,6 +52,8 @@ func Run(t *testing.T, b Backend) {
 		{"ServiceState", testServiceState},
 		{"Records", testRecords},
 		{"Health", testHealth},
+		{"Mailboxes", testMailboxes},
+		{"MailboxRegisteredOnce", testMailboxRace},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
