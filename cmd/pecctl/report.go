@@ -22,9 +22,11 @@ December), in the provider's time zone. Text by default, --json or --csv
 (indicator,value lines) for tools.
 
   managed_domains            [provider] managed_domains
-  mailboxes                  from the mailbox registry when the store has
-                             one; otherwise the distinct senders seen at the
-                             access point in the period (source says which)
+  mailboxes                  active, suspended, closed (disabled included) at
+                             the period's end, from the mailbox registry and
+                             its log rows; while the registry is empty, the
+                             distinct senders seen at the access point in the
+                             period (source says which)
   refused_by_cause           non-acceptances by reason (the log's error
                              text without its details; "virus" for viruses)
   delivered, not_delivered   delivery point outcomes, one per recipient:

@@ -61,17 +61,57 @@ type mailboxCounts struct {
 	Closed    int    `json:"closed"`
 }
 
-// mailboxRegistry is what a store with a mailbox registry answers: the
-// mailboxes of each state at an instant. Until the store has one, the
-// report counts the distinct senders at the access point.
-type mailboxRegistry interface {
-	MailboxCounts(at time.Time) (active, suspended, closed int, err error)
-}
-
+// countMailboxes counts the registry's mailboxes by their state at the
+// instant at (the period's end): the registry's log rows (point mailbox,
+// one per change, the address as recipient) replayed up to at; a
+// mailbox whose rows were purged keeps its state now, when it was created
+// by then. Closed counts disabled mailboxes too. A store whose registry
+// is empty (mailboxes kept outside it) gives the distinct senders at the
+// access point in the period instead, and says so.
 func countMailboxes(st store.Store, senders map[string]bool, domains []string, at time.Time) (mailboxCounts, error) {
-	if reg, ok := st.(mailboxRegistry); ok {
-		a, s, c, err := reg.MailboxCounts(at)
-		return mailboxCounts{Source: mailboxesFromRegistry, Active: a, Suspended: s, Closed: c}, err
+	list, err := st.ListMailboxes()
+	if err != nil {
+		return mailboxCounts{}, err
+	}
+	if len(list) > 0 {
+		ev, err := st.Events(store.Query{Point: store.AtMailbox, To: at})
+		if err != nil {
+			return mailboxCounts{}, err
+		}
+		state := map[string]store.MailboxState{}
+		for _, e := range ev {
+			if len(e.Recipients) != 1 {
+				continue
+			}
+			a := strings.ToLower(e.Recipients[0])
+			switch e.Type {
+			case store.TypeMailboxAdd, store.TypeMailboxReopen:
+				state[a] = store.MailboxActive
+			case store.TypeMailboxSuspend:
+				state[a] = store.MailboxSuspended
+			case store.TypeMailboxClose:
+				state[a] = store.MailboxClosed
+			case store.TypeMailboxDisable:
+				state[a] = store.MailboxDisabled
+			}
+		}
+		for _, m := range list {
+			if _, ok := state[m.Address]; !ok && !m.Created.After(at) {
+				state[m.Address] = m.State
+			}
+		}
+		c := mailboxCounts{Source: mailboxesFromRegistry}
+		for _, s := range state {
+			switch s {
+			case store.MailboxActive:
+				c.Active++
+			case store.MailboxSuspended:
+				c.Suspended++
+			default:
+				c.Closed++
+			}
+		}
+		return c, nil
 	}
 	n := 0
 	for a := range senders {

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pecgo/pec/mailbox"
 	"github.com/pecgo/pec/store"
 	"github.com/pecgo/pec/store/sqlite"
 	"github.com/pecgo/pec/store/storetest"
@@ -255,4 +256,50 @@ func TestMeasureAvailabilityStart(t *testing.T) {
 	if err != nil || a.Minutes != 10 || a.DownMinutes != 5 || len(in) != 1 || !in[0].Start.Equal(from) || in[0].Minutes != 5 {
 		t.Errorf("down when the period began: %+v %v %v", a, in, err)
 	}
+}
+
+// The report counts the registry's mailboxes by their state at the
+// period's end, replayed from the registry's log rows: a mailbox added
+// after the period is not counted, a change after the period does not
+// count, a closed one counts as closed.
+func TestReportMailboxesFromRegistry(t *testing.T) {
+	forBackends(t, func(t *testing.T, bf *backendFixture) {
+		st := bf.open(t)
+		var now time.Time
+		reg := &mailbox.Registry{Store: st, Clock: func() time.Time { return now }, Provider: provName}
+		step := func(at string, f func() (store.Mailbox, error)) {
+			t.Helper()
+			now = utc(at)
+			if _, err := f(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		step("2025-09-10T09:00:00Z", func() (store.Mailbox, error) {
+			return reg.Add("anna@pec.example.test", "una parola lunga", store.MailboxOptions{}, "")
+		})
+		step("2025-09-11T09:00:00Z", func() (store.Mailbox, error) {
+			return reg.Add("bruno@pec.example.test", "una parola lunga", store.MailboxOptions{}, "")
+		})
+		step("2025-09-12T09:00:00Z", func() (store.Mailbox, error) {
+			return reg.Add("carlo@pec.example.test", "una parola lunga", store.MailboxOptions{}, "")
+		})
+		step("2025-11-01T09:00:00Z", func() (store.Mailbox, error) { return reg.Close("bruno@pec.example.test", "") })
+		step("2025-11-02T09:00:00Z", func() (store.Mailbox, error) { return reg.Suspend("carlo@pec.example.test", "") })
+		step("2026-01-15T09:00:00Z", func() (store.Mailbox, error) {
+			return reg.Add("dario@pec.example.test", "una parola lunga", store.MailboxOptions{}, "")
+		})
+		step("2026-02-01T09:00:00Z", func() (store.Mailbox, error) { return reg.Suspend("anna@pec.example.test", "") })
+
+		code, out, errOut := bf.run("report", "--period", "2025-T3", "--json")
+		if code != 0 {
+			t.Fatalf("report: exit %d %s", code, errOut)
+		}
+		var r report
+		if err := json.Unmarshal([]byte(out), &r); err != nil {
+			t.Fatal(err)
+		}
+		if want := (mailboxCounts{Source: mailboxesFromRegistry, Active: 1, Suspended: 1, Closed: 1}); r.Mailboxes != want {
+			t.Errorf("mailboxes %+v, want %+v", r.Mailboxes, want)
+		}
+	})
 }
