@@ -156,8 +156,8 @@ type Reinject struct {
 	// receipts of same-provider mail, notices to the service mailbox)
 	// reach them: "lmtp" (default) straight to the delivery point at
 	// [deliver] listen, one Postfix transit fewer, falling back to
-	// Address when it does not answer; "postfix" through Address like
-	// every other notice.
+	// Address when it does not answer or does not take a notice for
+	// every recipient; "postfix" through Address like every other notice.
 	Local string `toml:"local"`
 }
 

@@ -22,7 +22,6 @@
 //	pec_clamd_signatures_age_seconds         gauge: age of clamd's signature database (VERSION), when it tells
 //	pec_notices_undeliverable_total{stage,kind} counter: generated messages reported undeliverable
 //	                                         (stage "reinject": refused by the re-injection listener;
-//	                                         "lmtp": refused by the delivery point reached directly;
 //	                                         "bounce": a bounce reached the service mailbox)
 //	pec_clock_synchronized, pec_clock_max_error_seconds, pec_service_suspended
 //	                                         gauges of the guards (guard.go)
@@ -160,7 +159,7 @@ func New(o Options) *Metrics {
 		}),
 		undeliverable: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pec_notices_undeliverable_total",
-			Help: "Generated messages (receipts, notices) reported undeliverable, by stage (reinject: refused by the re-injection listener; lmtp: refused by the delivery point reached directly; bounce: returned to the service mailbox) and kind. Each is also an event-log row of type undeliverable.",
+			Help: "Generated messages (receipts, notices) reported undeliverable, by stage (reinject: refused by the re-injection listener; bounce: returned to the service mailbox) and kind. Each is also an event-log row of type undeliverable.",
 		}, []string{"stage", "kind"}),
 	}
 	m.reg.MustRegister(m.messages, m.latency, m.receipts, m.outboxSent, m.outboxFailures, m.clamdErrors, m.undeliverable,

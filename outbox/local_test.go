@@ -106,11 +106,13 @@ func TestLocalItemsStraightToTheDeliveryPoint(t *testing.T) {
 	checkOnce(t, k, theirs, mixed, again)
 }
 
-// The delivery point answers each recipient: a temporary failure of one
-// sends the item again later (pecdeliver keeps one copy per message and
-// recipient, so those delivered get no second copy: lmtp/server_test.go);
-// a permanent one is recorded as undeliverable, stage "lmtp".
-func TestLocalPerRecipientAnswers(t *testing.T) {
+// The delivery point answers each recipient. An item it does not take for
+// every recipient (a temporary or a permanent refusal) goes through the
+// re-injection listener in the same pass, as it did before the direct
+// path: Postfix queues and retries, or bounces to the service mailbox; the
+// recipients the delivery point took already get no second copy there
+// (one per message and recipient: lmtp/server_test.go).
+func TestLocalRefusalGoesThroughPostfix(t *testing.T) {
 	k := startSink(t, "")
 	l := startLMTPSink(t)
 	st := openStore(t, "")
@@ -122,33 +124,22 @@ func TestLocalPerRecipientAnswers(t *testing.T) {
 	commit(t, st, two, gone)
 	l.status["busy@pec.example.test"] = &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 2, 2}, Message: "mailbox full, try later"}
 	l.status["nobody@pec.example.test"] = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user"}
-	var stages []string
-	snd, _ := newSender(t, st, k.addr, clk)
+	snd, logs := newSender(t, st, k.addr, clk)
 	snd.Local, snd.LocalDomains = l.addr, []string{"pec.example.test"}
-	snd.OnUndeliverable = func(stage, kind string) { stages = append(stages, stage+"/"+kind) }
-	if n, err := snd.DrainOnce(context.Background()); n != 0 || err != nil {
-		t.Fatalf("DrainOnce = %d, %v; want nothing marked sent", n, err)
+	if n, err := snd.DrainOnce(context.Background()); n != 2 || err != nil {
+		t.Fatalf("DrainOnce = %d, %v; want both items sent", n, err)
 	}
-	if d := depth(t, st); d != 2 {
-		t.Fatalf("outbox depth %d, want both items kept", d)
+	checkOnce(t, k, two, gone)
+	if l.copies("user1@pec.example.test") != 1 {
+		t.Error("the recipient the delivery point took has no copy")
 	}
-	if strings.Join(stages, ",") != "lmtp/accettazione" {
-		t.Errorf("undeliverable reports %v, want one at stage lmtp", stages)
+	if d := depth(t, st); d != 0 {
+		t.Errorf("outbox depth %d, want 0", d)
 	}
-	ev, _ := st.Events(store.Query{Type: store.TypeUndeliverable})
-	if len(ev) != 1 || !strings.Contains(ev[0].Error, "nobody@pec.example.test") || !strings.Contains(ev[0].Error, "550") {
-		t.Fatalf("undeliverable rows %+v", ev)
+	if ev, _ := st.Events(store.Query{Type: store.TypeUndeliverable}); len(ev) != 0 {
+		t.Errorf("undeliverable rows %+v: Postfix took the items, its bounce would tell", ev)
 	}
-	// the mailbox has room again: the retry completes the item
-	delete(l.status, "busy@pec.example.test")
-	clk.Advance(DefaultBackoff(1) + 1)
-	if n, err := snd.DrainOnce(context.Background()); n != 1 || err != nil {
-		t.Fatalf("retry: DrainOnce = %d, %v; want the item sent", n, err)
-	}
-	if l.copies("busy@pec.example.test") != 1 {
-		t.Error("the recipient that failed temporarily has no copy after the retry")
-	}
-	if msgs, _ := k.got(); len(msgs) != 0 {
-		t.Errorf("%d items went through the re-injection listener", len(msgs))
+	if l := logs.String(); !strings.Contains(l, "5.1.1") || !strings.Contains(l, "no such user") {
+		t.Errorf("the delivery point's refusal is not in the log:\n%s", logs)
 	}
 }

@@ -51,18 +51,19 @@ type Sender struct {
 	// Owner is written next to every item this sender claims; default
 	// ThisProcess().
 	Owner store.ClaimOwner
-	// OnUndeliverable, when set, is called with StageReinject (or
-	// StageLocal) and the item's kind when the re-injection listener (or
-	// the delivery point) refuses an item permanently (for metrics). It
-	// must not block.
+	// OnUndeliverable, when set, is called with StageReinject and the
+	// item's kind when the re-injection listener refuses an item
+	// permanently (for metrics). It must not block.
 	OnUndeliverable func(stage, kind string)
 	// Local is the delivery point's LMTP address ([deliver] listen) and
 	// LocalDomains the domains whose mailboxes it keeps. An item whose
 	// recipients are all in LocalDomains (an acceptance, notices for our
 	// own users and our service mailbox) goes to the delivery point
 	// directly: one Postfix transit fewer, the same rules there. When the
-	// delivery point cannot be reached the item goes through Addr, as
-	// every item does when Local is "".
+	// delivery point cannot be reached or does not take the item for
+	// every recipient, the item goes through Addr, as every item does
+	// when Local is "": failures are handled as before (Postfix's queue,
+	// its bounces).
 	Local        string
 	LocalDomains []string
 
@@ -226,7 +227,6 @@ func (s *Sender) DrainOnce(ctx context.Context) (sent int, err error) {
 				s.release(append([]store.Queued{it}, rest...))
 				return sent, err
 			}
-			local := false
 			if !lmtpDown && s.isLocal(it) {
 				if lc == nil {
 					if lc, lstop, err = s.dialLocal(ctx); err != nil {
@@ -235,9 +235,32 @@ func (s *Sender) DrainOnce(ctx context.Context) (sent int, err error) {
 						lmtpDown = true
 					}
 				}
-				local = lc != nil
+				if lc != nil {
+					lerr := sendLocal(lc, it)
+					if lerr == nil {
+						if merr := s.sentOK(it, rest); merr != nil {
+							return sent, merr
+						}
+						sent++
+						continue
+					}
+					// Any refusal: the item goes through the re-injection
+					// listener as it did before this path existed: Postfix
+					// queues and retries a temporary failure, bounces a
+					// permanent one to the service mailbox (undeliverable
+					// row, stage bounce); recipients the delivery point
+					// took already get no second copy (one per message and
+					// recipient).
+					s.log().Info("outbox: the delivery point did not take the item; sending it through the re-injection listener",
+						itemAttrs(it, "error", lerr.Error())...)
+					var se *smtp.SMTPError
+					if !errors.As(lerr, &se) || lc.Reset() != nil {
+						hangUpLocal()
+						lmtpDown = true
+					}
+				}
 			}
-			if !local && c == nil {
+			if c == nil {
 				if c, stop, err = s.dial(ctx); err != nil {
 					s.release(rest)
 					if serr := s.failed(it, err); serr != nil {
@@ -246,66 +269,55 @@ func (s *Sender) DrainOnce(ctx context.Context) (sent int, err error) {
 					return sent, err
 				}
 			}
-			var err error
-			if local {
-				err = sendLocal(lc, it)
-			} else {
-				err = send(c, it)
-			}
+			err := send(c, it)
 			if err == nil {
-				at := s.now()
-				if err := s.Store.MarkSent(it.ID, at); errors.Is(err, store.ErrNotPending) {
-					// another sender took it over after the lease and sent it too
-					s.log().Warn("outbox: item sent by another sender too (lease expired)", itemAttrs(it)...)
-				} else if err != nil {
-					// Delivered but not recorded: recorded by the next pass
-					// while this sender lives (its claim keeps the item),
-					// else sent again when the claim ends.
-					s.log().Error("outbox: sent but could not mark sent; the next pass records it (a restart would send it again)",
-						itemAttrs(it, "error", err.Error())...)
-					s.unmarked = append(s.unmarked, unmarked{it, at})
-					s.release(rest)
-					return sent, err
+				if merr := s.sentOK(it, rest); merr != nil {
+					return sent, merr
 				}
 				sent++
-				if s.OnResult != nil {
-					s.OnResult(nil)
-				}
-				s.log().Info("outbox: sent", itemAttrs(it, "attempts", it.Attempts+1)...)
 				continue
 			}
-			stage := StageReinject
-			if local {
-				stage = StageLocal
-			}
-			if serr := s.failedAt(stage, it, err); serr != nil {
+			if serr := s.failed(it, err); serr != nil {
 				s.release(rest)
 				return sent, serr
 			}
 			var se *smtp.SMTPError
-			switch {
-			case local && !errors.As(err, &se):
-				// the delivery point broke off: the others go through Postfix
-				hangUpLocal()
-				lmtpDown = true
-			case !errors.As(err, &se):
+			if !errors.As(err, &se) {
 				// Connection-level failure: the rest waits for the next pass.
 				s.release(rest)
 				return sent, err
-			case local:
-				if rerr := lc.Reset(); rerr != nil {
-					hangUpLocal()
-				}
-			default:
-				if rerr := c.Reset(); rerr != nil {
-					hangUp() // e.g. after a 421; redial for the next item
-				}
+			}
+			if rerr := c.Reset(); rerr != nil {
+				hangUp() // e.g. after a 421; redial for the next item
 			}
 		}
 		if !progressed || len(items) < batch {
 			return sent, nil
 		}
 	}
+}
+
+// sentOK records that it was sent. A store that cannot record it ends
+// the pass (the rest given back): the next pass records it while this
+// sender lives (its claim keeps the item), else it is sent again when the
+// claim ends.
+func (s *Sender) sentOK(it store.Queued, rest []store.Queued) error {
+	at := s.now()
+	if err := s.Store.MarkSent(it.ID, at); errors.Is(err, store.ErrNotPending) {
+		// another sender took it over after the lease and sent it too
+		s.log().Warn("outbox: item sent by another sender too (lease expired)", itemAttrs(it)...)
+	} else if err != nil {
+		s.log().Error("outbox: sent but could not mark sent; the next pass records it (a restart would send it again)",
+			itemAttrs(it, "error", err.Error())...)
+		s.unmarked = append(s.unmarked, unmarked{it, at})
+		s.release(rest)
+		return err
+	}
+	if s.OnResult != nil {
+		s.OnResult(nil)
+	}
+	s.log().Info("outbox: sent", itemAttrs(it, "attempts", it.Attempts+1)...)
+	return nil
 }
 
 // releaseDead makes the items held by dead owners (deadOwner) due now. It
@@ -486,10 +498,7 @@ func send(c *smtp.Client, it store.Queued) error {
 // failed schedules a retry of it after err and logs it: a permanent (5xx)
 // refusal at error level, since a receipt must never be dropped silently and
 // an operator has to look; anything else at warning level.
-func (s *Sender) failed(it store.Queued, err error) error { return s.failedAt(StageReinject, it, err) }
-
-// failedAt is failed for a refusal at stage (StageReinject, StageLocal).
-func (s *Sender) failedAt(stage string, it store.Queued, err error) error {
+func (s *Sender) failed(it store.Queued, err error) error {
 	if s.OnResult != nil {
 		s.OnResult(err)
 	}
@@ -504,7 +513,7 @@ func (s *Sender) failedAt(stage string, it store.Queued, err error) error {
 	if errors.As(err, &se) && se.Code >= 500 {
 		s.log().Error("outbox: refused permanently; kept and retried, operator action needed",
 			append(attrs, "smtp_code", se.Code)...)
-		s.undeliverable(stage, it, err)
+		s.undeliverable(it, err)
 	} else if se != nil {
 		s.log().Warn("outbox: refused temporarily; will retry", append(attrs, "smtp_code", se.Code)...)
 	} else {
@@ -519,23 +528,20 @@ func (s *Sender) failedAt(stage string, it store.Queued, err error) error {
 	return nil
 }
 
-// The stages of OnUndeliverable: a refusal by the re-injection listener,
-// or by the delivery point reached directly (Local).
-const (
-	StageReinject = "reinject"
-	StageLocal    = "lmtp"
-)
+// StageReinject is the stage of OnUndeliverable for a refusal by the
+// re-injection listener.
+const StageReinject = "reinject"
 
 // undeliverable records a permanent refusal in the event log (type
 // "undeliverable", point "outbox", the cause in Error) and the metric,
 // once per distinct refusal of an item: the retries that follow with the
 // same answer add nothing.
-func (s *Sender) undeliverable(stage string, it store.Queued, err error) {
+func (s *Sender) undeliverable(it store.Queued, err error) {
 	if it.LastError == err.Error() {
 		return
 	}
 	if s.OnUndeliverable != nil {
-		s.OnUndeliverable(stage, string(it.Kind))
+		s.OnUndeliverable(StageReinject, string(it.Kind))
 	}
 	ev := store.Event{Time: s.now().Truncate(time.Second), Point: store.AtOutbox, Type: store.TypeUndeliverable, Sender: it.MailFrom,
 		Recipients: it.Rcpts, Related: []string{it.MessageID}, Error: string(it.Kind) + ": " + err.Error()}

@@ -14,14 +14,13 @@ import (
 
 // No receipt vanishes, with real Postfix and Dovecot and no Dovecot user
 // for posta-certificata@: the same-provider take-charge lands in the
-// service maildir; a notice that Dovecot refuses, re-injected through
-// Postfix ([reinject] local = "postfix"), comes back as Postfix's bounce,
-// which lands there too and leaves an "undeliverable" log row naming the
-// cause. TestNoticeRefusedOverLMTP is the same refusal on the default
-// path, straight to pecdeliver.
+// service maildir; a notice that Dovecot refuses (offered to pecdeliver
+// directly first, which refuses it, then re-injected through Postfix)
+// comes back as Postfix's bounce, which lands there too and leaves an
+// "undeliverable" log row naming the cause.
 func TestServiceMailboxWithoutDovecotUser(t *testing.T) {
 	w := pectest.NewWorld(t, "pec-a.example.test")
-	a := w.Add(pectest.Spec{Name: "Provider A S.p.A.", Domain: "pec-a.example.test", Users: []string{mario, anna}, NoServiceUser: true, LocalViaPostfix: true})
+	a := w.Add(pectest.Spec{Name: "Provider A S.p.A.", Domain: "pec-a.example.test", Users: []string{mario, anna}, NoServiceUser: true})
 	w.Start()
 	if log := a.ProcLog("pecdeliver"); !strings.Contains(log, "SERVICE MAILBOX NOT IN DOVECOT") {
 		t.Errorf("pecdeliver did not warn at start-up about the missing service user:\n%s", log)
@@ -70,6 +69,9 @@ func TestServiceMailboxWithoutDovecotUser(t *testing.T) {
 	if log := a.ProcLog("pecdeliver"); !strings.Contains(log, "could not be delivered") || !strings.Contains(log, ghost) {
 		t.Errorf("no error line naming the bounced notice:\n%s", log)
 	}
+	if log := a.ProcLog("pecmilter") + a.ProcLog("pecdeliver"); !strings.Contains(log, "the delivery point did not take the item") {
+		t.Errorf("the notice was not offered to pecdeliver directly first")
+	}
 }
 
 // waitFile waits for a message containing want in the maildir's new/.
@@ -88,59 +90,5 @@ func waitFile(t *testing.T, maildir, want string) {
 			t.Fatalf("no message with %q in %s/new after 60 s (%d files)", want, maildir, len(ents))
 		}
 		time.Sleep(200 * time.Millisecond)
-	}
-}
-
-// The default path for notices to our own mailboxes is straight to
-// pecdeliver over LMTP. A notice Dovecot refuses there (no such mailbox)
-// is not lost: the outbox keeps it and retries, and records one
-// "undeliverable" row (point outbox) naming the cause, as the metric and
-// an error log line do; the acceptance of a submission still reaches the
-// sender's mailbox on that path.
-func TestNoticeRefusedOverLMTP(t *testing.T) {
-	w := pectest.NewWorld(t, "pec-a.example.test")
-	a := w.Add(pectest.Spec{Name: "Provider A S.p.A.", Domain: "pec-a.example.test", Users: []string{mario, anna}})
-	w.Start()
-	subj := "per la via diretta"
-	raw := []byte("From: " + mario + "\r\nTo: " + anna + "\r\nSubject: " + subj +
-		"\r\nMessage-ID: <lmtp-1@client.example.test>\r\nMIME-Version: 1.0\r\nContent-Type: text/plain\r\n\r\nciao\r\n")
-	if err := a.Send(mario, []string{anna}, raw); err != nil {
-		t.Fatal(err)
-	}
-	mailbox(t, a, anna, subj, 1)
-	mailbox(t, a, mario, "ACCETTAZIONE: "+subj, 1)
-
-	st := a.Store()
-	ghost := "ghost@pec-a.example.test"
-	notice := store.Outgoing{MailFrom: a.ServiceAddr(), Rcpts: []string{ghost}, MessageID: "<lmtp-notice-1@pec-a.example.test>", Kind: "avvenuta-consegna",
-		Data: []byte("From: " + a.ServiceAddr() + "\r\nTo: " + ghost + "\r\nSubject: CONSEGNA: prova\r\nMessage-ID: <lmtp-notice-1@pec-a.example.test>\r\n" +
-			"X-Ricevuta: avvenuta-consegna\r\nMIME-Version: 1.0\r\nContent-Type: text/plain\r\n\r\nricevuta\r\n")}
-	if err := st.Commit(store.Txn{Outbox: []store.Outgoing{notice}}); err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		ev, err := st.Events(store.Query{Type: store.TypeUndeliverable})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(ev) > 0 {
-			e := ev[0]
-			if len(ev) != 1 || e.Point != store.AtOutbox || len(e.Recipients) != 1 || e.Recipients[0] != ghost ||
-				e.Related[0] != notice.MessageID || !strings.Contains(e.Error, "5.1.1") {
-				t.Fatalf("undeliverable rows %+v, want one at the outbox naming 5.1.1", ev)
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("no undeliverable row for the refused notice")
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	if n, err := st.OutboxDepth(); err != nil || n != 1 {
-		t.Fatalf("outbox depth %d, %v: the refused notice must stay queued", n, err)
-	}
-	if log := a.ProcLog("pecmilter") + a.ProcLog("pecdeliver"); !strings.Contains(log, "refused permanently") {
-		t.Errorf("no error line for the refused notice")
 	}
 }

@@ -63,12 +63,9 @@ type Spec struct {
 	Extra string
 	// SinkAll sends every message Postfix would deliver (local ones too)
 	// to this sink instead: the access point's output, seen alone. The
-	// notices for our own mailboxes then go through Postfix too.
+	// notices for our own mailboxes then go through Postfix too
+	// ([reinject] local = "postfix").
 	SinkAll *Sink
-	// LocalViaPostfix sends the notices for our own mailboxes through the
-	// re-injection listener ([reinject] local = "postfix") instead of
-	// straight to pecdeliver.
-	LocalViaPostfix bool
 	// IndexOnly lists the provider in the index without running it.
 	IndexOnly bool
 	// PostfixMain are extra main.cf lines for the provider's Postfix.
@@ -395,7 +392,7 @@ func (p *Provider) WriteConfig(reinject string) {
 	// notices for our own mailboxes go straight to pecdeliver, as in
 	// production, unless every message must reach the sink through Postfix
 	local := "lmtp"
-	if p.SinkAll != nil || p.LocalViaPostfix {
+	if p.SinkAll != nil {
 		local = "postfix"
 	}
 	cfg := fmt.Sprintf(`[provider]
