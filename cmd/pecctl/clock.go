@@ -14,6 +14,8 @@ func checkClock(cfg *config.Config, ok, warn func(string, ...any)) {
 	switch p := point.ClockProblem(st, err, bound); {
 	case p != "":
 		warn("clock: %s; until then the points refuse to sign", p)
+	case bound == 0 && err != nil:
+		warn("clock guard off ([signing] clock_max_error = \"off\"); the kernel's clock state cannot be read here: %v", err)
 	case bound == 0:
 		warn("clock guard off ([signing] clock_max_error = \"off\"; kernel: synchronised %v, maximum error %v): test machines only", st.Synchronized, st.MaxError)
 	default:
