@@ -193,14 +193,7 @@ func (c *StatusCollector) Collect(ch chan<- prometheus.Metric) {
 	} else {
 		gauge(descOutboxOldest, max(0, now.Sub(p[0].Created).Seconds()))
 	}
-	warn, final := c.o.TimerWarn, c.o.TimerFinal
-	if warn == 0 {
-		warn = timer.DefaultWarn
-	}
-	if final == 0 {
-		final = timer.DefaultFinal
-	}
-	if due, err := timer.CountDue(st, now, warn, final, maxTimersCounted); err != nil {
+	if due, err := timer.CountDue(st, now, c.o.TimerWarn, c.o.TimerFinal, maxTimersCounted); err != nil {
 		ch <- prometheus.NewInvalidMetric(descTimersDue, err)
 	} else {
 		gauge(descTimersDue, float64(due))

@@ -118,76 +118,84 @@ func (r *Runner) RunOnce(ctx context.Context) (int, error) {
 			return 0, fmt.Errorf("no timeout notice signed until the clock is back within bound (retried at the next pass): %s", p)
 		}
 	}
-	warn, final := r.Warn, r.Final
+	now := r.now()
+	n := 0
+	var first error
+	err := EachDue(r.Store, now, r.Warn, r.Final, 100, func(t store.Timer, due Notice) error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := r.notify(now, t, due == Notice24); errors.Is(err, errOther) {
+			return nil
+		} else if err != nil {
+			r.log().Error("timeout notice not sent: retried at the next pass", "pec_id", t.PECID, "rcpt", t.Rcpt, "error", err)
+			if first == nil {
+				first = err
+			}
+			return nil
+		}
+		n++
+		return nil
+	})
+	if err != nil {
+		return n, err
+	}
+	return n, first
+}
+
+// OpenTimers is what EachDue reads (store.Timers.OpenTimers).
+type OpenTimers interface {
+	OpenTimers(sentBy time.Time, after store.Timer, limit int) ([]store.Timer, error)
+}
+
+// errEnough stops EachDue early without an error.
+var errEnough = errors.New("timer: enough")
+
+// EachDue calls fn, oldest first, for every open tracked recipient whose
+// notice is due at now (Due), reading the store page rows at a time with
+// its cursor; warn and final zero mean DefaultWarn and DefaultFinal. An
+// error of fn stops the walk and is returned.
+func EachDue(st OpenTimers, now time.Time, warn, final time.Duration, page int, fn func(store.Timer, Notice) error) error {
 	if warn == 0 {
 		warn = DefaultWarn
 	}
 	if final == 0 {
 		final = DefaultFinal
 	}
-	const page = 100
-	now := r.now()
-	n := 0
-	var first error
 	var after store.Timer
 	for {
-		open, err := r.Store.OpenTimers(now.Add(-warn), after, page)
-		if err != nil {
-			return n, err
-		}
-		for _, t := range open {
-			after = t
-			due := Due(t, now, warn, final)
-			if due == NoNotice {
-				continue
-			}
-			if err := ctx.Err(); err != nil {
-				return n, err
-			}
-			if err := r.notify(now, t, due == Notice24); errors.Is(err, errOther) {
-				continue
-			} else if err != nil {
-				r.log().Error("timeout notice not sent: retried at the next pass", "pec_id", t.PECID, "rcpt", t.Rcpt, "error", err)
-				if first == nil {
-					first = err
-				}
-				continue
-			}
-			n++
-		}
-		if len(open) < page {
-			return n, first
-		}
-	}
-}
-
-// OpenTimers is what CountDue reads (store.Timers.OpenTimers).
-type OpenTimers interface {
-	OpenTimers(sentBy time.Time, after store.Timer, limit int) ([]store.Timer, error)
-}
-
-// CountDue counts the notices due at now (Due), up to max: the timer
-// backlog a monitor watches.
-func CountDue(st OpenTimers, now time.Time, warn, final time.Duration, max int) (int, error) {
-	const page = 500
-	n := 0
-	var after store.Timer
-	for n < max {
 		open, err := st.OpenTimers(now.Add(-warn), after, page)
 		if err != nil {
-			return n, err
+			return err
 		}
 		for _, t := range open {
 			after = t
-			if Due(t, now, warn, final) != NoNotice {
-				n++
+			if due := Due(t, now, warn, final); due != NoNotice {
+				if err := fn(t, due); err != nil {
+					return err
+				}
 			}
 		}
 		if len(open) < page {
-			break
+			return nil
 		}
 	}
-	return min(n, max), nil
+}
+
+// CountDue counts the notices due at now, up to max: the timer backlog a
+// monitor watches.
+func CountDue(st OpenTimers, now time.Time, warn, final time.Duration, max int) (int, error) {
+	n := 0
+	err := EachDue(st, now, warn, final, 500, func(store.Timer, Notice) error {
+		if n++; n >= max {
+			return errEnough
+		}
+		return nil
+	})
+	if errors.Is(err, errEnough) {
+		err = nil
+	}
+	return n, err
 }
 
 // errOther: another runner (another node) committed that notice first.

@@ -323,17 +323,13 @@ func TestTwoRunnersOneNotice(t *testing.T) {
 }
 
 // dueNow lists the open rows whose notice is due at now under the default
-// deadlines (timer.Due over store.OpenTimers).
-func dueNow(st interface {
-	OpenTimers(time.Time, store.Timer, int) ([]store.Timer, error)
-}, now time.Time) ([]store.Timer, error) {
-	open, err := st.OpenTimers(now.Add(-timer.DefaultWarn), store.Timer{}, 1000)
+// deadlines (timer.EachDue).
+func dueNow(st timer.OpenTimers, now time.Time) ([]store.Timer, error) {
 	var out []store.Timer
-	for _, t := range open {
-		if timer.Due(t, now, timer.DefaultWarn, timer.DefaultFinal) != timer.NoNotice {
-			out = append(out, t)
-		}
-	}
+	err := timer.EachDue(st, now, 0, 0, 1000, func(t store.Timer, _ timer.Notice) error {
+		out = append(out, t)
+		return nil
+	})
 	return out, err
 }
 

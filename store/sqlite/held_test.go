@@ -139,13 +139,11 @@ func TestUpgradeFromSchema1(t *testing.T) {
 // dueTimers lists the open rows whose notice is due at now with 12 h / 24 h
 // deadlines (timer.Due over OpenTimers), and whether it is the final one.
 func dueTimers(s *Store, now time.Time) ([]dueRow, error) {
-	open, err := s.OpenTimers(now.Add(-12*time.Hour), store.Timer{}, 100)
 	var out []dueRow
-	for _, t := range open {
-		if n := timer.Due(t, now, 12*time.Hour, 24*time.Hour); n != timer.NoNotice {
-			out = append(out, dueRow{t, n == timer.Notice24})
-		}
-	}
+	err := timer.EachDue(s, now, 12*time.Hour, 24*time.Hour, 100, func(t store.Timer, n timer.Notice) error {
+		out = append(out, dueRow{t, n == timer.Notice24})
+		return nil
+	})
 	return out, err
 }
 

@@ -837,23 +837,12 @@ type dueRow struct {
 
 // dueAt is what a timer runner finds due at now: the store's open rows
 // (OpenTimers, read a page of two at a time to walk the cursor) judged by
-// the timer package's rule.
+// the timer package's rule (timer.EachDue).
 func dueAt(s store.Store, now time.Time, warn, final time.Duration) ([]dueRow, error) {
 	var out []dueRow
-	var after store.Timer
-	for {
-		open, err := s.OpenTimers(now.Add(-warn), after, 2)
-		if err != nil {
-			return nil, err
-		}
-		for _, t := range open {
-			after = t
-			if n := timer.Due(t, now, warn, final); n != timer.NoNotice {
-				out = append(out, dueRow{t, n == timer.Notice24})
-			}
-		}
-		if len(open) < 2 {
-			return out, nil
-		}
-	}
+	err := timer.EachDue(s, now, warn, final, 2, func(t store.Timer, n timer.Notice) error {
+		out = append(out, dueRow{t, n == timer.Notice24})
+		return nil
+	})
+	return out, err
 }
