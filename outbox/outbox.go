@@ -19,13 +19,13 @@ import (
 	"maps"
 	"net"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/emersion/go-smtp"
 
 	"github.com/pecgo/pec/config"
+	"github.com/pecgo/pec/point"
 	"github.com/pecgo/pec/store"
 )
 
@@ -432,8 +432,7 @@ func (s *Sender) isLocal(it store.Queued) bool {
 		return false
 	}
 	for _, r := range it.Rcpts {
-		_, dom, ok := strings.Cut(r, "@")
-		if !ok || !slices.ContainsFunc(s.LocalDomains, func(d string) bool { return strings.EqualFold(d, dom) }) {
+		if !point.InDomains(r, s.LocalDomains) {
 			return false
 		}
 	}

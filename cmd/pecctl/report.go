@@ -262,7 +262,7 @@ func writeReportText(stdout io.Writer, r *report, from, to time.Time) {
 	fmt.Fprintf(stdout, "    %s\n", strings.Join(r.ManagedDomains, ", "))
 	if r.Mailboxes.Source == mailboxesFromSenders {
 		line("mailboxes (distinct senders at the access point)", r.Mailboxes.Active)
-		fmt.Fprintln(stdout, "    no mailbox registry in this store: active mailboxes are counted as the distinct")
+		fmt.Fprintln(stdout, "    the mailbox registry is empty: active mailboxes are counted as the distinct")
 		fmt.Fprintln(stdout, "    senders of the period; suspended and closed ones cannot be counted")
 	} else {
 		line("mailboxes active", r.Mailboxes.Active)
