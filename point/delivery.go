@@ -20,6 +20,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -257,21 +258,11 @@ func (d *Delivery) chargedAtIncoming(r *verify.Report) ([]string, string, error)
 		r.Message.Daticert.Identificativo == "" {
 		return nil, "", nil
 	}
-	ev, err := d.History.Events(store.Query{PECID: r.Message.Daticert.Identificativo, Type: store.TypePresaInCarico, Point: store.AtIncoming})
+	rcpts, provider, err := takeCharges(d.History, r.Message.Daticert.Identificativo, store.AtIncoming)
 	if err != nil {
 		return nil, "", fmt.Errorf("cannot read the take-charges of the incoming point: %w", err)
 	}
-	var out []string
-	provider := ""
-	for _, e := range ev {
-		provider = e.Provider
-		for _, rc := range e.Recipients {
-			if rc = strings.ToLower(rc); !slices.Contains(out, rc) {
-				out = append(out, rc)
-			}
-		}
-	}
-	return out, provider, nil
+	return slices.Sorted(maps.Keys(rcpts)), provider, nil
 }
 
 func hashKey(b []byte) string {

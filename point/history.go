@@ -32,17 +32,26 @@ func acceptedSince(h History, sender string, since time.Time) (int, error) {
 // the incoming point for other providers' envelopes, the delivery point
 // for our own (RFC 6109 §3.2.1, §3.4). A nil History knows of none.
 func chargedRecipients(h History, pecid string) (map[string]bool, error) {
-	out := map[string]bool{}
+	out, _, err := takeCharges(h, pecid, "")
+	return out, err
+}
+
+// takeCharges reads the take-charges issued for pecid at point at (""
+// for any): the recipients they cover (lower case) and the provider the
+// last one names. A nil History knows of none.
+func takeCharges(h History, pecid string, at store.EventPoint) (rcpts map[string]bool, provider string, err error) {
+	rcpts = map[string]bool{}
 	if h == nil {
-		return out, nil
+		return rcpts, "", nil
 	}
-	ev, err := h.Events(store.Query{PECID: pecid, Type: store.TypePresaInCarico})
+	ev, err := h.Events(store.Query{PECID: pecid, Type: store.TypePresaInCarico, Point: at})
 	for _, e := range ev {
+		provider = e.Provider
 		for _, r := range e.Recipients {
-			out[strings.ToLower(r)] = true
+			rcpts[strings.ToLower(r)] = true
 		}
 	}
-	return out, err
+	return rcpts, provider, err
 }
 
 // dispatched reports whether we sent the envelope pecid to rcpt: its
