@@ -87,6 +87,17 @@ func cells() []cell {
 			cs[i].n = max(cs[i].n/2, cs[i].c)
 		}
 	}
+	// PEC_FULLPATH_CELL=10KB/16 runs that cell only (with PEC_PROFILE_DIR,
+	// to profile the daemons on one load)
+	if only := os.Getenv("PEC_FULLPATH_CELL"); only != "" {
+		var kept []cell
+		for _, c := range cs {
+			if fmt.Sprintf("%s/%d", c.name, c.c) == only {
+				kept = append(kept, c)
+			}
+		}
+		cs = kept
+	}
 	return cs
 }
 

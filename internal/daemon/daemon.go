@@ -37,6 +37,8 @@ type Daemon struct {
 	Metrics  *metrics.Metrics // nil when the endpoint is off
 	Log      *slog.Logger
 	Guard    *guard.Guard // the clock guard and the service state the points read (point.Gate)
+
+	stopProfile func()
 }
 
 // Start loads the configuration at path and starts the shared parts; they
@@ -98,6 +100,7 @@ func Start(ctx context.Context, path string, metricsAddr func(*config.Config) st
 	}
 	go d.Outbox.Run(ctx)
 	go d.recordHealth(ctx, HealthEvery)
+	d.stopProfile = startProfile(log)
 	return d, nil
 }
 
@@ -142,8 +145,11 @@ func (d *Daemon) resyncOnHangup(ctx context.Context) {
 	}
 }
 
-// Close closes the store.
-func (d *Daemon) Close() { d.Store.Close() }
+// Close closes the store (and writes the profiles ProfileEnv asked for).
+func (d *Daemon) Close() {
+	d.Store.Close()
+	d.stopProfile()
+}
 
 // Server is one listener with what serves it.
 type Server struct {
