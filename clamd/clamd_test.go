@@ -9,6 +9,7 @@ import (
 	"io"
 	"math/rand"
 	"net"
+	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -295,8 +296,9 @@ func (e *endReader) Read(p []byte) (int, error) {
 // a base64 attachment of random octets, different in every iteration
 // (clamd keeps the verdicts of content it has seen: a repeated message
 // measures its cache, about a third of a real scan), over TCP and over
-// the unix socket, split into the time to send the stream and the time
-// from its end to the verdict. Streaming the body to clamd while the
+// the unix socket (also with clamd's temporary files on a tmpfs), split
+// into the time to send the stream and the time from its end to the
+// verdict. Streaming the body to clamd while the
 // milter receives it could only hide the first part.
 func BenchmarkScan100KB(b *testing.B) { benchScan(b, 100<<10) }
 func BenchmarkScan1MB(b *testing.B)   { benchScan(b, 1<<20) }
@@ -318,11 +320,25 @@ func benchScan(b *testing.B, size int) {
 		}
 		return append(msg, enc+"\r\n--b1--\r\n"...)
 	}
-	for _, cl := range []*Client{
-		{Network: "tcp", Addr: c.Addr, Timeout: 10 * time.Second},
-		{Network: "unix", Addr: c.Socket, Timeout: 10 * time.Second},
+	// the same clamd with its temporary files (the spooled stream, the
+	// decoded parts) on a tmpfs (/dev/shm) instead of the disk
+	shm, err := os.MkdirTemp("/dev/shm", "pec-clamd-")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { os.RemoveAll(shm) })
+	os.Chmod(shm, 0o777)
+	ct := testenv.StartClamdWith(b, testenv.ClamdOptions{Extra: []string{"TemporaryDirectory " + shm}})
+	for _, v := range []struct {
+		name string
+		cl   *Client
+	}{
+		{"tcp", &Client{Network: "tcp", Addr: c.Addr, Timeout: 10 * time.Second}},
+		{"unix", &Client{Network: "unix", Addr: c.Socket, Timeout: 10 * time.Second}},
+		{"unix-tmpfs", &Client{Network: "unix", Addr: ct.Socket, Timeout: 10 * time.Second}},
 	} {
-		b.Run(cl.Network, func(b *testing.B) {
+		cl := v.cl
+		b.Run(v.name, func(b *testing.B) {
 			var send, verdict time.Duration
 			for i := 0; i < b.N; i++ {
 				b.StopTimer()

@@ -233,15 +233,23 @@ var errTemp = point.ErrDeliveryTemporary
 func (ss *session) LMTPData(r io.Reader, status smtp.StatusCollector) (err error) {
 	s := ss.s
 	s.setup()
+	if len(ss.rcpts) == 0 {
+		// only confirmation recipients: the message is not needed (at
+		// 1 MB, not keeping the envelope's copy saves its allocation)
+		if _, err := io.Copy(io.Discard, r); err != nil {
+			return err
+		}
+		for _, rcpt := range ss.confirms {
+			status.SetStatus(rcpt, nil)
+		}
+		return nil
+	}
 	raw, err := io.ReadAll(r)
 	if err != nil {
 		return err
 	}
 	for _, rcpt := range ss.confirms {
 		status.SetStatus(rcpt, nil)
-	}
-	if len(ss.rcpts) == 0 {
-		return nil // only confirmation recipients
 	}
 	start := time.Now()
 	var (

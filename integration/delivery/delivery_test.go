@@ -73,7 +73,7 @@ func TestDeliveryPoint(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg = bytes.Replace(cfg, []byte(`"inet:`+a.Dovecot.LMTPAddr+`"`), []byte(`"inet:`+px.addr+`"`), 1)
+	cfg = bytes.Replace(cfg, []byte(`"`+a.DovecotLMTP()+`"`), []byte(`"inet:`+px.addr+`"`), 1)
 	if err := os.WriteFile(a.ConfigPath, cfg, 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -407,7 +407,7 @@ trusted_roots = [%s]
 clock_max_error = %s
 
 [clamd]
-network = "tcp"
+network = "unix"
 address = %s
 timeout = "20s"
 
@@ -432,10 +432,14 @@ dir = %s
 ldif = %s
 cache_dir = %s
 `, q(p.Name), q(p.Domain), strings.Join(doms, ", "), q(filepath.Join(p.Dir, "cert.pem")), q(filepath.Join(p.Dir, "key.pem")),
-		q(w.RootPEM), q(clock), q(w.Clamd.Addr), q("unix:"+p.AccessAddr), q("unix:"+p.IncomingAddr), q(requireTLS), q("unix:"+p.DeliverAddr),
-		q("inet:"+p.Dovecot.LMTPAddr), serviceMaildir, q(reinject), q(local), storeKey, q(storeVal), q(p.Dir), q(w.IndexPath), q(filepath.Join(p.Dir, "index-cache")))
+		q(w.RootPEM), q(clock), q(w.Clamd.Socket), q("unix:"+p.AccessAddr), q("unix:"+p.IncomingAddr), q(requireTLS), q("unix:"+p.DeliverAddr),
+		q(p.DovecotLMTP()), serviceMaildir, q(reinject), q(local), storeKey, q(storeVal), q(p.Dir), q(w.IndexPath), q(filepath.Join(p.Dir, "index-cache")))
 	must(w.t, os.WriteFile(p.ConfigPath, []byte(cfg+p.Extra), 0o644))
 }
+
+// DovecotLMTP is the [deliver] dovecot address of the configuration:
+// Dovecot's unix listener, as in a deployment (postfix-examples).
+func (p *Provider) DovecotLMTP() string { return "unix:" + p.Dovecot.LMTPSocket }
 
 func host(addr string) string { h, _, _ := strings.Cut(addr, ":"); return h }
 func port(addr string) string { _, p, _ := strings.Cut(addr, ":"); return p }

@@ -27,6 +27,9 @@ type DovecotUser struct {
 // Dovecot is a running throwaway Dovecot 2.3.
 type Dovecot struct {
 	LMTPAddr string // LMTP (RFC 2033), "127.0.0.1:port"
+	// LMTPSocket is Dovecot's own LMTP unix listener (base_dir/lmtp, mode
+	// 0666 here), what a deployment uses (postfix-examples: unix:/run/dovecot/lmtp)
+	LMTPSocket string
 	IMAPAddr string // IMAP, plaintext login allowed
 	// AuthAddr is an inet auth listener for Postfix SASL:
 	// smtpd_sasl_type=dovecot, smtpd_sasl_path=inet:AuthAddr.
@@ -147,6 +150,7 @@ func StartDovecot(t testing.TB, users []DovecotUser) *Dovecot {
 		bin:      bin,
 	}
 	d.UsersFile = filepath.Join(dir, "users")
+	d.LMTPSocket = filepath.Join(dir, "run", "lmtp")
 
 	// Mail owner: nobody when root, else ourselves.
 	rootless := os.Geteuid() != 0
@@ -257,6 +261,9 @@ func (d *Dovecot) Start(t testing.TB) {
 				t.Fatalf("testenv: dovecot not listening on %s:\n%s", a, tail(d.LogPath, 20))
 			}
 		}
+	}
+	if err := waitDial("unix", d.LMTPSocket, time.Until(deadline)); err != nil {
+		t.Fatalf("testenv: dovecot not listening on %s: %v\n%s", d.LMTPSocket, err, tail(d.LogPath, 20))
 	}
 }
 
