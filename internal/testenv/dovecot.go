@@ -30,7 +30,7 @@ type Dovecot struct {
 	// LMTPSocket is Dovecot's own LMTP unix listener (base_dir/lmtp, mode
 	// 0666 here), what a deployment uses (postfix-examples: unix:/run/dovecot/lmtp)
 	LMTPSocket string
-	IMAPAddr string // IMAP, plaintext login allowed
+	IMAPAddr   string // IMAP, plaintext login allowed
 	// AuthAddr is an inet auth listener for Postfix SASL:
 	// smtpd_sasl_type=dovecot, smtpd_sasl_path=inet:AuthAddr.
 	AuthAddr string
