@@ -2,6 +2,7 @@ package build
 
 import (
 	"bytes"
+	"fmt"
 	"html"
 	"mime"
 	"mime/quotedprintable"
@@ -88,19 +89,133 @@ func DecodeSubject(raw string) string {
 // subjectHeader is prefix + the original Subject as received (RFC 2047
 // words stay encoded; PEC-SPEC §6.6 rules 9–10: prefixes stack and are
 // never stripped). Raw 8-bit text is encoded as RFC 2047 UTF-8 words so the
-// header stays 7-bit.
+// header stays 7-bit. The field is folded so that no line is longer than
+// 998 octets (RFC 5322 §2.1.1): the words we encode are folded at 78
+// octets; the original's own lines only where the prefix would take them
+// past 998, and encoded when no white space allows it.
 func subjectHeader(prefix, raw string) string {
 	dec := DecodeSubject(raw)
 	control := func(r rune) bool { return r < 0x20 && r != '\t' || r == 0x7f }
-	if needsEncoding(raw) || strings.ContainsFunc(dec, control) {
+	encoded := func() string {
 		// control characters (raw, or inside encoded-words) become
 		// spaces: strict out, whatever the original carried (PEC-SPEC §6.7)
-		return prefix + mime.QEncoding.Encode("utf-8", strings.Map(func(r rune) rune {
+		v := prefix + mime.QEncoding.Encode("utf-8", strings.Map(func(r rune) rune {
 			if control(r) {
 				return ' '
 			}
 			return r
-		}, dec))
+		}, strings.ReplaceAll(dec, "\r\n", "")))
+		return fold(len("Subject: "), len(prefix), v, foldWidth, foldWidth)
 	}
-	return prefix + raw
+	if needsEncoding(raw) || strings.ContainsFunc(strings.ReplaceAll(dec, "\r\n", ""), control) {
+		return encoded()
+	}
+	v := fold(len("Subject: "), len(prefix), prefix+raw, foldWidth, maxLine)
+	if longestValueLine(len("Subject: "), v) > maxLine {
+		// a run of printable ASCII too long for one line once prefixed:
+		// mime's encoder leaves ASCII as it is, so it is cut into words here
+		return fold(len("Subject: "), len(prefix), prefix+asciiWords(strings.ReplaceAll(raw, "\r\n", "")), foldWidth, foldWidth)
+	}
+	return v
+}
+
+// asciiWords writes printable ASCII as RFC 2047 "Q" encoded-words of at
+// most 75 octets (§2, §4.2), white space kept between them as it is
+// (§6.2: white space between two encoded-words is dropped by a reader,
+// so a space that belongs to the text goes inside a word as "_").
+func asciiWords(s string) string {
+	const open, end = "=?us-ascii?q?", "?="
+	var b strings.Builder
+	n := 0 // octets of the word being written
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		enc := string(c)
+		switch {
+		case c == ' ':
+			enc = "_"
+		case c == '=' || c == '?' || c == '_' || c == '\t' || c < 0x20 || c > 0x7e:
+			enc = fmt.Sprintf("=%02X", c)
+		}
+		if n > 0 && n+len(enc)+len(end) > 75 {
+			b.WriteString(end + " ")
+			n = 0
+		}
+		if n == 0 {
+			b.WriteString(open)
+			n = len(open)
+		}
+		b.WriteString(enc)
+		n += len(enc)
+	}
+	if n > 0 {
+		b.WriteString(end)
+	}
+	return b.String()
+}
+
+// Line lengths of a header field, without the CRLF (RFC 5322 §2.1.1).
+const (
+	foldWidth = 78
+	maxLine   = 998
+)
+
+// fold breaks every line of a field value that, with the lead octets of
+// "Name: " before the first, is longer than limit octets: before white
+// space (RFC 5322 §2.2.3: folding is a CRLF inserted before white space,
+// so a reader that unfolds gets the value back), filling lines up to
+// width octets. The first keep octets of the value (the PEC prefix, which
+// readers match on the first line) and a run without white space are
+// never broken.
+func fold(lead, keep int, value string, width, limit int) string {
+	lines := strings.Split(value, "\r\n")
+	for i, l := range lines {
+		if i > 0 {
+			lead, keep = 0, 0
+		}
+		if lead+len(l) <= limit {
+			continue
+		}
+		var b strings.Builder
+		n := lead // octets on the output line so far
+		at := 0   // offset of the token in l
+		for j, tok := range foldTokens(l) {
+			if j > 0 && at > keep && n+len(tok) > width {
+				b.WriteString("\r\n")
+				n = 0
+			}
+			b.WriteString(tok)
+			n += len(tok)
+			at += len(tok)
+		}
+		lines[i] = b.String()
+	}
+	return strings.Join(lines, "\r\n")
+}
+
+// foldTokens cuts a line before each run of white space that follows
+// other octets: every token but the first starts with white space.
+func foldTokens(l string) []string {
+	var out []string
+	start := 0
+	for i := 1; i < len(l); i++ {
+		ws := l[i] == ' ' || l[i] == '\t'
+		if ws && l[i-1] != ' ' && l[i-1] != '\t' {
+			out = append(out, l[start:i])
+			start = i
+		}
+	}
+	return append(out, l[start:])
+}
+
+// longestValueLine is the longest line of a field value with lead octets
+// before its first line.
+func longestValueLine(lead int, value string) int {
+	longest := 0
+	for i, l := range strings.Split(value, "\r\n") {
+		if i == 0 {
+			l = strings.Repeat(" ", lead) + l
+		}
+		longest = max(longest, len(l))
+	}
+	return longest
 }

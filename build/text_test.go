@@ -210,3 +210,65 @@ func TestControlCharactersNeverEmitted(t *testing.T) {
 		}
 	}
 }
+
+// RFC 5322 §2.1.1: no line of a header field we write is longer than 998
+// octets, whatever the original's Subject: a long UTF-8 Subject (encoded
+// here into RFC 2047 words, each at most 75 octets) is folded between the
+// words, and an original line near the limit is folded at a space once the
+// prefix is added. Folding changes nothing for a reader: the unfolded,
+// decoded Subject is the prefix plus the original's (PEC-SPEC §6.6 rule 9).
+func TestLongSubjectFolded(t *testing.T) {
+	f := newFixture(t)
+	words := strings.Repeat("parola ", 140) // 980 octets with spaces
+	for name, subject := range map[string]string{
+		"utf8":           strings.Repeat("è", 700),
+		"utf8-words":     strings.Repeat("Città ", 200),
+		"ascii-990":      strings.TrimSpace(words),
+		"ascii-unbroken": strings.Repeat("x", 990),
+	} {
+		t.Run(name, func(t *testing.T) {
+			raw := strings.Replace(original, "Subject: Fattura n. 12 del 2026", "Subject: "+subject, 1)
+			o, err := build.ParseOriginal([]byte(raw))
+			if err != nil {
+				t.Fatal(err)
+			}
+			tx := o.Tx("pec1@pec-a.example.test", o.From[0], certified)
+			acc, err := f.a.Accettazione(at, tx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			env, err := f.a.TransportEnvelope(at, tx, o, []string{"luigi.verdi@pec-b.example.test"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, m := range []*build.Message{acc, env} {
+				data := m.Bytes()
+				head, _, _ := bytes.Cut(data, []byte("\r\n\r\n"))
+				for _, line := range bytes.Split(head, []byte("\r\n")) {
+					if len(line) > 998 {
+						t.Fatalf("%s: header line of %d octets: %.60s…", m.Kind, len(line), line)
+					}
+				}
+				p, err := parse.Parse(data)
+				if err != nil {
+					t.Fatal(err)
+				}
+				want := m.Kind.SubjectPrefix() + strings.TrimSpace(subject)
+				if got := build.DecodeSubject(unfold(m.Get("Subject"))); got != want {
+					t.Fatalf("%s: Subject decodes to %q…, want %q…", m.Kind, trunc(got), trunc(want))
+				}
+				_ = p
+				conformance.Check(t, "long-subject-"+name+"-"+string(m.Kind), data, testpki.PEM(f.pki.Root.Cert))
+			}
+		})
+	}
+}
+
+func unfold(s string) string { return strings.ReplaceAll(s, "\r\n", "") }
+
+func trunc(s string) string {
+	if len(s) > 80 {
+		return s[:80]
+	}
+	return s
+}
