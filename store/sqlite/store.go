@@ -153,12 +153,25 @@ ALTER TABLE outbox DROP COLUMN data;
 
 // Store is the SQLite-backed provider state. It is safe for concurrent use.
 // Writes are serialised (in this process by a mutex, across processes by
-// SQLite's write lock with busy_timeout).
+// SQLite's write lock with busy_timeout); writes that wait for the mutex
+// are committed together (write).
 type Store struct {
 	db   *sql.DB
 	path string
-	mu   sync.Mutex
+	mu   sync.Mutex // held by the goroutine that runs a batch of writes
+
+	waitingMu sync.Mutex
+	waiting   []*writeRequest // writes not yet taken into a batch
 }
+
+// writeRequest is one caller's write transaction, waiting for its batch.
+type writeRequest struct {
+	fn   func(tx *sql.Tx) error
+	done chan error // buffered: the batch's outcome for this write
+}
+
+// maxBatch bounds the writes committed together.
+const maxBatch = 64
 
 // Open opens (creating it if needed) the store at path and brings its
 // schema up to date.
@@ -290,19 +303,94 @@ func (s *Store) Close() error {
 	return s.db.Close()
 }
 
-// write runs fn in one write transaction.
+// write runs fn in a write transaction, committed (synchronous=FULL: on
+// disk) when it returns nil.
+//
+// Group commit: the writes of this process that arrive while another is
+// being committed wait for the mutex; the first to get it takes all of
+// them (up to maxBatch) and runs them one after the other in one
+// transaction, each in its own savepoint, then commits once: one WAL sync
+// for the batch instead of one per write, under concurrent load. A write
+// whose fn fails is rolled back to its savepoint and gets its error; the
+// others are unaffected. When the commit itself fails every write of the
+// batch gets that error, as each would have alone. A single waiting write
+// runs without a savepoint, as before.
 func (s *Store) write(fn func(tx *sql.Tx) error) error {
+	req := &writeRequest{fn: fn, done: make(chan error, 1)}
+	s.waitingMu.Lock()
+	s.waiting = append(s.waiting, req)
+	s.waitingMu.Unlock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	for {
+		select {
+		case err := <-req.done:
+			// answered by a batch that ran before this goroutine got the
+			// mutex, or by the one it just ran
+			return err
+		default:
+		}
+		// req is still waiting, so there is at least one: the batches are
+		// taken oldest first and req comes up within a few of them
+		s.waitingMu.Lock()
+		n := min(len(s.waiting), maxBatch)
+		batch := s.waiting[:n:n]
+		s.waiting = s.waiting[n:]
+		s.waitingMu.Unlock()
+		s.runBatch(batch)
+	}
+}
+
+// runBatch commits the writes of batch in one transaction and answers each.
+func (s *Store) runBatch(batch []*writeRequest) {
+	fail := func(err error) {
+		for _, r := range batch {
+			r.done <- err
+		}
+	}
 	tx, err := s.db.Begin()
 	if err != nil {
-		return err
+		fail(err)
+		return
 	}
-	if err := fn(tx); err != nil {
-		tx.Rollback()
-		return err
+	if len(batch) == 1 {
+		if err := batch[0].fn(tx); err != nil {
+			tx.Rollback()
+			fail(err)
+			return
+		}
+		fail(tx.Commit())
+		return
 	}
-	return tx.Commit()
+	failed := make([]error, len(batch))
+	for i, r := range batch {
+		if _, err := tx.Exec("SAVEPOINT write"); err != nil {
+			tx.Rollback()
+			fail(err)
+			return
+		}
+		if failed[i] = r.fn(tx); failed[i] != nil {
+			if _, err := tx.Exec("ROLLBACK TO write"); err != nil {
+				// the transaction is not usable: nothing of the batch stays
+				tx.Rollback()
+				fail(errors.Join(failed[i], err))
+				return
+			}
+		}
+		if _, err := tx.Exec("RELEASE write"); err != nil {
+			tx.Rollback()
+			fail(err)
+			return
+		}
+	}
+	err = tx.Commit()
+	for i, r := range batch {
+		if failed[i] != nil {
+			r.done <- failed[i]
+		} else {
+			r.done <- err
+		}
+	}
 }
 
 func encodeList(l []string) string { return store.EncodeList(l) }
