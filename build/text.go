@@ -94,47 +94,52 @@ func DecodeSubject(raw string) string {
 // octets; the original's own lines only where the prefix would take them
 // past 998, and encoded when no white space allows it.
 func subjectHeader(prefix, raw string) string {
-	dec := DecodeSubject(raw)
+	const lead = len("Subject: ")
+	dec := strings.ReplaceAll(DecodeSubject(raw), "\r\n", "")
 	control := func(r rune) bool { return r < 0x20 && r != '\t' || r == 0x7f }
-	encoded := func() string {
-		// control characters (raw, or inside encoded-words) become
-		// spaces: strict out, whatever the original carried (PEC-SPEC §6.7)
-		v := prefix + mime.QEncoding.Encode("utf-8", strings.Map(func(r rune) rune {
-			if control(r) {
-				return ' '
-			}
-			return r
-		}, strings.ReplaceAll(dec, "\r\n", "")))
-		return fold(len("Subject: "), len(prefix), v, foldWidth, foldWidth)
+	// control characters (raw, or inside encoded-words) become spaces:
+	// strict out, whatever the original carried (PEC-SPEC §6.7)
+	clean := strings.Map(func(r rune) rune {
+		if control(r) {
+			return ' '
+		}
+		return r
+	}, dec)
+	var v string
+	if needsEncoding(raw) || clean != dec {
+		v = fold(lead, len(prefix), prefix+mime.QEncoding.Encode("utf-8", clean), foldWidth, foldWidth)
+	} else {
+		v = fold(lead, len(prefix), prefix+raw, foldWidth, maxLine)
 	}
-	if needsEncoding(raw) || strings.ContainsFunc(strings.ReplaceAll(dec, "\r\n", ""), control) {
-		return encoded()
-	}
-	v := fold(len("Subject: "), len(prefix), prefix+raw, foldWidth, maxLine)
-	if longestValueLine(len("Subject: "), v) > maxLine {
-		// a run of printable ASCII too long for one line once prefixed:
-		// mime's encoder leaves ASCII as it is, so it is cut into words here
-		return fold(len("Subject: "), len(prefix), prefix+asciiWords(strings.ReplaceAll(raw, "\r\n", "")), foldWidth, foldWidth)
+	if longestValueLine(lead, v) > maxLine {
+		// a run without white space too long for one line once prefixed
+		// (mime's encoder leaves ASCII as it is): the decoded text, all
+		// of it in encoded-words, which fold between them
+		v = fold(lead, len(prefix), prefix+utf8Words(clean), foldWidth, foldWidth)
 	}
 	return v
 }
 
-// asciiWords writes printable ASCII as RFC 2047 "Q" encoded-words of at
-// most 75 octets (§2, §4.2), white space kept between them as it is
-// (§6.2: white space between two encoded-words is dropped by a reader,
-// so a space that belongs to the text goes inside a word as "_").
-func asciiWords(s string) string {
-	const open, end = "=?us-ascii?q?", "?="
+// utf8Words writes s as RFC 2047 "Q" encoded-words in UTF-8 (§4.2), each
+// at most 75 octets (§2) and holding whole characters (§5: a word is
+// decoded on its own), separated by spaces. A space of the text goes
+// inside a word as "_": white space between two encoded-words is dropped
+// by a reader (§6.2).
+func utf8Words(s string) string {
+	const open, end = "=?utf-8?q?", "?="
 	var b strings.Builder
 	n := 0 // octets of the word being written
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		enc := string(c)
+	for _, r := range s {
+		var enc string
 		switch {
-		case c == ' ':
+		case r == ' ':
 			enc = "_"
-		case c == '=' || c == '?' || c == '_' || c == '\t' || c < 0x20 || c > 0x7e:
-			enc = fmt.Sprintf("=%02X", c)
+		case r > 0x20 && r < 0x7f && r != '=' && r != '?' && r != '_':
+			enc = string(r)
+		default:
+			for _, c := range []byte(string(r)) {
+				enc += fmt.Sprintf("=%02X", c)
+			}
 		}
 		if n > 0 && n+len(enc)+len(end) > 75 {
 			b.WriteString(end + " ")

@@ -201,3 +201,78 @@ func TestGroupCommitManyWaiting(t *testing.T) {
 		t.Fatalf("%d writes in %d transactions, want 3 (batches of %d)", writers, len(txs), maxBatch)
 	}
 }
+
+// A write whose fn panics (a programming error) does not leave the others
+// of its batch waiting nor the store locked: they get an error, the panic
+// goes on in the goroutine that ran the batch, and later writes commit.
+func TestGroupCommitPanic(t *testing.T) {
+	s, err := Open(filepath.Join(t.TempDir(), "pec.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.db.Exec("CREATE TABLE scratch (n INTEGER)"); err != nil {
+		t.Fatal(err)
+	}
+	insert := func(n int) func(tx *sql.Tx) error {
+		return func(tx *sql.Tx) error {
+			_, err := tx.Exec("INSERT INTO scratch (n) VALUES (?)", n)
+			return err
+		}
+	}
+	type outcome struct {
+		err      error
+		panicked bool
+	}
+	call := func(fn func(tx *sql.Tx) error, out chan<- outcome) {
+		defer func() {
+			if r := recover(); r != nil {
+				out <- outcome{panicked: true}
+			}
+		}()
+		out <- outcome{err: s.write(fn)}
+	}
+	s.mu.Lock()
+	out := make(chan outcome, 2)
+	go call(func(tx *sql.Tx) error {
+		insert(1)(tx)
+		panic("bug in a write")
+	}, out)
+	go call(insert(2), out)
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		s.waitingMu.Lock()
+		n := len(s.waiting)
+		s.waitingMu.Unlock()
+		if n == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of 2 writes waiting", n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	s.mu.Unlock()
+	panics := 0
+	for range 2 {
+		select {
+		case o := <-out:
+			if o.panicked {
+				panics++
+			} else if o.err == nil {
+				t.Fatal("a write of the batch that panicked reported committed")
+			}
+		case <-time.After(15 * time.Second):
+			t.Fatal("a write of the batch is still waiting 15 s after the panic")
+		}
+	}
+	if panics != 1 {
+		t.Fatalf("the panic surfaced %d times, want once", panics)
+	}
+	if err := s.write(insert(3)); err != nil {
+		t.Fatalf("a write after the panic: %v", err)
+	}
+	var rows int
+	if err := s.db.QueryRow("SELECT COUNT(*) FROM scratch").Scan(&rows); err != nil || rows != 1 {
+		t.Fatalf("%d rows (%v), want only the write after the panic", rows, err)
+	}
+}

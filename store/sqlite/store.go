@@ -307,14 +307,15 @@ func (s *Store) Close() error {
 // disk) when it returns nil.
 //
 // Group commit: the writes of this process that arrive while another is
-// being committed wait for the mutex; the first to get it takes all of
-// them (up to maxBatch) and runs them one after the other in one
+// being committed wait for the mutex; the first to get it takes them (up
+// to maxBatch, oldest first) and runs them one after the other in one
 // transaction, each in its own savepoint, then commits once: one WAL sync
 // for the batch instead of one per write, under concurrent load. A write
 // whose fn fails is rolled back to its savepoint and gets its error; the
-// others are unaffected. When the commit itself fails every write of the
-// batch gets that error, as each would have alone. A single waiting write
-// runs without a savepoint, as before.
+// others go on. When SQLite has rolled back the whole transaction (disk
+// full, I/O error: the savepoint is gone then) or the commit fails, every
+// write of the batch fails, as each would have alone. A single waiting
+// write runs without a savepoint.
 func (s *Store) write(fn func(tx *sql.Tx) error) error {
 	req := &writeRequest{fn: fn, done: make(chan error, 1)}
 	s.waitingMu.Lock()
@@ -337,60 +338,87 @@ func (s *Store) write(fn func(tx *sql.Tx) error) error {
 		batch := s.waiting[:n:n]
 		s.waiting = s.waiting[n:]
 		s.waitingMu.Unlock()
+		if n == 0 {
+			return errors.New("store: internal error: a write was neither answered nor waiting")
+		}
 		s.runBatch(batch)
 	}
 }
 
-// runBatch commits the writes of batch in one transaction and answers each.
+// runBatch commits the writes of batch in one transaction and answers
+// each exactly once. A fn that panics: the transaction is rolled back,
+// the writes not yet answered get an error, and the panic goes on in this
+// goroutine (a programming error must not leave the store locked or the
+// other writers waiting).
 func (s *Store) runBatch(batch []*writeRequest) {
-	fail := func(err error) {
-		for _, r := range batch {
-			r.done <- err
+	answered := 0 // batch[:answered] have their answer
+	var tx *sql.Tx
+	defer func() {
+		if r := recover(); r != nil {
+			if tx != nil {
+				tx.Rollback()
+			}
+			for _, q := range batch[answered:] {
+				q.done <- fmt.Errorf("store: write not committed: another write of its batch panicked: %v", r)
+			}
+			panic(r)
 		}
+	}()
+	answer := func(errs func(i int) error) {
+		for i, q := range batch {
+			q.done <- errs(i)
+		}
+		answered = len(batch)
 	}
-	tx, err := s.db.Begin()
-	if err != nil {
-		fail(err)
+	all := func(err error) func(int) error { return func(int) error { return err } }
+	var err error
+	if tx, err = s.db.Begin(); err != nil {
+		answer(all(err))
 		return
 	}
 	if len(batch) == 1 {
 		if err := batch[0].fn(tx); err != nil {
 			tx.Rollback()
-			fail(err)
+			answer(all(err))
 			return
 		}
-		fail(tx.Commit())
+		answer(all(tx.Commit()))
 		return
 	}
 	failed := make([]error, len(batch))
 	for i, r := range batch {
 		if _, err := tx.Exec("SAVEPOINT write"); err != nil {
 			tx.Rollback()
-			fail(err)
+			answer(all(err))
 			return
 		}
 		if failed[i] = r.fn(tx); failed[i] != nil {
 			if _, err := tx.Exec("ROLLBACK TO write"); err != nil {
-				// the transaction is not usable: nothing of the batch stays
+				// SQLite rolled back the whole transaction: nothing of the
+				// batch stays; this write's own error goes to it alone
 				tx.Rollback()
-				fail(errors.Join(failed[i], err))
+				answer(func(j int) error {
+					if j == i {
+						return errors.Join(failed[i], err)
+					}
+					return fmt.Errorf("store: write not committed: the transaction of its batch was rolled back: %w", err)
+				})
 				return
 			}
 		}
 		if _, err := tx.Exec("RELEASE write"); err != nil {
 			tx.Rollback()
-			fail(err)
+			answer(all(err))
 			return
 		}
 	}
 	err = tx.Commit()
-	for i, r := range batch {
+	answer(func(i int) error {
 		if failed[i] != nil {
-			r.done <- failed[i]
-		} else {
-			r.done <- err
+			return failed[i]
 		}
-	}
+		return err
+	})
 }
 
 func encodeList(l []string) string { return store.EncodeList(l) }
