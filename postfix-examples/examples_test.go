@@ -22,6 +22,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -640,23 +641,23 @@ func startMilter(t *testing.T, sockDir, role string) (string, *milterLog, func()
 // config.Listen (as pecdeliver makes it) whose connections are passed
 // byte for byte to the unix socket *target once it is set (Dovecot's LMTP,
 // which only the pec account may use: this process runs as root).
-func startLMTPProxy(t *testing.T, sockDir string, target *string) string {
+func startLMTPProxy(t *testing.T, sockDir string, target *atomic.Pointer[string]) string {
 	spec := "unix:" + filepath.Join(sockDir, "lmtp.sock")
 	ln, err := config.Listen(spec)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ln.Close() })
-	var mu sync.Mutex
 	go func() {
 		for {
 			c, err := ln.Accept()
 			if err != nil {
 				return
 			}
-			mu.Lock()
-			to := *target
-			mu.Unlock()
+			to := ""
+			if p := target.Load(); p != nil {
+				to = *p
+			}
 			d, err := net.Dial("unix", to)
 			if err != nil {
 				c.Close()
@@ -855,7 +856,7 @@ func TestRealPostfixDovecot(t *testing.T) {
 	incomingSpec, incomingLog, stopIncoming := startMilter(t, sockDir, "incoming")
 	// Dovecot starts after Postfix (its SASL socket goes into the Postfix
 	// spool); the pecdeliver stand-in passes LMTP on once it is there.
-	var dovecotLMTP string
+	var dovecotLMTP atomic.Pointer[string]
 	deliverSpec := startLMTPProxy(t, sockDir, &dovecotLMTP)
 	vars := postfixVars(cert, key, deliverSpec, subAddr, mxAddr, accessSpec, incomingSpec)
 	master := strings.Split(render(t, "master.cf.pec", vars), "\n")
@@ -872,7 +873,7 @@ func TestRealPostfixDovecot(t *testing.T) {
 	quiet(t, "postfix check", out, err)
 
 	dv := startDovecot(t, pf.QueueDir, "20K")
-	dovecotLMTP = dv.lmtp
+	dovecotLMTP.Store(&dv.lmtp)
 	// Postfix makes the re-injection socket in public/ at start-up
 	reSock := filepath.Join(pf.QueueDir, "public", "pec-reinject")
 	if _, err := os.Stat(reSock); err != nil {
