@@ -107,7 +107,13 @@ func subjectHeader(prefix, raw string) string {
 	}, dec)
 	var v string
 	if needsEncoding(raw) || clean != dec {
-		v = fold(lead, len(prefix), prefix+mime.QEncoding.Encode("utf-8", clean), foldWidth, foldWidth)
+		enc := mime.QEncoding.Encode("utf-8", clean)
+		if enc == clean && strings.Contains(clean, "=?") {
+			// left as text by mime's encoder (ASCII), it would read as a
+			// (broken) encoded-word: encoded, it reads as the text it is
+			enc = utf8Words(clean)
+		}
+		v = fold(lead, len(prefix), prefix+enc, foldWidth, foldWidth)
 	} else {
 		v = fold(lead, len(prefix), prefix+raw, foldWidth, maxLine)
 	}
