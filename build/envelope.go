@@ -159,10 +159,19 @@ func (p *Provider) PerContoDi(sender string) string {
 	return (&mail.Address{Name: "Per conto di: " + sender, Address: p.ServiceAddr()}).String()
 }
 
+// MaxReferencedMessageID is the longest original Message-ID the transport
+// envelope can reference: "X-Riferimento-Message-ID: " and the identifier
+// on one line of at most 998 octets (RFC 5322 §2.1.1; an identifier has
+// no white space to fold at). The access point refuses a longer one.
+const MaxReferencedMessageID = 998 - len("X-Riferimento-Message-ID: ")
+
 // TransportEnvelope wraps an accepted original in the signed transport
 // envelope (RFC 6109 §3.1.5). Its Message-ID is tx.ID, its SMTP envelope
 // the original's (reverse-path sender, forward-paths rcpts).
 func (p *Provider) TransportEnvelope(t time.Time, tx *Tx, o *Original, rcpts []string) (*Message, error) {
+	if len(tx.MsgID) > MaxReferencedMessageID {
+		return nil, fmt.Errorf("build: the original's Message-ID (%d octets) is longer than the envelope can reference (%d)", len(tx.MsgID), MaxReferencedMessageID)
+	}
 	t = t.Truncate(time.Second)
 	k := kind.PostaCertificata
 	m := &Message{Kind: k, ID: tx.ID, MailFrom: tx.Mittente, Rcpts: rcpts, Time: t}

@@ -258,6 +258,10 @@ func (a *Access) formalCheck(env Envelope, o *build.Original, perr error, raw []
 		// RFC 5322 §2.1.1; Postfix would also split such a line
 		// (line_length_limit) and break the envelope's signature
 		return fmt.Sprintf("messaggio non conforme allo standard RFC 5322: una riga supera i 998 caratteri (%d)", longestLine(raw))
+	case len(o.MsgID) > build.MaxReferencedMessageID:
+		// the envelope's X-Riferimento-Message-ID would not fit on one
+		// line (RFC 5322 §2.1.1): refused before anything is signed
+		return fmt.Sprintf("il campo Message-ID supera il limite di %d byte (%d)", build.MaxReferencedMessageID, len(o.MsgID))
 	case o.AddrErr != nil:
 		return "intestazione non conforme: " + o.AddrErr.Error()
 	case len(o.From) != 1:

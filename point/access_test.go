@@ -234,3 +234,24 @@ func TestAccessRateLimit(t *testing.T) {
 		t.Fatalf("under the limit: %v %s", d.Action, d.Reason)
 	}
 }
+
+// A Message-ID too long for the envelope's X-Riferimento-Message-ID line
+// (RFC 5322 §2.1.1) is a formal exception: refused with a non-acceptance
+// before anything is signed; one that fits is accepted.
+func TestAccessRefusesUnreferenceableMessageID(t *testing.T) {
+	e := newEnv(t)
+	for _, c := range []struct {
+		idLen  int
+		action point.Action
+	}{{build.MaxReferencedMessageID, point.Accept}, {build.MaxReferencedMessageID + 1, point.Reject}} {
+		id := "<" + strings.Repeat("x", c.idLen-len("<@client.example.test>")) + "@client.example.test>"
+		raw := strings.Replace(string(msg(mario, luigi, "", "")), "<m1@client.example.test>", id, 1)
+		d := e.access(scanner{}).Check(context.Background(), point.Envelope{MailFrom: mario, Rcpts: []string{luigi}, AuthUser: mario}, []byte(raw), at)
+		if d.Action != c.action {
+			t.Fatalf("Message-ID of %d octets: %v %q, want %v", len(id), d.Action, d.Reason, c.action)
+		}
+		if c.action == point.Reject && (len(d.Txn.Outbox) != 1 || !strings.Contains(d.Txn.Events[0].Error, "Message-ID")) {
+			t.Fatalf("refused without its non-acceptance naming the Message-ID: %+v", d.Txn.Events)
+		}
+	}
+}
