@@ -17,14 +17,7 @@ import (
 // in one transaction; a write that fails is rolled back alone and gets its
 // own error, the others are kept.
 func TestGroupCommit(t *testing.T) {
-	s, err := Open(filepath.Join(t.TempDir(), "pec.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	if _, err := s.db.Exec("CREATE TABLE scratch (n INTEGER)"); err != nil {
-		t.Fatal(err)
-	}
+	s := openScratch(t)
 	const writers, failing = 10, 3
 	errFail := errors.New("this write fails")
 	var mu sync.Mutex
@@ -50,18 +43,7 @@ func TestGroupCommit(t *testing.T) {
 			})
 		}()
 	}
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		s.waitingMu.Lock()
-		n := len(s.waiting)
-		s.waitingMu.Unlock()
-		if n == writers {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d of %d writes waiting", n, writers)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	waitForWriters(t, s, writers)
 	s.mu.Unlock()
 	wg.Wait()
 	if len(txs) != 1 {
@@ -145,14 +127,7 @@ func BenchmarkConcurrentCommits(b *testing.B) {
 // More writers waiting than one batch takes: every one is committed, in
 // batches of at most maxBatch, and none waits for ever.
 func TestGroupCommitManyWaiting(t *testing.T) {
-	s, err := Open(filepath.Join(t.TempDir(), "pec.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	if _, err := s.db.Exec("CREATE TABLE scratch (n INTEGER)"); err != nil {
-		t.Fatal(err)
-	}
+	s := openScratch(t)
 	writers := 2*maxBatch + 5
 	var mu sync.Mutex
 	txs := map[*sql.Tx]bool{}
@@ -169,18 +144,7 @@ func TestGroupCommitManyWaiting(t *testing.T) {
 			})
 		}()
 	}
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		s.waitingMu.Lock()
-		n := len(s.waiting)
-		s.waitingMu.Unlock()
-		if n == writers {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d of %d writes waiting", n, writers)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	waitForWriters(t, s, writers)
 	s.mu.Unlock()
 	timeout := time.After(30 * time.Second)
 	for range writers {
@@ -206,14 +170,7 @@ func TestGroupCommitManyWaiting(t *testing.T) {
 // of its batch waiting nor the store locked: they get an error, the panic
 // goes on in the goroutine that ran the batch, and later writes commit.
 func TestGroupCommitPanic(t *testing.T) {
-	s, err := Open(filepath.Join(t.TempDir(), "pec.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	if _, err := s.db.Exec("CREATE TABLE scratch (n INTEGER)"); err != nil {
-		t.Fatal(err)
-	}
+	s := openScratch(t)
 	insert := func(n int) func(tx *sql.Tx) error {
 		return func(tx *sql.Tx) error {
 			_, err := tx.Exec("INSERT INTO scratch (n) VALUES (?)", n)
@@ -239,18 +196,7 @@ func TestGroupCommitPanic(t *testing.T) {
 		panic("bug in a write")
 	}, out)
 	go call(insert(2), out)
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		s.waitingMu.Lock()
-		n := len(s.waiting)
-		s.waitingMu.Unlock()
-		if n == 2 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d of 2 writes waiting", n)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	waitForWriters(t, s, 2)
 	s.mu.Unlock()
 	panics := 0
 	for range 2 {
@@ -274,5 +220,35 @@ func TestGroupCommitPanic(t *testing.T) {
 	var rows int
 	if err := s.db.QueryRow("SELECT COUNT(*) FROM scratch").Scan(&rows); err != nil || rows != 1 {
 		t.Fatalf("%d rows (%v), want only the write after the panic", rows, err)
+	}
+}
+
+// openScratch opens a store with a table the tests' writes insert into.
+func openScratch(t *testing.T) *Store {
+	t.Helper()
+	s, err := Open(filepath.Join(t.TempDir(), "pec.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	if _, err := s.db.Exec("CREATE TABLE scratch (n INTEGER)"); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// waitForWriters waits until n writes wait for the batch in progress.
+func waitForWriters(t *testing.T, s *Store, n int) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		s.waitingMu.Lock()
+		waiting := len(s.waiting)
+		s.waitingMu.Unlock()
+		if waiting == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d writes waiting", waiting, n)
+		}
 	}
 }
