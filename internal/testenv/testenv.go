@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -70,17 +71,36 @@ func NeedRoot(t testing.TB, why string) {
 	}
 }
 
-// FreePort returns a free TCP port on 127.0.0.1. The port is released before
-// returning, so another process could grab it first (unlikely in practice).
+// FreePort returns a free TCP port on 127.0.0.1, never the same twice in one
+// test process. The port is released before returning, so another process
+// could grab it first (unlikely in practice).
 func FreePort(t testing.TB) int {
 	t.Helper()
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("testenv: no free port on 127.0.0.1: %v", err)
+	givenMu.Lock()
+	defer givenMu.Unlock()
+	// the kernel may hand the port just closed out again: a daemon given
+	// one port twice (Dovecot: "duplicate listener") fails to start, so
+	// a port is never given twice in one test process
+	for range 100 {
+		ln, err := net.Listen("tcp4", "127.0.0.1:0")
+		if err != nil {
+			t.Fatalf("testenv: no free port on 127.0.0.1: %v", err)
+		}
+		port := ln.Addr().(*net.TCPAddr).Port
+		ln.Close()
+		if !given[port] {
+			given[port] = true
+			return port
+		}
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	t.Fatal("testenv: no port on 127.0.0.1 that this process has not used already")
+	return 0
 }
+
+var (
+	givenMu sync.Mutex
+	given   = map[int]bool{} // ports FreePort gave out
+)
 
 // eicarB64 is the base64 of the EICAR anti-virus test file; the plain text is
 // kept out of the repository so that scanners do not flag the sources.
