@@ -148,7 +148,9 @@ func (d *Daemon) resyncOnHangup(ctx context.Context) {
 // Close closes the store (and writes the profiles ProfileEnv asked for).
 func (d *Daemon) Close() {
 	d.Store.Close()
-	d.stopProfile()
+	if d.stopProfile != nil {
+		d.stopProfile()
+	}
 }
 
 // Server is one listener with what serves it.
