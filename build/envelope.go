@@ -163,7 +163,7 @@ func (p *Provider) PerContoDi(sender string) string {
 // envelope can reference: "X-Riferimento-Message-ID: " and the identifier
 // on one line of at most 998 octets (RFC 5322 §2.1.1; an identifier has
 // no white space to fold at). The access point refuses a longer one.
-const MaxReferencedMessageID = 998 - len("X-Riferimento-Message-ID: ")
+const MaxReferencedMessageID = maxLine - len("X-Riferimento-Message-ID: ")
 
 // TransportEnvelope wraps an accepted original in the signed transport
 // envelope (RFC 6109 §3.1.5). Its Message-ID is tx.ID, its SMTP envelope

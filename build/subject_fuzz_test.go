@@ -51,6 +51,9 @@ func FuzzSubjectHeader(f *testing.F) {
 		}
 		want := prefix + strings.Map(control, DecodeSubject(raw))
 		got := DecodeSubject(strings.ReplaceAll(v, "\r\n", ""))
+		if strings.ContainsFunc(got, func(r rune) bool { return control(r) != r }) {
+			t.Fatalf("Subject %q reads back with a control character: %q", raw, got)
+		}
 		if !utf8.ValidString(raw) || strings.Contains(raw, "=?") {
 			// raw 8-bit text and encoded-words: compare what a reader sees,
 			// with runs of white space as one (RFC 2047 §6.2 drops the

@@ -95,7 +95,7 @@ func DecodeSubject(raw string) string {
 // past 998, and encoded when no white space allows it.
 func subjectHeader(prefix, raw string) string {
 	const lead = len("Subject: ")
-	dec := strings.ReplaceAll(DecodeSubject(raw), "\r\n", "")
+	dec := DecodeSubject(raw)
 	control := func(r rune) bool { return r < 0x20 && r != '\t' || r == 0x7f }
 	// control characters (raw, or inside encoded-words) become spaces:
 	// strict out, whatever the original carried (PEC-SPEC §6.7)
@@ -170,37 +170,30 @@ const (
 	maxLine   = 998
 )
 
-// fold breaks every line of a field value that, with the lead octets of
-// "Name: " before the first, is longer than limit octets: before white
-// space (RFC 5322 §2.2.3: folding is a CRLF inserted before white space,
-// so a reader that unfolds gets the value back), filling lines up to
-// width octets. The first keep octets of the value (the PEC prefix, which
-// readers match on the first line) and a run without white space are
-// never broken.
+// fold breaks value (one line: the values folded here hold no CR or LF),
+// written after lead octets of "Name: ", when that line is longer than
+// limit octets: before white space (RFC 5322 §2.2.3: folding is a CRLF
+// inserted before white space, so a reader that unfolds gets the value
+// back), filling lines up to width octets. The first keep octets of the
+// value (the PEC prefix, which readers match on the first line) and a run
+// without white space are never broken.
 func fold(lead, keep int, value string, width, limit int) string {
-	lines := strings.Split(value, "\r\n")
-	for i, l := range lines {
-		if i > 0 {
-			lead, keep = 0, 0
-		}
-		if lead+len(l) <= limit {
-			continue
-		}
-		var b strings.Builder
-		n := lead // octets on the output line so far
-		at := 0   // offset of the token in l
-		for j, tok := range foldTokens(l) {
-			if j > 0 && at > keep && n+len(tok) > width {
-				b.WriteString("\r\n")
-				n = 0
-			}
-			b.WriteString(tok)
-			n += len(tok)
-			at += len(tok)
-		}
-		lines[i] = b.String()
+	if lead+len(value) <= limit {
+		return value
 	}
-	return strings.Join(lines, "\r\n")
+	var b strings.Builder
+	n := lead // octets on the output line so far
+	at := 0   // offset of the token in value
+	for j, tok := range foldTokens(value) {
+		if j > 0 && at > keep && n+len(tok) > width {
+			b.WriteString("\r\n")
+			n = 0
+		}
+		b.WriteString(tok)
+		n += len(tok)
+		at += len(tok)
+	}
+	return b.String()
 }
 
 // foldTokens cuts a line before each run of white space that follows
@@ -224,7 +217,7 @@ func longestValueLine(lead int, value string) int {
 	longest := 0
 	for i, l := range strings.Split(value, "\r\n") {
 		if i == 0 {
-			l = strings.Repeat(" ", lead) + l
+			longest = lead + len(l)
 		}
 		longest = max(longest, len(l))
 	}
