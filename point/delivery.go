@@ -238,7 +238,7 @@ func (d *Delivery) Classify(raw []byte) (*Classified, error) {
 }
 
 // chargedAtIncoming settles a disagreement between the incoming point and
-// the delivery  A transport envelope signed by a provider of the
+// the delivery point. A transport envelope signed by a provider of the
 // index gets our take-charge at the incoming point (RFC 6109 §3.2.1): from
 // then on we answer for its delivery, and the sender's provider waits for
 // a delivery or non-delivery receipt (§3.1.6). If the providers' index
@@ -730,7 +730,7 @@ func (d *Delivery) noticeEvent(now time.Time, m *Classified, rcpts []string) sto
 	about = append(about, p.Recipients()...)
 	e := d.event(now, m, store.TypeNotice(m.Kind), "", rcpts)
 	e.Related = about
-	if n := p.Header.Get("Classified-ID"); n != "" {
+	if n := p.Header.Get("Message-ID"); n != "" {
 		e.Related = append(e.Related, n)
 	}
 	return e

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/x509"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -245,6 +246,17 @@ func TestDecideNotices(t *testing.T) {
 	}
 	if len(out.Txn.Outbox) != 0 || len(out.Txn.Marks) != 1 || out.Txn.Marks[0].PECID != "pec7@pec-b.example.test" || out.Txn.Marks[0].Rcpt != "z@pec-a.example.test" {
 		t.Fatalf("notice marks %+v", out.Txn.Marks)
+	}
+	// its log row names the recipient it is about and the notice itself
+	// (its Message-ID), so the sender's provider finds it by either
+	var row *store.Event
+	for i := range out.Txn.Events {
+		if out.Txn.Events[i].Type == store.TypeNotice(kind.AvvenutaConsegna) {
+			row = &out.Txn.Events[i]
+		}
+	}
+	if row == nil || !slices.Contains(row.Related, "z@pec-a.example.test") || !slices.Contains(row.Related, n.Get("Message-ID")) {
+		t.Fatalf("notice log row %+v, want Related with the recipient and %s", row, n.Get("Message-ID"))
 	}
 	// a receipt about a recipient its signer does not manage is not trusted for the timers
 	forged, _ := b.A.AvvenutaConsegna(at, tx, "z@pec-b.example.test", true, nil)
