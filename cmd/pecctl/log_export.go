@@ -132,9 +132,9 @@ func logExport(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(stderr, cmd, fmt.Errorf("%v: the extract is signed with the sealing key", err))
 	}
-	roots, err := cfg.Roots()
+	roots, err := cfg.SealingRoots() // [signing] and [log] trusted_roots: archives are sealed with the [log] key
 	if err != nil {
-		return fail(stderr, cmd, fmt.Errorf("%v: archived days are read only after their signature verifies against [signing] trusted_roots", err))
+		return fail(stderr, cmd, fmt.Errorf("%v: archived days are read only after their signature verifies against [signing] and [log] trusted_roots", err))
 	}
 	st, err := openStore(cfg)
 	if err != nil {

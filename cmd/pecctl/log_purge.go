@@ -70,9 +70,9 @@ func logPurge(args []string, stdout, stderr io.Writer) int {
 	if *dir == "" {
 		*dir = filepath.Join(cfg.Store.Dir, "archive")
 	}
-	roots, err := cfg.Roots()
+	roots, err := cfg.SealingRoots() // [signing] and [log] trusted_roots: archives are sealed with the [log] key
 	if err != nil {
-		return fail(stderr, cmd, fmt.Errorf("%v: purge checks the archives' signatures against [signing] trusted_roots", err))
+		return fail(stderr, cmd, fmt.Errorf("%v: purge checks the archives' signatures against [signing] and [log] trusted_roots", err))
 	}
 	st, err := openStore(cfg)
 	if err != nil {

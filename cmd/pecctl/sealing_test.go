@@ -139,3 +139,27 @@ func TestLogSealingConfigErrors(t *testing.T) {
 		}
 	}
 }
+
+// Archives sealed with the [log] key are read back wherever pecctl reads
+// archives: purge checks them before it deletes rows, and export reads the
+// purged days from them, both against [signing] and [log] trusted_roots.
+func TestSealedArchivesPurgedAndExported(t *testing.T) {
+	f, _ := sealingFixture(t, true)
+	dir := filepath.Join(f.dir, "arch")
+	for _, day := range []string{"2021-01-10", "2021-01-11", "2024-03-01", "2024-03-02"} {
+		if code, out, errOut := f.run("log", "archive", "--day", day, "--dir", dir); code != 0 {
+			t.Fatalf("archive %s: exit %d: %s %s", day, code, out, errOut)
+		}
+	}
+	if code, out, errOut := f.run("log", "purge", "--before", "2024-03-03T00:00:00+01:00", "--force", "--dir", dir); code != 0 {
+		t.Fatalf("purge of days sealed with the [log] key: exit %d: %s %s", code, out, errOut)
+	}
+	ext := filepath.Join(f.dir, "extract.eml")
+	code, out, errOut := f.run("log", "export", "--mailbox", mario, "--date", "2024-03-02", "--dir", dir, "-o", ext)
+	if code != 0 {
+		t.Fatalf("export of a purged day from its sealed archive: exit %d: %s %s", code, out, errOut)
+	}
+	if b, err := os.ReadFile(ext); err != nil || !bytes.Contains(b, []byte(mario)) {
+		t.Fatalf("the extract does not hold the mailbox's rows (%v)", err)
+	}
+}

@@ -246,9 +246,9 @@ func storeRestore(args []string, stdout, stderr io.Writer) int {
 	if !*verify {
 		return 0
 	}
-	roots, err := cfg.Roots()
+	roots, err := cfg.SealingRoots() // [signing] and [log] trusted_roots: archives are sealed with the [log] key
 	if err != nil {
-		return fail(stderr, cmd, fmt.Errorf("%v: --verify checks the archives against [signing] trusted_roots", err))
+		return fail(stderr, cmd, fmt.Errorf("%v: --verify checks the archives against [signing] and [log] trusted_roots", err))
 	}
 	st, err := openStore(cfg)
 	if err != nil {
