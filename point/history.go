@@ -54,21 +54,23 @@ func takeCharges(h History, pecid string, at store.EventPoint) (rcpts map[string
 	return rcpts, provider, err
 }
 
-// dispatched reports whether we sent the envelope pecid to rcpt: its
-// delivery is tracked (timer.Track). A nil History trusts the id's
-// domain alone.
-func dispatched(h History, pecid, rcpt string) (bool, error) {
+// dispatchedTo reads once whom we sent the envelope pecid to (its
+// deliveries are tracked: timer.Track) and returns the test for one
+// recipient. A nil History trusts the id's domain alone.
+func dispatchedTo(h History, pecid string) (func(rcpt string) bool, error) {
 	if h == nil {
-		return true, nil
+		return func(string) bool { return true }, nil
 	}
 	rows, err := h.Tracking(pecid)
 	if err != nil {
-		return false, err
+		return nil, err
 	}
-	for _, r := range rows {
-		if strings.EqualFold(r.Rcpt, rcpt) {
-			return true, nil
+	return func(rcpt string) bool {
+		for _, r := range rows {
+			if strings.EqualFold(r.Rcpt, rcpt) {
+				return true
+			}
 		}
-	}
-	return false, nil
+		return false
+	}, nil
 }

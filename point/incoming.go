@@ -169,21 +169,23 @@ func (in *Incoming) check(ctx context.Context, env Envelope, raw []byte, now tim
 	}
 	d := Decision{Action: Accept, Reason: "valid " + string(m.Kind) + " from " + name}
 	d.Txn.Events = []store.Event{in.event(now, env, tx, store.TypeNotice(m.Kind), name, "", m.Recipients())}
-	if m.Kind == kind.RilevazioneVirus && in.toServiceMailbox(env.Rcpts) && in.Policy.IsManaged(tx.Mittente) &&
-		strings.HasSuffix(strings.ToLower(tx.ID), "@"+strings.ToLower(in.Provider.Domain)) {
+	if m.Kind == kind.RilevazioneVirus && in.toServiceMailbox(env.Rcpts) && in.Policy.IsManaged(tx.Mittente) && in.issuedHere(tx.ID) {
 		// RFC 6109 §3.2.4: tell our sender, from the notice's data — only
 		// about an envelope we issued and a recipient the notice's
 		// provider manages
+		var sentTo func(string) bool // read from the log once, when needed
 		for _, rcpt := range m.Recipients() {
 			if !InDomains(rcpt, domains) {
 				in.log().Warn("virus detection notice about a recipient its provider does not manage: ignored", "provider", name, "rcpt", rcpt, "pec_id", tx.ID)
 				continue
 			}
-			ok, err := dispatched(in.History, tx.ID, rcpt)
-			if err != nil {
-				return tempfail("4.3.0", "PEC: store not available, try again later")
+			if sentTo == nil {
+				var err error
+				if sentTo, err = dispatchedTo(in.History, tx.ID); err != nil {
+					return tempfail("4.3.0", "PEC: store not available, try again later")
+				}
 			}
-			if !ok {
+			if !sentTo(rcpt) {
 				in.log().Warn("virus detection notice about an envelope we did not send to that recipient: ignored", "provider", name, "rcpt", rcpt, "pec_id", tx.ID)
 				continue
 			}

@@ -23,17 +23,27 @@ func (in *Incoming) aboutOurEnvelope(m *parse.Message) bool {
 		return false
 	}
 	id := m.Daticert.Identificativo
-	if id == "" || !strings.HasSuffix(strings.ToLower(id), "@"+strings.ToLower(in.Provider.Domain)) {
+	if id == "" || !in.issuedHere(id) {
 		return false
 	}
 	rcpts := m.Recipients()
 	if len(rcpts) == 0 {
 		return false
 	}
+	sentTo, err := dispatchedTo(in.History, id)
+	if err != nil {
+		return false
+	}
 	for _, r := range rcpts {
-		if ok, err := dispatched(in.History, id, r); err != nil || !ok {
+		if !sentTo(r) {
 			return false
 		}
 	}
 	return true
+}
+
+// issuedHere reports whether the identifier id is one of ours (its domain
+// is our provider's).
+func (in *Incoming) issuedHere(id string) bool {
+	return strings.HasSuffix(strings.ToLower(id), "@"+strings.ToLower(in.Provider.Domain))
 }
