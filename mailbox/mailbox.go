@@ -16,6 +16,7 @@ package mailbox
 import (
 	"errors"
 	"fmt"
+	"github.com/pecgo/pec/point"
 	"log/slog"
 	"strings"
 	"time"
@@ -137,19 +138,10 @@ func (r *Registry) CheckAddress(addr string) (string, error) {
 	switch {
 	case !ok || local == "" || dom == "" || strings.ContainsAny(a, ":\n\r\t <>,;\"\\") || strings.Count(a, "@") != 1:
 		return "", fmt.Errorf("%q is not a mailbox address (local@domain, no spaces, ':' or quotes)", addr)
-	case len(r.Domains) > 0 && !inDomains(dom, r.Domains):
+	case len(r.Domains) > 0 && !point.InDomains(a, r.Domains):
 		return "", fmt.Errorf("%s is not in a managed domain (%s): add the domain to [provider] managed_domains first", a, strings.Join(r.Domains, ", "))
 	}
 	return a, nil
-}
-
-func inDomains(dom string, domains []string) bool {
-	for _, d := range domains {
-		if strings.EqualFold(d, dom) {
-			return true
-		}
-	}
-	return false
 }
 
 // ErrNotRegistered is returned for an address that was never registered.

@@ -100,22 +100,6 @@ func validForm(f daticert.Ricevuta) bool {
 	return f == daticert.Completa || f == daticert.Breve || f == daticert.Sintetica
 }
 
-// MayReceive reports whether the delivery point hands mail to addr at
-// now: false for a registered mailbox that is suspended, closed or
-// disabled (the delivery point answers PEC for it with a non-delivery
-// notice, RFC 6109 §3.3.3). An address not in the registry may receive.
-func MayReceive(r MailboxRegistry, addr string, now time.Time) (bool, error) {
-	if r == nil {
-		return true, nil
-	}
-	st, ok, err := r.MailboxStatus(addr, now)
-	if err != nil || !ok {
-		return err == nil, err
-	}
-	_, receive, _ := MayUse(st.State)
-	return receive, nil
-}
-
 // registryOptions are addr's options from the registry, when it is
 // registered and the registry answers; otherwise the static policy
 // decides (the registry's errors fail closed at the state checks, which

@@ -1,10 +1,6 @@
 package store
 
-import (
-	"strings"
-
-	"github.com/pecgo/pec/kind"
-)
+import "github.com/pecgo/pec/kind"
 
 // The event log's vocabulary (RFC 6109 §2.3: the log records each
 // transaction at each point). The values are what the rows hold, so they
@@ -60,13 +56,6 @@ const noticePrefix = "ricevuta-"
 // point received and passed on (RFC 6109 §3.3.2: notices are delivered,
 // not acknowledged).
 func TypeNotice(k kind.Kind) EventType { return EventType(noticePrefix + string(k)) }
-
-// NoticeKind is the kind of a TypeNotice row's notice; ok is false for
-// every other type.
-func (t EventType) NoticeKind() (k kind.Kind, ok bool) {
-	s, ok := strings.CutPrefix(string(t), noticePrefix)
-	return kind.Kind(s), ok
-}
 
 // MarkKind is what happened to a tracked recipient (timer.Track).
 type MarkKind string
