@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/csv"
 	"fmt"
+	"github.com/pecgo/pec/point"
 	"io"
 	"math"
 	"regexp"
@@ -115,12 +116,8 @@ func countMailboxes(st store.Store, senders map[string]bool, domains []string, a
 	}
 	n := 0
 	for a := range senders {
-		_, dom, _ := strings.Cut(a, "@")
-		for _, d := range domains {
-			if dom == d {
-				n++
-				break
-			}
+		if point.InDomains(a, domains) {
+			n++
 		}
 	}
 	return mailboxCounts{Source: mailboxesFromSenders, Active: n}, nil
