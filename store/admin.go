@@ -1,6 +1,9 @@
 package store
 
-import "time"
+import (
+	"math"
+	"time"
+)
 
 // Generated is a copy of a message the provider generated (a receipt, a
 // notice, a transport envelope) as the outbox keeps it: pending, or sent
@@ -30,7 +33,8 @@ type Records interface {
 	// one of ids, oldest first.
 	GeneratedByMessageID(ids []string) ([]Generated, error)
 	// VirusBetween returns the virus store items whose time is in
-	// [from, to) (a zero to: no end), oldest first; with pecid not empty,
+	// [from, to) (a zero from: no start, a zero to: no end), oldest
+	// first; with pecid not empty,
 	// only that transaction's.
 	VirusBetween(from, to time.Time, pecid string) ([]VirusItem, error)
 	// VirusItem returns the item id; ok is false when there is none.
@@ -53,4 +57,18 @@ type Health interface {
 	// HealthSamples returns the samples whose time is in [from, to),
 	// oldest first.
 	HealthSamples(from, to time.Time) ([]HealthSample, error)
+}
+
+// NSBounds are the bounds of [from, to) as the stores' nanosecond columns
+// compare them: a zero from is no start, a zero to no end. (The zero time
+// itself has no UnixNano: it is before 1678.)
+func NSBounds(from, to time.Time) (lo, hi int64) {
+	lo, hi = math.MinInt64, math.MaxInt64
+	if !from.IsZero() {
+		lo = from.UnixNano()
+	}
+	if !to.IsZero() {
+		hi = to.UnixNano()
+	}
+	return lo, hi
 }

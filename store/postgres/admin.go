@@ -3,7 +3,6 @@ package postgres
 import (
 	"context"
 	"errors"
-	"math"
 	"strings"
 	"time"
 
@@ -64,14 +63,11 @@ func scanVirus(row pgx.Row) (store.VirusItem, error) {
 
 // VirusBetween implements store.Records.
 func (s *Store) VirusBetween(from, to time.Time, pecid string) ([]store.VirusItem, error) {
-	hi := int64(math.MaxInt64)
-	if !to.IsZero() {
-		hi = ns(to)
-	}
+	lo, hi := store.NSBounds(from, to)
 	var out []store.VirusItem
 	err := s.read(func(ctx context.Context) error {
 		q := "SELECT " + virusCols + " FROM virus WHERE time_ns >= $1 AND time_ns < $2"
-		args := []any{ns(from), hi}
+		args := []any{lo, hi}
 		if pecid != "" {
 			q += " AND pecid = $3"
 			args = append(args, b(pecid))

@@ -4,7 +4,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"math"
 	"os"
 	"strings"
 	"time"
@@ -92,12 +91,9 @@ func scanVirus(sc scanner) (store.VirusItem, error) {
 
 // VirusBetween implements store.Records.
 func (s *Store) VirusBetween(from, to time.Time, pecid string) ([]store.VirusItem, error) {
-	hi := int64(math.MaxInt64)
-	if !to.IsZero() {
-		hi = to.UnixNano()
-	}
+	lo, hi := store.NSBounds(from, to)
 	q := "SELECT " + virusCols + " FROM virus WHERE time_ns >= ? AND time_ns < ?"
-	args := []any{from.UnixNano(), hi}
+	args := []any{lo, hi}
 	if pecid != "" {
 		q += " AND pecid = ?"
 		args = append(args, pecid)
