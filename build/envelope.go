@@ -73,8 +73,7 @@ func ParseOriginal(raw []byte) (*Original, error) {
 			o.ReplyTo = strings.ToLower(list[0].Address)
 		}
 	}
-	switch r := daticert.Ricevuta(strings.ToLower(h.Get("X-TipoRicevuta"))); r {
-	case daticert.Completa, daticert.Breve, daticert.Sintetica:
+	if r := daticert.Ricevuta(strings.ToLower(h.Get("X-TipoRicevuta"))); r.Valid() {
 		o.TipoRicevuta = r
 	}
 	return o, nil

@@ -68,6 +68,9 @@ const (
 	Sintetica Ricevuta = "sintetica"
 )
 
+// Valid reports whether r is one of the three receipt forms.
+func (r Ricevuta) Valid() bool { return validRicevuta[r] }
+
 // Destinatario is one To or Cc recipient of the original message.
 type Destinatario struct {
 	Addr string

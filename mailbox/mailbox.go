@@ -16,6 +16,7 @@ package mailbox
 import (
 	"errors"
 	"fmt"
+	"github.com/pecgo/pec/daticert"
 	"github.com/pecgo/pec/point"
 	"log/slog"
 	"strings"
@@ -343,7 +344,7 @@ func CheckOptions(o store.MailboxOptions) error {
 	switch {
 	case o.OrdinaryMail != "" && o.OrdinaryMail != "accept" && o.OrdinaryMail != "refuse":
 		return fmt.Errorf("ordinary mail policy %q: use accept or refuse (or nothing for the provider's default)", o.OrdinaryMail)
-	case o.ReceiptForm != "" && o.ReceiptForm != "completa" && o.ReceiptForm != "breve" && o.ReceiptForm != "sintetica":
+	case o.ReceiptForm != "" && !daticert.Ricevuta(o.ReceiptForm).Valid():
 		return fmt.Errorf("receipt form %q: use completa, breve or sintetica", o.ReceiptForm)
 	case o.QuotaBytes < 0:
 		return fmt.Errorf("quota %d: use a size in bytes, or 0 for none", o.QuotaBytes)

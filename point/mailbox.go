@@ -90,14 +90,10 @@ func (a *Access) mailboxGate(now time.Time, env Envelope, tx *build.Tx, o *build
 		d.Txn.Events = []store.Event{a.event(now, env, tx, nil, store.TypeNonAccettazione, mailboxReasons[st.State]+" (solo errore SMTP)")}
 		return d, true
 	}
-	if f := daticert.Ricevuta(st.Options.ReceiptForm); o != nil && o.TipoRicevuta == "" && validForm(f) {
+	if f := daticert.Ricevuta(st.Options.ReceiptForm); o != nil && o.TipoRicevuta == "" && f.Valid() {
 		tx.Ricevuta = f
 	}
 	return Decision{}, false
-}
-
-func validForm(f daticert.Ricevuta) bool {
-	return f == daticert.Completa || f == daticert.Breve || f == daticert.Sintetica
 }
 
 // registryOptions are addr's options from the registry, when it is
