@@ -3,8 +3,8 @@ package index
 import (
 	"bytes"
 	"fmt"
+	"github.com/pecgo/pec/internal/atomicfile"
 	"os"
-	"path/filepath"
 	"slices"
 )
 
@@ -66,27 +66,8 @@ func WriteTLSPolicy(ix *Index, path string) (changed bool, skipped []string, err
 	if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, table) {
 		return false, skipped, nil
 	}
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return false, skipped, fmt.Errorf("TLS policy map: %w", err)
-	}
-	defer os.Remove(f.Name()) // after a successful rename: nothing to remove
-	if _, err := f.Write(table); err != nil {
-		f.Close()
-		return false, skipped, fmt.Errorf("TLS policy map: %w", err)
-	}
-	if err := f.Chmod(0o644); err != nil { // postmap runs as root; the table is public
-		f.Close()
-		return false, skipped, fmt.Errorf("TLS policy map: %w", err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return false, skipped, fmt.Errorf("TLS policy map: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return false, skipped, fmt.Errorf("TLS policy map: %w", err)
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
+	// postmap runs as root; the table is public
+	if err := atomicfile.Write(path, table, 0o644, nil); err != nil {
 		return false, skipped, fmt.Errorf("TLS policy map: %w", err)
 	}
 	return true, skipped, nil

@@ -4,9 +4,9 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/pecgo/pec/internal/atomicfile"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -73,46 +73,21 @@ func WriteFileAtomic(path string, data []byte) (changed bool, err error) {
 			return false, nil
 		}
 	}
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return false, fmt.Errorf("writing the Dovecot users file: %w (the user running this needs write permission on %s)", err, dir)
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // after a successful rename there is nothing left to remove
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return false, fmt.Errorf("writing %s: %w", tmp, err)
-	}
-	if err := f.Chmod(mode); err != nil {
-		f.Close()
-		return false, fmt.Errorf("writing %s: %w", tmp, err)
-	}
-	if gid >= 0 {
-		f.Chown(-1, gid) // best effort: keep the group Dovecot reads with
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return false, fmt.Errorf("writing %s: %w", tmp, err)
-	}
-	if err := f.Close(); err != nil {
-		return false, fmt.Errorf("writing %s: %w", tmp, err)
-	}
-	// Dovecot sees a change by the file's time in whole seconds or its
-	// size: a second write within the same second, of the same size (a
-	// new password), must still move the time
-	if now := time.Now(); !oldTime.IsZero() && now.Unix() <= oldTime.Unix() {
-		next := oldTime.Truncate(time.Second).Add(time.Second)
-		if err := os.Chtimes(tmp, next, next); err != nil {
-			return false, fmt.Errorf("writing %s: %w", tmp, err)
+	err = atomicfile.Write(path, data, mode, func(tmp string) error {
+		if gid >= 0 {
+			os.Chown(tmp, -1, gid) // best effort: keep the group Dovecot reads with
 		}
-	}
-	if err := os.Rename(tmp, path); err != nil {
+		// Dovecot sees a change by the file's time in whole seconds or
+		// its size: a second write within the same second, of the same
+		// size (a new password), must still move the time
+		if now := time.Now(); !oldTime.IsZero() && now.Unix() <= oldTime.Unix() {
+			next := oldTime.Truncate(time.Second).Add(time.Second)
+			return os.Chtimes(tmp, next, next)
+		}
+		return nil
+	})
+	if err != nil {
 		return false, fmt.Errorf("replacing the Dovecot users file %s: %w", path, err)
-	}
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
 	}
 	return true, nil
 }
