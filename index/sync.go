@@ -1,12 +1,12 @@
 package index
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"github.com/pecgo/pec/internal/atomicfile"
 	"io"
 	"io/fs"
 	"log/slog"
@@ -251,46 +251,17 @@ func (s *Syncer) writeCache(ix *Index, at time.Time) error {
 	if err := os.MkdirAll(s.CacheDir, 0o755); err != nil {
 		return fmt.Errorf("index: cache: %w", err)
 	}
-	f, err := os.CreateTemp(s.CacheDir, ".providers-*.ldif.tmp")
-	if err != nil {
-		return fmt.Errorf("index: cache: %w", err)
-	}
-	tmp := f.Name()
-	ok := false
-	defer func() {
-		if !ok {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	bw := bufio.NewWriter(f)
-	fmt.Fprintf(bw, "%s%s\n", fetchedAtPrefix, at.UTC().Format(time.RFC3339Nano))
+	var buf bytes.Buffer
+	fmt.Fprintf(&buf, "%s%s\n", fetchedAtPrefix, at.UTC().Format(time.RFC3339Nano))
 	if _, signedAt := ix.SignedBy(); !signedAt.IsZero() {
-		fmt.Fprintf(bw, "%s%s\n", signedAtPrefix, signedAt.UTC().Format(time.RFC3339Nano))
+		fmt.Fprintf(&buf, "%s%s\n", signedAtPrefix, signedAt.UTC().Format(time.RFC3339Nano))
 	}
-	fmt.Fprintf(bw, "# PEC providers' index (RFC 6109 §4.5), last good copy kept by the index Syncer\n")
-	if err := ix.WriteLDIF(bw); err != nil {
+	fmt.Fprintf(&buf, "# PEC providers' index (RFC 6109 §4.5), last good copy kept by the index Syncer\n")
+	if err := ix.WriteLDIF(&buf); err != nil {
 		return fmt.Errorf("index: cache: %w", err)
 	}
-	if err := bw.Flush(); err != nil {
+	if err := atomicfile.Write(s.CachePath(), buf.Bytes(), 0o644, nil); err != nil {
 		return fmt.Errorf("index: cache: %w", err)
-	}
-	if err := f.Chmod(0o644); err != nil {
-		return fmt.Errorf("index: cache: %w", err)
-	}
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("index: cache: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("index: cache: %w", err)
-	}
-	if err := os.Rename(tmp, s.CachePath()); err != nil {
-		return fmt.Errorf("index: cache: %w", err)
-	}
-	ok = true
-	if d, err := os.Open(s.CacheDir); err == nil {
-		d.Sync()
-		d.Close()
 	}
 	return nil
 }
