@@ -129,11 +129,7 @@ type Classified struct {
 	// Provider is the name of the provider that signed the message (ours
 	// for Ours), for the log rows.
 	Provider string
-	// Charged: the signer is not in this copy of the providers' index,
-	// but our incoming point took the envelope in charge for these
-	// recipients under an earlier copy (see Classify).
-	Charged []string
-	Notice  *verify.Report // for valid notices: their daticert (timer correlation)
+	Notice   *verify.Report // for valid notices: their daticert (timer correlation)
 	// SignerDomains are the managed domains of the notice's signer: a
 	// notice counts for a recipient only when its provider manages it.
 	SignerDomains []string
@@ -176,6 +172,10 @@ func (d *Delivery) Classify(raw []byte) (*Classified, error) {
 	}
 	m.Ours = d.Provider.Signer != nil && sig.Signer.Equal(d.Provider.Signer.Cert)
 	var domains []string
+	// charged: the signer is not in this copy of the providers' index,
+	// but our incoming point took the envelope in charge for these
+	// recipients under an earlier copy (chargedAtIncoming); nil otherwise
+	var charged []string
 	if m.Ours {
 		m.MailReceipt, domains, m.Provider = d.policy().ServiceMailbox, d.policy().ManagedDomains, d.Provider.Name
 		if m.MailReceipt == "" {
@@ -188,7 +188,9 @@ func (d *Delivery) Classify(raw []byte) (*Classified, error) {
 		}
 		name, mr, doms, err := dir.ProviderFor(sig.Signer)
 		if err != nil {
-			charged, provider, herr := d.chargedAtIncoming(r)
+			var provider string
+			var herr error
+			charged, provider, herr = d.chargedAtIncoming(r)
 			if herr != nil {
 				return nil, herr // fail closed
 			}
@@ -198,7 +200,7 @@ func (d *Delivery) Classify(raw []byte) (*Classified, error) {
 				return m, nil
 			}
 			// the incoming point's verdict stands (chargedAtIncoming)
-			m.Charged, name = charged, provider
+			name = provider
 		}
 		m.MailReceipt, domains, m.Provider = mr, doms, name
 	}
@@ -226,7 +228,7 @@ func (d *Delivery) Classify(raw []byte) (*Classified, error) {
 	m.Postacert = r.Message.Original
 	for _, x := range m.Tx.Destinatari {
 		a := strings.ToLower(x.Addr)
-		if m.Charged == nil || slices.Contains(m.Charged, a) {
+		if charged == nil || slices.Contains(charged, a) {
 			m.Addressees = append(m.Addressees, a)
 		}
 	}
