@@ -4,7 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"compress/gzip"
+	"database/sql"
 	"encoding/json"
+	"fmt"
 	"github.com/pecgo/pec/metrics"
 	"github.com/pecgo/pec/store/sqlite"
 	"net/http"
@@ -237,5 +239,36 @@ func TestLogArchiveTSAFromConfig(t *testing.T) {
 	code, out, errOut := f.run("log", "archive", "--day", "2024-03-02", "--dir", dir)
 	if code != 0 || !strings.Contains(out, "time-stamped at") || len(tsa.Requests) != 1 {
 		t.Fatalf("exit %d, %q %q, %d requests", code, out, errOut, len(tsa.Requests))
+	}
+}
+
+// A row whose hash in the store is not the archive's: log archive
+// --verify says the archive does not match, and log purge refuses the
+// day; both name the row.
+func TestArchiveRowDiffersFromStore(t *testing.T) {
+	f := newFixture(t)
+	dir := filepath.Join(f.dir, "arch")
+	if code, out, errOut := f.run("log", "archive", "--day", "2021-01-10", "--dir", dir); code != 0 {
+		t.Fatalf("archive: exit %d: %s %s", code, out, errOut)
+	}
+	target := f.ids(func(e store.Event) bool { return romeDay(e.Time) == "2021-01-10" })[0]
+	db, err := sql.Open("sqlite3", f.db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec("DROP TRIGGER events_no_update"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec("UPDATE events SET hash = zeroblob(32) WHERE id = ?", target); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	code, out, _ := f.run("log", "archive", "--verify", "--day", "2021-01-10", "--dir", dir)
+	if want := fmt.Sprintf("does NOT match the store: row %d in the archive differs from row %d in the store", target, target); code != 1 || !strings.Contains(out, want) {
+		t.Errorf("--verify: exit %d, %q; want %q", code, out, want)
+	}
+	code, _, errOut := f.run("log", "purge", "--before", "2021-01-11T00:00:00+01:00", "--force", "--dir", dir)
+	if want := fmt.Sprintf("day 2021-01-10: row %d of the archive differs from the store's", target); code != 1 || !strings.Contains(errOut, want) {
+		t.Errorf("purge: exit %d, %q; want %q", code, errOut, want)
 	}
 }

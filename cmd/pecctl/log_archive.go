@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -191,30 +190,7 @@ func archiveVerify(cfg *config.Config, dir, day string, stdout, stderr io.Writer
 	if st != nil {
 		defer st.Close()
 	}
-	var matched, purged int
-	var mismatch error
-	check := func(r logarchive.Row) error {
-		if st == nil {
-			return nil
-		}
-		_, h, ok, err := st.EventLink(r.ID)
-		if err != nil {
-			return err
-		}
-		if !ok {
-			purged++
-			return nil
-		}
-		if hex.EncodeToString(h) != r.Hash {
-			if mismatch == nil {
-				mismatch = fmt.Errorf("row %d in the archive differs from row %d in the store", r.ID, r.ID)
-			}
-			return nil
-		}
-		matched++
-		return nil
-	}
-	rep, err := logarchive.VerifyEach(dir, day, roots, check)
+	rep, m, err, cerr := compareArchive(st, roots, dir, day)
 	if err != nil {
 		fmt.Fprintf(stdout, "archive %s INVALID: %v\n", day, err)
 		return 1
@@ -245,17 +221,16 @@ func archiveVerify(cfg *config.Config, dir, day string, stdout, stderr io.Writer
 		fmt.Fprintf(stdout, "  store not compared: %v\n", serr)
 		return 0
 	}
-	if mismatch != nil {
-		fmt.Fprintf(stdout, "archive %s does NOT match the store: %v; run pecctl log verify\n", day, mismatch)
+	if m.mismatch != 0 {
+		fmt.Fprintf(stdout, "archive %s does NOT match the store: row %d in the archive differs from row %d in the store; run pecctl log verify\n", day, m.mismatch, m.mismatch)
 		return 1
 	}
-	n, err := st.CountEvents(rep.Header.From, rep.Header.To)
-	if err != nil {
-		return fail(stderr, cmd, err)
+	if cerr != nil {
+		return fail(stderr, cmd, cerr)
 	}
-	fmt.Fprintf(stdout, "  store: %d rows match, %d purged\n", matched, purged)
-	if n > matched {
-		fmt.Fprintf(stdout, "archive %s is INCOMPLETE: the store holds %d rows of that day, the archive %d (rows written after the archive was made); rewrite it with --force\n", day, n, matched)
+	fmt.Fprintf(stdout, "  store: %d rows match, %d purged\n", m.matched, m.purged)
+	if m.stored > m.matched {
+		fmt.Fprintf(stdout, "archive %s is INCOMPLETE: the store holds %d rows of that day, the archive %d (rows written after the archive was made); rewrite it with --force\n", day, m.stored, m.matched)
 		return 1
 	}
 	return 0

@@ -84,7 +84,7 @@ func logPurge(args []string, stdout, stderr io.Writer) int {
 		return fail(stderr, cmd, err)
 	}
 	for _, day := range days {
-		if err := checkArchived(st, roots, *dir, day, cfg.Location()); err != nil {
+		if err := checkArchived(st, roots, *dir, day); err != nil {
 			fmt.Fprintf(stderr, "pecctl %s: refusing to purge: %v\n", cmd, err)
 			if cfg.Store.URL != "" {
 				fmt.Fprintf(stderr, "pecctl %s: in a cluster one node writes each day's archive (pecctl log archive --day %s names it): run the purge there, or keep the archive directory on storage every node reads\n", cmd, day)
@@ -127,39 +127,56 @@ func daysBefore(st store.Log, before time.Time, loc *time.Location) ([]string, e
 // checkArchived returns nil when day's archive in dir verifies against
 // roots and holds every row the store still has of that day, with the
 // same hash; else what is wrong and the command that fixes it.
-func checkArchived(st store.Log, roots *smime.Roots, dir, day string, loc *time.Location) error {
-	var matched int
-	var mismatch error
-	rep, err := logarchive.VerifyEach(dir, day, roots, func(r logarchive.Row) error {
-		_, h, ok, err := st.EventLink(r.ID)
-		if err != nil {
-			return err
-		}
-		if !ok {
-			return nil // purged already
-		}
-		if hex.EncodeToString(h) != r.Hash {
-			if mismatch == nil {
-				mismatch = fmt.Errorf("row %d of the archive differs from the store's", r.ID)
-			}
-			return nil
-		}
-		matched++
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("day %s is not in a verified archive in %s (%v): run \"pecctl log archive --day %s --dir %s\" and check it with --verify", day, dir, err, day, dir)
-	}
-	if mismatch != nil {
-		return fmt.Errorf("day %s: %v: run \"pecctl log verify\" and compare with the backups before purging anything", day, mismatch)
-	}
-	from, to := rep.Header.From, rep.Header.To
-	n, err := st.CountEvents(from, to)
-	if err != nil {
-		return err
-	}
-	if n > matched {
-		return fmt.Errorf("the archive of day %s holds %d of the store's %d rows of that day (rows written after it was made): run \"pecctl log archive --day %s --dir %s --force\"", day, matched, n, day, dir)
+func checkArchived(st store.Log, roots *smime.Roots, dir, day string) error {
+	_, m, verr, cerr := compareArchive(st, roots, dir, day)
+	switch {
+	case verr != nil:
+		return fmt.Errorf("day %s is not in a verified archive in %s (%v): run \"pecctl log archive --day %s --dir %s\" and check it with --verify", day, dir, verr, day, dir)
+	case m.mismatch != 0:
+		return fmt.Errorf("day %s: row %d of the archive differs from the store's: run \"pecctl log verify\" and compare with the backups before purging anything", day, m.mismatch)
+	case cerr != nil:
+		return cerr
+	case m.stored > m.matched:
+		return fmt.Errorf("the archive of day %s holds %d of the store's %d rows of that day (rows written after it was made): run \"pecctl log archive --day %s --dir %s --force\"", day, m.matched, m.stored, day, dir)
 	}
 	return nil
+}
+
+// archiveMatch is how an archive's rows compare with the store's.
+type archiveMatch struct {
+	matched  int   // rows the store holds with the same hash
+	purged   int   // rows the store no longer holds
+	mismatch int64 // the first row whose hash differs; 0 when none does
+	stored   int   // the store's rows of the archive's span (counted when no row differs)
+}
+
+// compareArchive verifies day's archive in dir against roots and, when st
+// is not nil, compares each of its rows with the store's: verr is what
+// the verification (or a store read during it) found, cerr a failure to
+// count the store's rows afterwards.
+func compareArchive(st store.Log, roots *smime.Roots, dir, day string) (rep *logarchive.Report, m archiveMatch, verr, cerr error) {
+	rep, verr = logarchive.VerifyEach(dir, day, roots, func(r logarchive.Row) error {
+		if st == nil {
+			return nil
+		}
+		_, h, ok, err := st.EventLink(r.ID)
+		switch {
+		case err != nil:
+			return err
+		case !ok:
+			m.purged++
+		case hex.EncodeToString(h) != r.Hash:
+			if m.mismatch == 0 {
+				m.mismatch = r.ID
+			}
+		default:
+			m.matched++
+		}
+		return nil
+	})
+	if verr != nil || st == nil || m.mismatch != 0 {
+		return rep, m, verr, nil
+	}
+	m.stored, cerr = st.CountEvents(rep.Header.From, rep.Header.To)
+	return rep, m, nil, cerr
 }
